@@ -1,0 +1,47 @@
+# The two commands README promises: `make demo` and `make test`.  Each creates
+# or reuses .venv and builds the native extensions first.
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.dtcore-installed
+
+.PHONY: venv build demo test test-slow bench asan clean
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip setuptools wheel Cython
+	$(VPY) -m pip install -q --no-build-isolation -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Incremental: recompiles only what changed in csrc/ or src/dtcore/_native/.
+build: $(STAMP)
+	$(VPY) setup.py -q build_ext --inplace -j 2
+
+demo: build
+	$(VPY) -m dtcore.demo
+
+test: build
+	$(VPY) -m pytest
+
+test-slow: build
+	HYPOTHESIS_PROFILE=thorough $(VPY) -m pytest -m slow
+
+# Benchmarks against the installed environment; results land in bench-results/.
+bench: build
+	cd benchmarks && ../$(VPY) -m asv machine --yes --config asv.conf.json >/dev/null
+	cd benchmarks && ../$(VPY) -m asv run --config asv.conf.json -E existing:$(abspath $(VPY)) \
+		--set-commit-hash $$(git rev-parse HEAD) --record-samples
+	$(VPY) benchmarks/summarize.py
+
+# Native tests once under AddressSanitizer (extensions rebuilt, then restored).
+asan: $(STAMP)
+	DTCORE_SANITIZE=address DTCORE_DEBUG=1 $(VPY) setup.py -q build_ext --inplace --force -j 2
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+		$(VPY) -m pytest -p no:cacheprovider tests/test_checksum.py tests/test_delta.py \
+		tests/test_ops.py tests/test_merge.py tests/test_compression.py; \
+		rc=$$?; $(VPY) setup.py -q build_ext --inplace --force -j 2; exit $$rc
+
+clean:
+	rm -rf build src/dtcore/_native/*.so src/dtcore/_native/*.c

@@ -1,0 +1,108 @@
+#define _GNU_SOURCE
+#include "dt_checksum.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dt_xxh3.h"
+
+/* Scratch reads of ~256 KiB stay in L2, so hashing reads what read() just
+ * wrote from cache instead of DRAM. */
+#define DT_SCRATCH_TARGET (256 * 1024)
+
+int dt_checksum_buf(const uint8_t *buf, size_t len, size_t block, uint64_t *out, dt_err *err)
+{
+    if (block < DT_BLOCK_MIN || block > DT_BLOCK_MAX)
+        return dt_fail(err, DT_E_ARG, "block size out of range", -1, -1, DT_BLOCK_MAX, (int64_t)block);
+    size_t n = (size_t)dt_block_count(len, block);
+    for (size_t i = 0; i < n; i++) {
+        size_t off = i * block;
+        size_t l = len - off < block ? len - off : block;
+        out[i] = dt_xxh3_64(buf + off, l);
+    }
+    return DT_OK;
+}
+
+static int read_full(int fd, uint8_t *buf, size_t want, uint64_t at, dt_err *err)
+{
+    size_t got = 0;
+    while (got < want) {
+        ssize_t r = pread(fd, buf + got, want - got, (off_t)(at + got));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (err)
+                err->sys_errno = errno;
+            return dt_fail(err, DT_E_IO, "read failed", -1, (int64_t)(at + got), (int64_t)want, (int64_t)got);
+        }
+        if (r == 0) {
+            if (err)
+                err->sys_errno = 0;
+            return dt_fail(err, DT_E_IO, "file ended early", -1, (int64_t)(at + got), (int64_t)want,
+                           (int64_t)got);
+        }
+        got += (size_t)r;
+    }
+    return DT_OK;
+}
+
+int dt_checksum_fd(int fd, uint64_t offset, uint64_t length, size_t block, uint64_t *out, dt_err *err)
+{
+    if (block < DT_BLOCK_MIN || block > DT_BLOCK_MAX)
+        return dt_fail(err, DT_E_ARG, "block size out of range", -1, -1, DT_BLOCK_MAX, (int64_t)block);
+    size_t per_read = block >= DT_SCRATCH_TARGET ? 1 : DT_SCRATCH_TARGET / block;
+    size_t scratch = per_read * block;
+    uint8_t *buf = malloc(scratch);
+    if (!buf)
+        return dt_fail(err, DT_E_NOMEM, "cannot allocate read buffer", -1, -1, (int64_t)scratch, 0);
+    posix_fadvise(fd, (off_t)offset, (off_t)length, POSIX_FADV_SEQUENTIAL);
+    uint64_t done = 0;
+    size_t idx = 0;
+    int rc = DT_OK;
+    while (done < length) {
+        size_t want = length - done < scratch ? (size_t)(length - done) : scratch;
+        rc = read_full(fd, buf, want, offset + done, err);
+        if (rc != DT_OK)
+            break;
+        rc = dt_checksum_buf(buf, want, block, out + idx, err);
+        if (rc != DT_OK)
+            break;
+        idx += (size_t)dt_block_count(want, block);
+        done += want;
+    }
+    free(buf);
+    return rc;
+}
+
+uint64_t dt_ref_sum64(const uint8_t *buf, size_t len)
+{
+    uint64_t s = 0;
+    size_t n = len / 8;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v;
+        memcpy(&v, buf + 8 * i, 8);
+        s += v;
+    }
+    return s;
+}
+
+int dt_ref_read_fd(int fd, uint64_t length, size_t chunk, dt_err *err)
+{
+    uint8_t *buf = malloc(chunk);
+    if (!buf)
+        return dt_fail(err, DT_E_NOMEM, "cannot allocate read buffer", -1, -1, (int64_t)chunk, 0);
+    uint64_t done = 0;
+    int rc = DT_OK;
+    while (done < length) {
+        size_t want = length - done < chunk ? (size_t)(length - done) : chunk;
+        rc = read_full(fd, buf, want, done, err);
+        if (rc != DT_OK)
+            break;
+        done += want;
+    }
+    free(buf);
+    return rc;
+}

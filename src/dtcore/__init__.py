@@ -1,0 +1,32 @@
+"""dtcore: a performance-tuned file replication engine with a native core.
+
+The public API: block checksums, the rolling delta, the op model with its
+write merger, payload compression, settings and the exception hierarchy."""
+from __future__ import annotations
+
+try:
+    from dtcore._native import _checksum as _probe  # noqa: F401
+except ImportError as _e:  # pragma: no cover - only in an unbuilt checkout
+    raise ImportError(
+        "dtcore's native extensions are not built; run `make dev` (or "
+        "`pip install -e . --no-build-isolation`) in the project root") from _e
+
+from dtcore.checksum import block_checksums, differing_ranges, file_checksums, xxh3_64
+from dtcore.compression import Compressor, Payload
+from dtcore.delta import (Delta, Signature, apply_delta, delta, file_delta, file_signature,
+                          signature)
+from dtcore.errors import (DTError, FileAccessError, InvalidParameterError,
+                           InvalidParameterTypeError, InvalidStatisticsFileError,
+                           OutOfMemoryError, StreamError)
+from dtcore.ops import Attrs, BatchInfo, Op, OpKind, merge_batch, pack_batch, scan_batch, unpack_batch
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attrs", "BatchInfo", "Compressor", "DTError", "Delta", "FileAccessError",
+    "InvalidParameterError", "InvalidParameterTypeError", "InvalidStatisticsFileError", "Op",
+    "OpKind", "OutOfMemoryError", "Payload", "Signature", "StreamError", "apply_delta",
+    "block_checksums", "delta", "differing_ranges", "file_checksums", "file_delta",
+    "file_signature", "merge_batch", "pack_batch", "scan_batch", "signature", "unpack_batch",
+    "xxh3_64",
+]

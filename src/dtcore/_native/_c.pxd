@@ -1,0 +1,87 @@
+# The C kernels of csrc/, declared once.  Every function here is plain C and
+# safe to call without the GIL.
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+
+cdef extern from "dt_status.h" nogil:
+    ctypedef struct dt_err:
+        const char *what
+        int64_t index
+        int64_t offset
+        int64_t expected
+        int64_t actual
+        int sys_errno
+
+
+cdef extern from "dt_xxh3.h" nogil:
+    uint64_t dt_xxh3_64(const uint8_t *data, size_t length)
+    int dt_xxh3_select(int impl)
+
+
+cdef extern from "dt_checksum.h" nogil:
+    uint64_t dt_block_count(uint64_t length, uint64_t block)
+    int dt_checksum_buf(const uint8_t *buf, size_t length, size_t block, uint64_t *out, dt_err *err)
+    int dt_checksum_fd(int fd, uint64_t offset, uint64_t length, size_t block, uint64_t *out,
+                       dt_err *err)
+    uint64_t dt_ref_sum64(const uint8_t *buf, size_t length)
+    int dt_ref_read_fd(int fd, uint64_t length, size_t chunk, dt_err *err)
+
+
+cdef extern from "dt_delta.h" nogil:
+    ctypedef struct dt_insn:
+        int64_t target_offset
+        int64_t length
+    int dt_signature_buf(const uint8_t *buf, size_t length, size_t block, uint64_t *weak,
+                         uint64_t *strong, dt_err *err)
+    int dt_delta_build(const uint64_t *weak, const uint64_t *strong, size_t nblocks,
+                       uint64_t target_size, size_t block, const uint8_t *src, size_t src_len,
+                       dt_insn **insns, size_t *ninsns, uint64_t *literal_bytes, dt_err *err)
+    void dt_delta_gather(const dt_insn *insns, size_t ninsns, const uint8_t *src, uint8_t *out)
+    int dt_delta_apply(const uint8_t *target, size_t target_len, const dt_insn *insns,
+                       size_t ninsns, const uint8_t *literals, size_t literals_len, uint8_t *out,
+                       size_t out_len, dt_err *err)
+
+
+cdef extern from "dt_ops.h" nogil:
+    ctypedef struct dt_batch_info:
+        uint32_t count
+        uint64_t data_bytes
+        uint32_t max_path
+        uint32_t writes
+    ctypedef struct dt_op_view:
+        uint32_t rec_len
+        uint8_t kind
+        uint16_t path_len
+        uint32_t data_len
+        uint64_t file_id
+        uint64_t seq
+        uint64_t arg
+        const uint8_t *path
+        const uint8_t *data
+    size_t DT_BATCH_HEADER
+    size_t dt_rec_size(size_t path_len, size_t data_len)
+    int dt_batch_scan(const uint8_t *buf, size_t length, dt_batch_info *info, dt_err *err)
+    void dt_op_read(const uint8_t *rec, dt_op_view *op)
+    size_t dt_op_write(uint8_t *out, uint8_t kind, uint64_t file_id, uint64_t seq, uint64_t arg,
+                       const uint8_t *path, uint16_t path_len, const uint8_t *data,
+                       uint32_t data_len)
+    void dt_batch_header(uint8_t *out, uint32_t count, uint32_t body_len)
+
+
+cdef extern from "dt_merge.h" nogil:
+    size_t dt_merge_bound(size_t in_len, const dt_batch_info *info, uint32_t max_chunk)
+    int dt_merge(const uint8_t *inp, size_t in_len, const dt_batch_info *info, uint32_t max_chunk,
+                 uint8_t *out, size_t out_cap, size_t *out_len, dt_err *err)
+
+
+# Below this many bytes, releasing the GIL costs more than it frees.
+cdef enum:
+    GIL_RELEASE_MIN = 65536
+
+
+cdef inline int raise_status(int rc, dt_err *err, str context) except -1:
+    """Raise the dtcore exception for a failed csrc call (rc != 0)."""
+    from dtcore.errors import native_error
+    what = err.what.decode() if err.what != NULL else "failure"
+    raise native_error(rc, what, err.index, err.offset, err.expected, err.actual, err.sys_errno,
+                       context)

@@ -1,0 +1,86 @@
+"""The package's exceptions.  Each class carries the guide's error code
+(chapter 5) and, where one fits, also derives from the matching builtin so a
+caller may catch either."""
+from __future__ import annotations
+
+
+class DTError(Exception):
+    """Base of every dtcore error; ``code`` is the guide's error code."""
+
+    code: int = -1
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {super().__str__()}"
+
+
+class InvalidParameterError(DTError, ValueError):
+    """A value is out of range or otherwise not allowed (-101)."""
+
+    code = -101
+
+
+class InvalidParameterTypeError(InvalidParameterError, TypeError):
+    """A value is of the wrong type (-101)."""
+
+
+class StreamError(DTError, ValueError):
+    """Bytes from outside (an op batch, a compressed frame, delta
+    instructions) are malformed (-229, the object stream is not OK)."""
+
+    code = -229
+
+
+class OutOfMemoryError(DTError, MemoryError):
+    """The engine could not allocate what it needed (-151)."""
+
+    code = -151
+
+
+class FileAccessError(DTError, OSError):
+    """Reading or writing a replicated file failed (-1, with the OS errno)."""
+
+    code = -1
+
+    def __init__(self, message: str, errno: int = 0) -> None:
+        DTError.__init__(self, message)
+        self.errno = errno
+
+
+class InvalidStatisticsFileError(DTError, ValueError):
+    """A statistics file is truncated, foreign or of a newer version (-143)."""
+
+    code = -143
+
+
+# Native status codes from csrc/dt_status.h.
+_DT_E_ARG, _DT_E_NOMEM, _DT_E_IO, _DT_E_FORMAT, _DT_E_RANGE, _DT_E_SPACE = -1, -2, -3, -4, -5, -6
+
+
+def native_error(status: int, what: str, index: int, offset: int, expected: int, actual: int,
+                 sys_errno: int = 0, context: str = "") -> DTError:
+    """Turn a csrc status and its details into the matching exception."""
+    where = []
+    if index >= 0:
+        where.append(f"record {index}")
+    if offset >= 0:
+        where.append(f"byte {offset}")
+    prefix = f"{context}: " if context else ""
+    loc = f" at {', '.join(where)}" if where else ""
+    numbers = f" (expected {expected}, got {actual})"
+    if status == _DT_E_ARG:
+        return InvalidParameterError(f"{prefix}{what}{numbers}")
+    if status == _DT_E_NOMEM:
+        return OutOfMemoryError(f"{prefix}{what} ({expected} units requested)")
+    if status == _DT_E_IO:
+        import os
+        reason = os.strerror(sys_errno) if sys_errno else "short read"
+        return FileAccessError(f"{prefix}{what}{loc}: {reason} (wanted {expected} bytes, got {actual})",
+                               sys_errno)
+    if status in (_DT_E_FORMAT, _DT_E_RANGE):
+        return StreamError(f"{prefix}{what}{loc}{numbers}")
+    return DTError(f"{prefix}internal error {status}: {what}{loc}{numbers}")
