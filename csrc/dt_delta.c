@@ -221,9 +221,8 @@ void dt_delta_gather(const dt_insn *insns, size_t ninsns, const uint8_t *src, ui
     }
 }
 
-int dt_delta_apply(const uint8_t *target, size_t target_len, const dt_insn *insns, size_t ninsns,
-                   const uint8_t *literals, size_t literals_len, uint8_t *out, size_t out_len,
-                   dt_err *err)
+int dt_delta_check(size_t target_len, const dt_insn *insns, size_t ninsns, size_t literals_len,
+                   size_t out_len, dt_err *err)
 {
     size_t opos = 0, lpos = 0;
     for (size_t i = 0; i < ninsns; i++) {
@@ -237,12 +236,10 @@ int dt_delta_apply(const uint8_t *target, size_t target_len, const dt_insn *insn
             if ((uint64_t)off > target_len || (uint64_t)len > target_len - (uint64_t)off)
                 return dt_fail(err, DT_E_RANGE, "copy reads past the end of the target", (int64_t)i,
                                off, (int64_t)target_len, off + len);
-            memcpy(out + opos, target + off, (size_t)len);
         } else if (off == -1) {
             if ((uint64_t)len > literals_len - lpos)
                 return dt_fail(err, DT_E_RANGE, "literal reads past the end of the literals", (int64_t)i,
                                (int64_t)lpos, (int64_t)(literals_len - lpos), len);
-            memcpy(out + opos, literals + lpos, (size_t)len);
             lpos += (size_t)len;
         } else {
             return dt_fail(err, DT_E_RANGE, "unknown instruction kind", (int64_t)i, -1, -1, off);
@@ -255,5 +252,25 @@ int dt_delta_apply(const uint8_t *target, size_t target_len, const dt_insn *insn
     if (lpos != literals_len)
         return dt_fail(err, DT_E_RANGE, "literals left over after the last instruction", -1, -1,
                        (int64_t)literals_len, (int64_t)lpos);
+    return DT_OK;
+}
+
+int dt_delta_apply(const uint8_t *target, size_t target_len, const dt_insn *insns, size_t ninsns,
+                   const uint8_t *literals, size_t literals_len, uint8_t *out, size_t out_len,
+                   dt_err *err)
+{
+    int rc = dt_delta_check(target_len, insns, ninsns, literals_len, out_len, err);
+    if (rc != DT_OK)
+        return rc;
+    for (size_t i = 0; i < ninsns; i++) {
+        size_t len = (size_t)insns[i].length;
+        if (insns[i].target_offset >= 0) {
+            memcpy(out, target + insns[i].target_offset, len);
+        } else {
+            memcpy(out, literals, len);
+            literals += len;
+        }
+        out += len;
+    }
     return DT_OK;
 }

@@ -34,8 +34,13 @@ int dt_delta_build(const uint64_t *weak, const uint64_t *strong, size_t nblocks,
 /* Copy the literal runs of a delta built over src into `out` (literal_bytes long). */
 void dt_delta_gather(const dt_insn *insns, size_t ninsns, const uint8_t *src, uint8_t *out);
 
+/* Check that the instructions stay inside the target and the literals and
+ * rebuild exactly out_len bytes; nothing is read or written. */
+int dt_delta_check(size_t target_len, const dt_insn *insns, size_t ninsns, size_t literals_len,
+                   size_t out_len, dt_err *err);
+
 /* Rebuild the source into `out` (out_len bytes) from the target and the
- * instructions; every instruction is checked against its buffer first. */
+ * instructions, after dt_delta_check() has passed over all of them. */
 int dt_delta_apply(const uint8_t *target, size_t target_len, const dt_insn *insns, size_t ninsns,
                    const uint8_t *literals, size_t literals_len, uint8_t *out, size_t out_len,
                    dt_err *err);

@@ -37,6 +37,8 @@ cdef extern from "dt_delta.h" nogil:
                        uint64_t target_size, size_t block, const uint8_t *src, size_t src_len,
                        dt_insn **insns, size_t *ninsns, uint64_t *literal_bytes, dt_err *err)
     void dt_delta_gather(const dt_insn *insns, size_t ninsns, const uint8_t *src, uint8_t *out)
+    int dt_delta_check(size_t target_len, const dt_insn *insns, size_t ninsns,
+                       size_t literals_len, size_t out_len, dt_err *err)
     int dt_delta_apply(const uint8_t *target, size_t target_len, const dt_insn *insns,
                        size_t ninsns, const uint8_t *literals, size_t literals_len, uint8_t *out,
                        size_t out_len, dt_err *err)

@@ -6,7 +6,7 @@ from libc.string cimport memcpy
 
 import numpy as np
 
-from dtcore._native._c cimport (dt_block_count, dt_delta_apply, dt_delta_build, dt_delta_gather,
+from dtcore._native._c cimport (dt_block_count, dt_delta_apply, dt_delta_build, dt_delta_check, dt_delta_gather,
                                 dt_err, dt_insn, dt_signature_buf, raise_status)
 
 cdef const uint8_t EMPTY[1]
@@ -79,13 +79,15 @@ def apply(const uint8_t[::1] target not None, const int64_t[:, ::1] insns not No
     cdef size_t tlen = target.shape[0], llen = literals.shape[0], n = insns.shape[0]
     if n and insns.shape[1] != 2:
         raise ValueError("instructions must have two columns")
-    out = bytearray(out_len)
-    cdef uint8_t *op = bytearray_ptr(out) if out_len else <uint8_t *>EMPTY
     cdef const uint8_t *tp = &target[0] if tlen else EMPTY
     cdef const uint8_t *lp = &literals[0] if llen else EMPTY
     cdef const dt_insn *ip = <const dt_insn *>&insns[0, 0] if n else NULL
     cdef dt_err err
-    cdef int rc
+    cdef int rc = dt_delta_check(tlen, ip, n, llen, out_len, &err)
+    if rc:  # before allocating: a forged size must not cost memory
+        raise_status(rc, &err, "delta apply")
+    out = bytearray(out_len)
+    cdef uint8_t *op = bytearray_ptr(out) if out_len else <uint8_t *>EMPTY
     with nogil:
         rc = dt_delta_apply(tp, tlen, ip, n, lp, llen, op, out_len, &err)
     if rc:

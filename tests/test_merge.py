@@ -1,0 +1,114 @@
+import os
+import random
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import dtcore
+from dtcore import Attrs, Op, OpKind
+from dtcore._twin.merge import merge_ops
+from fsmodel import FsModel
+
+PATHS = [b"a", b"b", b"c", b"d/e"]
+
+
+@st.composite
+def streams(draw):
+    """Op streams over a few paths whose file ids follow the files: a rename
+    carries the id to the new path, a deleted and recreated path gets a new one."""
+    ids = {p: i for i, p in enumerate(PATHS)}
+    next_id = len(PATHS)
+    out = []
+    for seq in range(draw(st.integers(0, 60))):
+        p = draw(st.sampled_from(PATHS))
+        kind = draw(st.sampled_from([OpKind.WRITE] * 6 + [
+            OpKind.TRUNCATE, OpKind.SETATTR, OpKind.RENAME, OpKind.DELETE, OpKind.CREATE,
+            OpKind.MKDIR, OpKind.RMDIR]))
+        if kind == OpKind.WRITE:
+            off = draw(st.integers(0, 300))
+            out.append(Op(kind, ids[p], seq, p, off, draw(st.binary(max_size=120))))
+        elif kind == OpKind.TRUNCATE:
+            out.append(Op(kind, ids[p], seq, p, draw(st.integers(0, 400))))
+        elif kind == OpKind.SETATTR:
+            out.append(Op(kind, ids[p], seq, p, 0, Attrs(Attrs.MODE, seq).pack()))
+        elif kind == OpKind.RENAME:
+            q = draw(st.sampled_from(PATHS))
+            out.append(Op(kind, ids[p], seq, p, 0, q))
+            if p != q:
+                ids[q], ids[p] = ids[p], next_id
+                next_id += 1
+        elif kind in (OpKind.DELETE, OpKind.CREATE):
+            out.append(Op(kind, ids[p], seq, p, 0o644))
+            ids[p] = next_id
+            next_id += 1
+        else:
+            out.append(Op(kind, 1000 + seq, seq, b"dir%d" % (seq % 2), 0o755 if kind == OpKind.MKDIR else 0))
+    return out
+
+
+@given(streams(), st.sampled_from([1, 7, 64, 65536]))
+def test_merged_stream_gives_the_same_files(ops, max_chunk):
+    merged = dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops), max_chunk))
+    assert FsModel().run(merged) == FsModel().run(ops)
+    assert all(len(op.data) <= max_chunk for op in merged if op.kind == OpKind.WRITE)
+    assert [op for op in merged if op.kind != OpKind.WRITE] == [
+        op for op in ops if op.kind != OpKind.WRITE]
+
+
+@given(streams(), st.sampled_from([1, 7, 64, 65536]))
+def test_native_merge_equals_python_twin_byte_for_byte(ops, max_chunk):
+    native = dtcore.merge_batch(dtcore.pack_batch(ops), max_chunk)
+    assert native == dtcore.pack_batch(merge_ops(ops, max_chunk))
+
+
+def test_sequential_writes_become_max_chunks():
+    ops = [Op(OpKind.WRITE, 9, i, b"big", i * 4096, os.urandom(4096)) for i in range(100)]
+    merged = dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops)))
+    assert [(op.arg, len(op.data)) for op in merged] == [
+        (i * 65536, 65536) for i in range(6)] + [(6 * 65536, 409600 - 6 * 65536)]
+    assert b"".join(op.data for op in merged) == b"".join(op.data for op in ops)
+    assert {op.seq for op in merged} == {99}
+
+
+def test_newest_bytes_win_on_overlap():
+    ops = [Op(OpKind.WRITE, 1, 1, b"f", 0, b"aaaaaaaaaa"),
+           Op(OpKind.WRITE, 1, 2, b"f", 3, b"bbb"),
+           Op(OpKind.WRITE, 1, 3, b"f", 8, b"cccc"),
+           Op(OpKind.WRITE, 1, 4, b"f", 20, b"dd")]
+    merged = dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops)))
+    assert [(op.arg, op.data) for op in merged] == [(0, b"aaabbbaacccc"), (20, b"dd")]
+
+
+def test_random_overlapping_writes_large_batch():
+    rng = random.Random(3)
+    ops = [Op(OpKind.WRITE, f, i, b"file%03d" % f, rng.randrange(2048), rng.randbytes(64))
+           for i, f in enumerate(rng.randrange(300) for _ in range(20000))]
+    merged = dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops)))
+    assert FsModel().run(merged) == FsModel().run(ops)
+    assert len(merged) < len(ops) / 5
+
+
+def test_merge_in_threads():
+    batches = [dtcore.pack_batch([Op(OpKind.WRITE, t, i, b"t%d" % t, i * 100, bytes([t]) * 150)
+                                  for i in range(2000)]) for t in range(4)]
+    expected = [dtcore.merge_batch(b) for b in batches]
+    got = [None] * 4
+
+    def work(i):
+        for _ in range(20):
+            got[i] = dtcore.merge_batch(batches[i])
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=60)
+    assert got == expected
+
+
+def test_empty_batch_and_zero_length_writes():
+    assert dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch([]))) == []
+    ops = [Op(OpKind.WRITE, 1, 1, b"f", 100, b"")]
+    assert dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops))) == []
