@@ -1,0 +1,76 @@
+"""Seeded data and the paired measurement every ratio uses: the kernel and
+its reference run alternately in one process, so machine noise hits both."""
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import tempfile
+import time
+from typing import Callable
+
+import numpy as np
+
+MiB = 1 << 20
+
+
+def random_bytes(n: int, seed: int = 1) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def log_like(n: int, seed: int = 2) -> bytes:
+    rng = random.Random(seed)
+    words = [b"replication", b"mirror", b"ok", b"queued", b"target", b"source", b"bytes",
+             b"connection", b"4019", b"INFO", b"WARN", b"checksum"]
+    out = bytearray()
+    i = 0
+    while len(out) < n:
+        out += b"2026-11-24 12:%02d:%02d.%03d pid=%d " % (i // 3600 % 60, i // 60 % 60, i % 1000,
+                                                           rng.randrange(1000, 1100))
+        out += b" ".join(rng.choice(words) for _ in range(rng.randrange(4, 12))) + b"\n"
+        i += 1
+    return bytes(out[:n])
+
+
+def zeros(n: int) -> bytes:
+    return bytes(n)
+
+
+def temp_file(data: bytes, directory: str | None = None) -> str:
+    fd, path = tempfile.mkstemp(prefix="dtbench-", dir=directory)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
+
+
+def best_of(fn: Callable[[], object], n: int = 3) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def paired(kernel: Callable[[], object], reference: Callable[[], object],
+           repeats: int = 15) -> dict[str, float]:
+    """Speed of ``kernel`` relative to ``reference`` (1.0 = as fast).
+
+    Returns the median ratio over interleaved runs, its quartiles, and the
+    median seconds of each side."""
+    kernel()
+    reference()
+    tk, tr, ratios = [], [], []
+    for i in range(repeats):
+        order = (kernel, reference) if i % 2 == 0 else (reference, kernel)
+        t = {}
+        for fn in order:
+            s = time.perf_counter()
+            fn()
+            t[fn] = time.perf_counter() - s
+        tk.append(t[kernel])
+        tr.append(t[reference])
+        ratios.append(t[reference] / t[kernel])
+    q = statistics.quantiles(ratios, n=4)
+    return {"ratio": statistics.median(ratios), "q1": q[0], "q3": q[2],
+            "kernel_s": statistics.median(tk), "reference_s": statistics.median(tr)}
