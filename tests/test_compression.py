@@ -94,3 +94,14 @@ def test_compressed_body_is_plain_lz4_block():
     data = b"abcd" * 4096
     p = Compressor().compress(data)
     assert lz4.block.decompress(p.body, uncompressed_size=len(data)) == data
+
+
+def test_compress_many_matches_compress():
+    c = Compressor()
+    blocks = [b"a" * 5000, os.urandom(5000), b"short", bytearray(b"b" * 3000)]
+    many = c.compress_many(blocks)
+    assert [(p.header, bytes(p.body)) for p in many] == [
+        (p.header, bytes(p.body)) for p in (c.compress(b) for b in blocks)]
+    assert not any(p.compressed for p in c.compress_many(blocks, path="x.zip"))
+    with pytest.raises(InvalidParameterError):
+        Compressor(max_payload=10).compress_many([b"x" * 11])

@@ -112,3 +112,38 @@ def test_empty_batch_and_zero_length_writes():
     assert dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch([]))) == []
     ops = [Op(OpKind.WRITE, 1, 1, b"f", 100, b"")]
     assert dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops))) == []
+
+
+def test_merge_into_a_reused_buffer():
+    ops = [Op(OpKind.WRITE, 1, i, b"f", i * 10, b"x" * 20) for i in range(50)]
+    batch = dtcore.pack_batch(ops)
+    buf = bytearray(dtcore.merge_bound(batch))
+    for _ in range(3):
+        got = dtcore.merge_batch(batch, into=buf)
+        assert bytes(got) == bytes(dtcore.merge_batch(batch))
+    with pytest.raises(dtcore.InvalidParameterError, match="smaller"):
+        dtcore.merge_batch(batch, into=bytearray(10))
+    with pytest.raises(dtcore.InvalidParameterTypeError, match="writable"):
+        dtcore.merge_batch(batch, into=bytes(len(buf)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(5))
+def test_large_mixed_streams_against_model(seed):
+    rng = random.Random(seed)
+    ops, ids = [], {}
+    for seq in range(60_000):
+        p = b"f%d" % rng.randrange(50)
+        fid = ids.setdefault(p, len(ids) + 1000 * seq)
+        r = rng.random()
+        if r < 0.97:
+            ops.append(Op(OpKind.WRITE, fid, seq, p, rng.randrange(200_000),
+                          rng.randbytes(rng.choice([1, 64, 4096, 70_000]))))
+        elif r < 0.985:
+            ops.append(Op(OpKind.TRUNCATE, fid, seq, p, rng.randrange(300_000)))
+        else:
+            ops.append(Op(OpKind.DELETE, fid, seq, p))
+            del ids[p]
+    for chunk in (4096, 131072):
+        merged = dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops), chunk))
+        assert FsModel().run(merged) == FsModel().run(ops)

@@ -18,7 +18,8 @@ from dtcore.delta import (Delta, Signature, apply_delta, delta, file_delta, file
 from dtcore.errors import (DTError, FileAccessError, InvalidParameterError,
                            InvalidParameterTypeError, InvalidStatisticsFileError,
                            OutOfMemoryError, StreamError)
-from dtcore.ops import Attrs, BatchInfo, Op, OpKind, merge_batch, pack_batch, scan_batch, unpack_batch
+from dtcore.ops import (Attrs, BatchInfo, Op, OpKind, merge_batch, merge_bound, pack_batch, scan_batch,
+                        unpack_batch)
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,6 @@ __all__ = [
     "InvalidParameterError", "InvalidParameterTypeError", "InvalidStatisticsFileError", "Op",
     "OpKind", "OutOfMemoryError", "Payload", "Signature", "StreamError", "apply_delta",
     "block_checksums", "delta", "differing_ranges", "file_checksums", "file_delta",
-    "file_signature", "merge_batch", "pack_batch", "scan_batch", "signature", "unpack_batch",
+    "file_signature", "merge_batch", "merge_bound", "pack_batch", "scan_batch", "signature", "unpack_batch",
     "xxh3_64",
 ]

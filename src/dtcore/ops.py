@@ -14,7 +14,7 @@ from typing import Any, Iterable, NamedTuple
 from dtcore import settings
 from dtcore._buffers import byte_view
 from dtcore._native import _ops
-from dtcore.errors import InvalidParameterError, InvalidParameterTypeError
+from dtcore.errors import InvalidParameterError, InvalidParameterTypeError, StreamError
 
 
 class OpKind(IntEnum):
@@ -99,9 +99,32 @@ def scan_batch(batch: Any) -> BatchInfo:
 
 
 def merge_batch(batch: Any,
-                max_write_chunk_size: int = settings.default("MaxWriteChunkSize")) -> bytearray:
+                max_write_chunk_size: int = settings.default("MaxWriteChunkSize"),
+                *, into: Any = None) -> bytearray | memoryview:
     """Merge the writes of one batch (touching or overlapping writes to a file
     become ops of at most ``MaxWriteChunkSize`` bytes, newest bytes winning)
-    and return the merged batch.  Releases the GIL while merging."""
+    and return the merged batch.  Releases the GIL while merging.
+
+    With ``into`` (a writable buffer of at least :func:`merge_bound` bytes,
+    reused across calls to spare the allocation), the merged batch is written
+    there and a memoryview of it is returned."""
     settings.check("MaxWriteChunkSize", max_write_chunk_size)
-    return _ops.merge(byte_view(batch, "batch"), max_write_chunk_size)
+    view = byte_view(batch, "batch")
+    if into is None:
+        return _ops.merge(view, max_write_chunk_size)
+    target = byte_view(into, "into")
+    if target.readonly:
+        raise InvalidParameterTypeError("into: the output buffer must be writable")
+    try:
+        used = _ops.merge(view, max_write_chunk_size, target)
+    except ValueError as e:
+        if isinstance(e, StreamError):
+            raise
+        raise InvalidParameterError(f"into: {e}") from None
+    return target[:used]
+
+
+def merge_bound(batch: Any, max_write_chunk_size: int = settings.default("MaxWriteChunkSize")) -> int:
+    """Bytes of output that always suffice to merge ``batch``."""
+    settings.check("MaxWriteChunkSize", max_write_chunk_size)
+    return _ops.merge_bound(byte_view(batch, "batch"), max_write_chunk_size)

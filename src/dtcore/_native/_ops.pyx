@@ -1,5 +1,6 @@
 """Binding for csrc/dt_ops.c and csrc/dt_merge.c.  Every batch from outside is
 scanned by C before anything reads it; merge releases the GIL."""
+from cpython.bytearray cimport PyByteArray_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from dtcore._native._c cimport (DT_BATCH_HEADER, dt_batch_header, dt_batch_info, dt_batch_scan,
@@ -70,12 +71,29 @@ def unpack(const uint8_t[::1] buf not None):
     return result
 
 
-def merge(const uint8_t[::1] buf not None, uint32_t max_chunk):
-    """Merge the writes of one batch; returns the merged batch (bytearray)."""
+def merge_bound(const uint8_t[::1] buf not None, uint32_t max_chunk):
+    """Output bytes that always suffice to merge this batch."""
+    cdef dt_batch_info info = scan_buf(buf)
+    return dt_merge_bound(buf.shape[0], &info, max_chunk)
+
+
+def merge(const uint8_t[::1] buf not None, uint32_t max_chunk, uint8_t[::1] into=None):
+    """Merge the writes of one batch.  Without `into`, returns a new bytearray;
+    with it (a writable buffer of at least merge_bound() bytes, reused across
+    calls), fills it and returns the number of bytes used."""
     cdef dt_batch_info info = scan_buf(buf)
     cdef size_t cap = dt_merge_bound(buf.shape[0], &info, max_chunk)
-    out = bytearray(cap)
-    cdef uint8_t[::1] ov = out
+    cdef uint8_t[::1] ov
+    if into is not None:
+        if <size_t>into.shape[0] < cap:
+            raise ValueError(f"output buffer of {into.shape[0]} bytes is smaller than the "
+                             f"{cap} this batch may need")
+        ov = into
+        out = None
+    else:
+        # uninitialised: every byte up to `used` is written by dt_merge
+        out = PyByteArray_FromStringAndSize(NULL, cap)
+        ov = out
     cdef size_t used = 0
     cdef dt_err err
     cdef int rc
@@ -83,6 +101,8 @@ def merge(const uint8_t[::1] buf not None, uint32_t max_chunk):
         rc = dt_merge(&buf[0], buf.shape[0], &info, max_chunk, &ov[0], cap, &used, &err)
     if rc:
         raise_status(rc, &err, "merge")
+    if out is None:
+        return used
     del ov
     del out[used:]
     return out
