@@ -1,5 +1,4 @@
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -8,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dtcore
+from threads import run_threads
 from dtcore._native import _checksum
 from dtcore.errors import (DTError, FileAccessError, InvalidParameterError,
                            InvalidParameterTypeError)
@@ -143,9 +143,5 @@ def test_threads_checksum_in_parallel_and_agree(tmp_path):
     def work(i):
         results[i] = dtcore.file_checksums(files[i])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_threads(work, 4)
     assert all(np.array_equal(a, b) for a, b in zip(results, expected))

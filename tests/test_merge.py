@@ -1,12 +1,12 @@
 import os
 import random
-import threading
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import dtcore
+from threads import run_threads
 from dtcore import Attrs, Op, OpKind
 from dtcore._twin.merge import merge_ops
 from fsmodel import FsModel
@@ -100,11 +100,7 @@ def test_merge_in_threads():
         for _ in range(20):
             got[i] = dtcore.merge_batch(batches[i])
 
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(timeout=60)
+    run_threads(work, 4)
     assert got == expected
 
 
