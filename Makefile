@@ -7,7 +7,17 @@ STAMP := $(VENV)/.dtcore-installed
 
 .PHONY: venv build demo test test-slow bench asan clean
 
-$(STAMP): pyproject.toml setup.py
+# The one system package the build needs: the lz4 C library's headers.
+LZ4_HEADER := /usr/include/lz4.h
+
+$(LZ4_HEADER):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && apt-get install -y -q liblz4-dev; \
+	else \
+		echo "dtcore needs liblz4-dev: sudo apt-get install liblz4-dev" >&2; exit 1; \
+	fi
+
+$(STAMP): pyproject.toml setup.py | $(LZ4_HEADER)
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel Cython
 	$(VPY) -m pip install -q --no-build-isolation -e '.[dev]'

@@ -33,7 +33,16 @@ MODULES = {
     "_checksum": ["dt_xxh3.c", "dt_checksum.c"],
     "_delta": ["dt_xxh3.c", "dt_checksum.c", "dt_delta.c"],
     "_ops": ["dt_ops.c", "dt_merge.c"],
+    "_compress": ["dt_compress.c"],
 }
+# System libraries a binding links (Debian: liblz4-dev, installed by `make`).
+LIBRARIES = {"_compress": ["lz4"]}
+
+_include_dirs = ["/usr/include", "/usr/local/include"] + [
+    d for var in ("CPATH", "C_INCLUDE_PATH") for d in os.environ.get(var, "").split(":") if d]
+if not any(os.path.exists(os.path.join(d, "lz4.h")) for d in _include_dirs):
+    raise SystemExit("dtcore needs the lz4 C library headers: apt-get install liblz4-dev "
+                     "(`make venv` does this when run as root)")
 
 extensions = [
     Extension(
@@ -43,6 +52,7 @@ extensions = [
         depends=HEADERS + ["src/dtcore/_native/_c.pxd"],
         extra_compile_args=cflags,
         extra_link_args=ldflags,
+        libraries=LIBRARIES.get(name, []),
     )
     for name, csources in MODULES.items()
 ]

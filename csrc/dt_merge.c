@@ -10,11 +10,16 @@ typedef struct {
     uint32_t len;
 } piece;
 
+/* A file's pending writes.  While every write starts at or after the end of
+ * the previous one, `p` stays sorted and disjoint and is emitted as it is.
+ * After the first write out of order, `p` becomes a log in arrival order and
+ * is resolved once, at flush time, which keeps each write O(1). */
 typedef struct {
     uint64_t file_id, seq;
     const uint8_t *path;
     uint16_t path_len;
-    int active;
+    uint8_t active, in_order;
+    uint64_t lo, hi, bytes; /* extent and bytes of all pending writes */
     piece *p;
     size_t n, cap;
 } group;
@@ -32,6 +37,12 @@ typedef struct {
     size_t nactive;
     uint8_t *out, *end;
     uint32_t max_chunk, out_count;
+    /* scratch for resolving an out-of-order log: an image of the extent with
+     * a coverage bitmap, or a sorted piece list when the extent is sparse */
+    uint8_t *image;
+    uint64_t *bits;
+    size_t image_cap;
+    group sorted;
 } merger;
 
 static inline size_t hash_id(uint64_t id, size_t mask)
@@ -63,6 +74,9 @@ static void m_free(merger *m)
     free(m->val);
     free(m->slot_stamp);
     free(m->active);
+    free(m->image);
+    free(m->bits);
+    free(m->sorted.p);
 }
 
 /* Group for file_id, creating it (inactive) if absent; NULL on no memory. */
@@ -99,74 +113,122 @@ static group *m_find(merger *m, uint64_t file_id)
     return NULL;
 }
 
-static void emit_write(merger *m, group *g, uint64_t off, size_t len, size_t first, size_t last)
+/* Start a write record of len bytes at off; returns where its data goes. */
+static uint8_t *emit_header(merger *m, const group *g, uint64_t off, size_t len)
 {
-    /* One record whose data is gathered from pieces [first, last]. */
     uint8_t *rec = m->out;
-    size_t size = dt_op_write(rec, DT_OP_WRITE, g->file_id, g->seq, off, g->path, g->path_len, NULL,
-                              (uint32_t)len);
-    uint8_t *dst = rec + DT_REC_HEADER + g->path_len;
-    uint64_t end = off + len;
-    for (size_t i = first; i <= last; i++) {
-        const piece *p = &g->p[i];
-        uint64_t s = p->off > off ? p->off : off;
-        uint64_t e = p->off + p->len < end ? p->off + p->len : end;
-        memcpy(dst + (s - off), p->src + (s - p->off), (size_t)(e - s));
-    }
-    m->out += size;
+    m->out += dt_op_write(rec, DT_OP_WRITE, g->file_id, g->seq, off, g->path, g->path_len, NULL,
+                          (uint32_t)len);
     m->out_count++;
+    return rec + DT_REC_HEADER + g->path_len;
 }
 
-static void flush_group(merger *m, group *g)
+/* Emit sorted, disjoint pieces: each run of touching pieces becomes records
+ * of at most max_chunk bytes, gathered straight from the input. */
+static void emit_sorted(merger *m, const group *g, const piece *p, size_t n)
 {
     size_t i = 0;
-    while (i < g->n) {
-        /* a run: pieces that touch end to start */
+    while (i < n) {
         size_t j = i;
-        while (j + 1 < g->n && g->p[j + 1].off == g->p[j].off + g->p[j].len)
+        while (j + 1 < n && p[j + 1].off == p[j].off + p[j].len)
             j++;
-        uint64_t run_end = g->p[j].off + g->p[j].len;
-        uint64_t off = g->p[i].off;
+        uint64_t run_end = p[j].off + p[j].len;
+        uint64_t off = p[i].off;
         size_t k = i;
         while (off < run_end) {
             size_t len = run_end - off < m->max_chunk ? (size_t)(run_end - off) : m->max_chunk;
-            size_t last = k;
-            while (g->p[last].off + g->p[last].len < off + len)
-                last++;
-            emit_write(m, g, off, len, k, last);
-            off += len;
-            k = last;
-            if (g->p[k].off + g->p[k].len <= off)
-                k++;
+            uint64_t end = off + len;
+            uint8_t *dst = emit_header(m, g, off, len);
+            for (;;) {
+                uint64_t s = p[k].off > off ? p[k].off : off;
+                uint64_t e = p[k].off + p[k].len < end ? p[k].off + p[k].len : end;
+                memcpy(dst + (s - off), p[k].src + (s - p[k].off), (size_t)(e - s));
+                if (p[k].off + p[k].len > end)
+                    break;
+                if (++k > j || p[k].off >= end)
+                    break;
+            }
+            off = end;
         }
         i = j + 1;
     }
-    g->n = 0;
-    g->active = 0;
 }
 
-static void flush_all(merger *m)
+static void set_bits(uint64_t *bits, size_t from, size_t len)
 {
-    for (size_t i = 0; i < m->nactive; i++)
-        flush_group(m, &m->g[m->active[i]]);
-    m->nactive = 0;
-    for (size_t i = 0; i < m->ngroups; i++)
-        free(m->g[i].p);
-    m->ngroups = 0;
-    m->stamp++;
+    size_t to = from + len;
+    size_t w = from >> 6, wl = (to - 1) >> 6;
+    uint64_t first = ~0ULL << (from & 63), last = ~0ULL >> (63 - ((to - 1) & 63));
+    if (w == wl) {
+        bits[w] |= first & last;
+        return;
+    }
+    bits[w++] |= first;
+    while (w < wl)
+        bits[w++] = ~0ULL;
+    bits[wl] |= last;
 }
 
-static void flush_one(merger *m, group *g)
+/* Next bit at or after i equal to `want`, or limit. */
+static size_t next_bit(const uint64_t *bits, size_t i, size_t limit, int want)
 {
-    size_t gi = (size_t)(g - m->g);
-    flush_group(m, g);
-    for (size_t i = 0; i < m->nactive; i++) {
-        if (m->active[i] == gi) {
-            memmove(&m->active[i], &m->active[i + 1], (m->nactive - i - 1) * sizeof(size_t));
-            m->nactive--;
-            break;
+    while (i < limit) {
+        uint64_t word = want ? bits[i >> 6] : ~bits[i >> 6];
+        word &= ~0ULL << (i & 63);
+        if (word) {
+            size_t hit = (i & ~(size_t)63) + (size_t)__builtin_ctzll(word);
+            return hit < limit ? hit : limit;
+        }
+        i = (i | 63) + 1;
+    }
+    return limit;
+}
+
+/* Resolve an out-of-order log whose extent is dense: paint the writes, oldest
+ * first, into an image of the extent and emit the covered runs from it. */
+static int emit_dense(merger *m, const group *g)
+{
+    size_t ext = (size_t)(g->hi - g->lo), words = (ext + 63) / 64;
+    if (ext > m->image_cap) {
+        uint8_t *image = realloc(m->image, ext);
+        if (image)
+            m->image = image;
+        uint64_t *bits = realloc(m->bits, words * sizeof(uint64_t));
+        if (bits)
+            m->bits = bits;
+        if (!image || !bits)
+            return DT_E_NOMEM;
+        m->image_cap = ext;
+    }
+    memset(m->bits, 0, words * sizeof(uint64_t));
+    for (size_t i = 0; i < g->n; i++) {
+        size_t at = (size_t)(g->p[i].off - g->lo);
+        memcpy(m->image + at, g->p[i].src, g->p[i].len);
+        set_bits(m->bits, at, g->p[i].len);
+    }
+    size_t at = 0;
+    while ((at = next_bit(m->bits, at, ext, 1)) < ext) {
+        size_t run_end = next_bit(m->bits, at, ext, 0);
+        while (at < run_end) {
+            size_t len = run_end - at < m->max_chunk ? run_end - at : m->max_chunk;
+            memcpy(emit_header(m, g, g->lo + at, len), m->image + at, len);
+            at += len;
         }
     }
+    return DT_OK;
+}
+
+static int grow(group *g, size_t need)
+{
+    if (g->n + need <= g->cap)
+        return DT_OK;
+    size_t cap = g->cap ? g->cap * 2 : 8;
+    piece *p = realloc(g->p, cap * sizeof(piece));
+    if (!p)
+        return DT_E_NOMEM;
+    g->p = p;
+    g->cap = cap;
+    return DT_OK;
 }
 
 /* First piece whose end is beyond off. */
@@ -183,22 +245,12 @@ static size_t first_ending_after(const group *g, uint64_t off)
     return lo;
 }
 
-static int add_write(group *g, uint64_t off, const uint8_t *src, uint32_t len)
+/* Lay a write over a sorted, disjoint piece list, cutting what it covers. */
+static int insert_piece(group *g, piece fresh)
 {
-    if (g->n + 3 > g->cap) {
-        size_t cap = g->cap ? g->cap * 2 : 8;
-        piece *p = realloc(g->p, cap * sizeof(piece));
-        if (!p)
-            return DT_E_NOMEM;
-        g->p = p;
-        g->cap = cap;
-    }
-    uint64_t end = off + len;
-    piece fresh = {off, src, len};
-    if (g->n == 0 || g->p[g->n - 1].off + g->p[g->n - 1].len <= off) {
-        g->p[g->n++] = fresh; /* the common case: appending */
-        return DT_OK;
-    }
+    if (grow(g, 3) != DT_OK)
+        return DT_E_NOMEM;
+    uint64_t off = fresh.off, end = off + fresh.len;
     size_t lo = first_ending_after(g, off), hi = lo;
     while (hi < g->n && g->p[hi].off < end)
         hi++;
@@ -220,11 +272,84 @@ static int add_write(group *g, uint64_t off, const uint8_t *src, uint32_t len)
             repl[nr++] = right;
         }
     }
-    size_t removed = hi - lo;
     memmove(&g->p[lo + nr], &g->p[hi], (g->n - hi) * sizeof(piece));
     memcpy(&g->p[lo], repl, nr * sizeof(piece));
-    g->n = g->n - removed + nr;
+    g->n = g->n - (hi - lo) + nr;
     return DT_OK;
+}
+
+/* An image costs O(extent); below this density a sorted list is cheaper. */
+#define DENSE_MAX_EXTENT(bytes) (2 * (bytes) + 65536)
+#define DENSE_HARD_MAX ((uint64_t)256 << 20)
+
+static int flush_group(merger *m, group *g)
+{
+    int rc = DT_OK;
+    uint64_t ext = g->hi - g->lo;
+    if (g->in_order) {
+        emit_sorted(m, g, g->p, g->n);
+    } else if (ext <= DENSE_MAX_EXTENT(g->bytes) && ext <= DENSE_HARD_MAX) {
+        rc = emit_dense(m, g);
+    } else {
+        m->sorted.n = 0;
+        for (size_t i = 0; i < g->n && rc == DT_OK; i++)
+            rc = insert_piece(&m->sorted, g->p[i]);
+        if (rc == DT_OK)
+            emit_sorted(m, g, m->sorted.p, m->sorted.n);
+    }
+    g->n = 0;
+    g->active = 0;
+    return rc;
+}
+
+static int add_write(group *g, uint64_t off, const uint8_t *src, uint32_t len)
+{
+    if (grow(g, 1) != DT_OK)
+        return DT_E_NOMEM;
+    uint64_t end = off + len;
+    if (g->n == 0) {
+        g->lo = off;
+        g->hi = end;
+        g->bytes = 0;
+        g->in_order = 1;
+    } else {
+        if (off < g->hi)
+            g->in_order = 0;
+        if (off < g->lo)
+            g->lo = off;
+        if (end > g->hi)
+            g->hi = end;
+    }
+    g->bytes += len;
+    g->p[g->n++] = (piece){off, src, len};
+    return DT_OK;
+}
+
+static int flush_all(merger *m)
+{
+    int rc = DT_OK;
+    for (size_t i = 0; i < m->nactive; i++)
+        if (flush_group(m, &m->g[m->active[i]]) != DT_OK)
+            rc = DT_E_NOMEM;
+    m->nactive = 0;
+    for (size_t i = 0; i < m->ngroups; i++)
+        free(m->g[i].p);
+    m->ngroups = 0;
+    m->stamp++;
+    return rc;
+}
+
+static int flush_one(merger *m, group *g)
+{
+    size_t gi = (size_t)(g - m->g);
+    for (size_t i = 0; i < m->nactive; i++) {
+        if (m->active[i] == gi) {
+            memmove(&m->active[i], &m->active[i + 1], (m->nactive - i - 1) * sizeof(size_t));
+            m->nactive--;
+            break;
+        }
+    }
+    return flush_group(m, g);
 }
 
 size_t dt_merge_bound(size_t in_len, const dt_batch_info *info, uint32_t max_chunk)
@@ -258,9 +383,9 @@ int dt_merge(const uint8_t *in, size_t in_len, const dt_batch_info *info, uint32
                 group *g = m_group(&m, op.file_id);
                 if (!g)
                     goto nomem;
-                if (g->active && (g->path_len != op.path_len || memcmp(g->path, op.path, op.path_len))) {
-                    flush_one(&m, g);
-                }
+                if (g->active && (g->path_len != op.path_len || memcmp(g->path, op.path, op.path_len)) &&
+                    flush_one(&m, g) != DT_OK)
+                    goto nomem;
                 if (!g->active) {
                     g->active = 1;
                     g->path = op.path;
@@ -276,10 +401,10 @@ int dt_merge(const uint8_t *in, size_t in_len, const dt_batch_info *info, uint32
         } else {
             if (op.kind == DT_OP_TRUNCATE || op.kind == DT_OP_SETATTR) {
                 group *g = m_find(&m, op.file_id);
-                if (g && g->active)
-                    flush_one(&m, g);
-            } else {
-                flush_all(&m);
+                if (g && g->active && flush_one(&m, g) != DT_OK)
+                    goto nomem;
+            } else if (flush_all(&m) != DT_OK) {
+                goto nomem;
             }
             memcpy(m.out, in + pos, op.rec_len);
             m.out += op.rec_len;
@@ -287,7 +412,8 @@ int dt_merge(const uint8_t *in, size_t in_len, const dt_batch_info *info, uint32
         }
         pos += op.rec_len;
     }
-    flush_all(&m);
+    if (flush_all(&m) != DT_OK)
+        goto nomem;
     *out_len = (size_t)(m.out - out);
     dt_batch_header(out, m.out_count, (uint32_t)(*out_len - DT_BATCH_HEADER));
     m_free(&m);

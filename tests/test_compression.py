@@ -4,6 +4,8 @@ import struct
 
 import lz4.block
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dtcore import Compressor, StreamError
 from dtcore.compression import HEADER_SIZE
@@ -96,12 +98,39 @@ def test_compressed_body_is_plain_lz4_block():
     assert lz4.block.decompress(p.body, uncompressed_size=len(data)) == data
 
 
-def test_compress_many_matches_compress():
+def test_compress_many_frames_each_block_by_the_rules():
     c = Compressor()
-    blocks = [b"a" * 5000, os.urandom(5000), b"short", bytearray(b"b" * 3000)]
+    blocks = [b"a" * 5000, os.urandom(5000), b"short", bytearray(b"b" * 3000), b""]
     many = c.compress_many(blocks)
-    assert [(p.header, bytes(p.body)) for p in many] == [
-        (p.header, bytes(p.body)) for p in (c.compress(b) for b in blocks)]
+    assert [p.compressed for p in many] == [True, False, False, True, False]
+    assert many[1].body is blocks[1] and many[2].body is blocks[2]
+    assert [bytes(c.decompress(*p)) for p in many] == [bytes(b) for b in blocks]
     assert not any(p.compressed for p in c.compress_many(blocks, path="x.zip"))
     with pytest.raises(InvalidParameterError):
         Compressor(max_payload=10).compress_many([b"x" * 11])
+
+
+@given(st.lists(st.tuples(st.integers(0, 3 << 20), st.sampled_from(["zero", "text", "random"]),
+                          st.sampled_from([bytes, bytearray, memoryview])), max_size=12))
+@settings(max_examples=25, deadline=None)
+def test_compress_many_round_trips_across_arena_slices(specs):
+    """Blocks of up to 3 MiB, more than one 1 MiB scratch arena can hold in a
+    call, in every buffer type: each decodes to its input."""
+    rng = random.Random(len(specs))
+    blocks = []
+    for size, kind, wrap in specs:
+        if kind == "zero":
+            data = bytes(size)
+        elif kind == "text":
+            data = (b"INFO service started pid=%d\n" % rng.randrange(99999)) * (size // 27 + 1)
+        else:
+            data = rng.randbytes(size)
+        blocks.append(wrap(data[:size]))
+    many = Compressor().compress_many(blocks)
+    assert len(many) == len(blocks)
+    for block, p in zip(blocks, many):
+        assert bytes(Compressor().decompress(p.header, p.body)) == bytes(block)
+        if p.compressed:
+            assert len(p.body) < len(block)
+        else:
+            assert memoryview(p.body).obj is (block.obj if isinstance(block, memoryview) else block)

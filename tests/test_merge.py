@@ -63,6 +63,18 @@ def test_native_merge_equals_python_twin_byte_for_byte(ops, max_chunk):
     assert native == dtcore.pack_batch(merge_ops(ops, max_chunk))
 
 
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 2]), st.sampled_from([0, 70_000, 3_000_000]),
+                          st.integers(0, 300), st.binary(min_size=1, max_size=200)), max_size=80),
+       st.sampled_from([1, 64, 65536]))
+def test_scattered_out_of_order_writes_equal_python_twin(writes, max_chunk):
+    """Writes far apart in one file take the sorted-list path rather than the
+    dense image one; both must give the twin's output."""
+    ops = [Op(OpKind.WRITE, f, seq, b"f%d" % f, base + off, data)
+           for seq, (f, base, off, data) in enumerate(writes)]
+    native = dtcore.merge_batch(dtcore.pack_batch(ops), max_chunk)
+    assert native == dtcore.pack_batch(merge_ops(ops, max_chunk))
+
+
 def test_sequential_writes_become_max_chunks():
     ops = [Op(OpKind.WRITE, 9, i, b"big", i * 4096, os.urandom(4096)) for i in range(100)]
     merged = dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops)))

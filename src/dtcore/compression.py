@@ -15,9 +15,11 @@ import lz4.block
 
 from dtcore import settings
 from dtcore._buffers import byte_view
+from dtcore._native._compress import compress_blocks as _compress_blocks
 from dtcore.errors import InvalidParameterError, StreamError
 
-_HEADER = struct.Struct("<HBBII")  # magic, flags, reserved, original size, stored size
+# magic, flags, reserved, original size, stored size: csrc/dt_compress.h writes it
+_HEADER = struct.Struct("<HBBII")
 HEADER_SIZE = _HEADER.size
 _MAGIC = 0x5A44  # "DZ"
 FLAG_LZ4 = 1
@@ -38,12 +40,6 @@ class Payload(NamedTuple):
 
     def __bytes__(self) -> bytes:
         return self.header + bytes(self.body)
-
-
-# Bound once: compress() runs per block, where lookups show up in profiles.
-_pack = _HEADER.pack
-_lz4_compress = lz4.block.compress
-_new_payload = tuple.__new__
 
 
 class Compressor:
@@ -72,40 +68,15 @@ class Compressor:
     def compress(self, data: Any, path: str | bytes | None = None) -> Payload:
         """Frame ``data`` (of a file at ``path``, if known), compressed when
         the rules allow and lz4 makes it smaller."""
-        # bytes is the common case: skip the generic buffer check for it
-        view = data if type(data) is bytes else byte_view(data, "data")
-        n = len(view)
-        if n > self.max_payload:
-            raise InvalidParameterError(f"payload of {n} bytes exceeds the limit of {self.max_payload}")
-        if n >= self.min_size and not self.skips(path):
-            packed = _lz4_compress(view, store_size=False, acceleration=self.acceleration)
-            if len(packed) < n:
-                return _new_payload(Payload, (_pack(_MAGIC, FLAG_LZ4, 0, n, len(packed)), packed))
-        return _new_payload(Payload, (_pack(_MAGIC, 0, 0, n, n), view))
+        return self.compress_many([data], path)[0]
 
     def compress_many(self, blocks: list[Any], path: str | bytes | None = None) -> list[Payload]:
         """Frame many payloads of one file in one call: the rules are applied
-        once, then each block costs one lz4 call and a header."""
-        views = [b if type(b) is bytes else byte_view(b, "blocks") for b in blocks]
-        if any(len(v) > self.max_payload for v in views):
-            raise InvalidParameterError(f"a payload exceeds the limit of {self.max_payload} bytes")
-        out = []
-        append = out.append
-        if self.skips(path):
-            for v in views:
-                n = len(v)
-                append(_new_payload(Payload, (_pack(_MAGIC, 0, 0, n, n), v)))
-            return out
-        min_size, accel = self.min_size, self.acceleration
-        for v in views:
-            n = len(v)
-            if n >= min_size:
-                packed = _lz4_compress(v, store_size=False, acceleration=accel)
-                if len(packed) < n:
-                    append(_new_payload(Payload, (_pack(_MAGIC, FLAG_LZ4, 0, n, len(packed)), packed)))
-                    continue
-            append(_new_payload(Payload, (_pack(_MAGIC, 0, 0, n, n), v)))
-        return out
+        once and the blocks are compressed in C with the GIL released."""
+        if type(blocks) is not list:
+            blocks = list(blocks)
+        return _compress_blocks(blocks, self.min_size, self.acceleration, self.skips(path),
+                                self.max_payload, Payload, byte_view)
 
     def decompress(self, header: Any, body: Any = None) -> bytes | memoryview:
         """The original payload from a header and body, or from one frame

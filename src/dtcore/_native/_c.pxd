@@ -76,6 +76,16 @@ cdef extern from "dt_merge.h" nogil:
                  uint8_t *out, size_t out_cap, size_t *out_len, dt_err *err)
 
 
+cdef extern from "dt_compress.h" nogil:
+    size_t DT_FRAME_HEADER
+    uint8_t DT_FRAME_LZ4
+    size_t dt_lz4_state_size()
+    size_t dt_lz4_bound(size_t n)
+    void dt_compress_blocks(void *state, int acceleration, size_t n, const uint8_t *const *src,
+                            const uint32_t *length, uint8_t *const *dst, uint32_t *stored)
+    void dt_frame_header(uint8_t *out, uint8_t flags, uint32_t original, uint32_t stored)
+
+
 # Below this many bytes, releasing the GIL costs more than it frees.
 cdef enum:
     GIL_RELEASE_MIN = 65536
