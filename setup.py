@@ -34,6 +34,7 @@ MODULES = {
     "_delta": ["dt_xxh3.c", "dt_checksum.c", "dt_delta.c"],
     "_ops": ["dt_ops.c", "dt_merge.c"],
     "_compress": ["dt_compress.c"],
+    "_queue": ["dt_crc32c.c", "dt_memq.c", "dt_journal.c"],
 }
 # System libraries a binding links (Debian: liblz4-dev, installed by `make`).
 LIBRARIES = {"_compress": ["lz4"]}

@@ -12,7 +12,12 @@ enum dt_status {
     DT_E_IO = -3,       /* a system call failed; errno is in dt_err.sys_errno */
     DT_E_FORMAT = -4,   /* malformed input (op batch, frame) */
     DT_E_RANGE = -5,    /* an instruction points outside its buffer */
-    DT_E_SPACE = -6     /* the caller's output buffer is too small */
+    DT_E_SPACE = -6,    /* the caller's output buffer is too small */
+    DT_E_TIMEOUT = -7,  /* a wait ran out before the queue could act */
+    DT_E_CLOSED = -8,   /* the queue is closed */
+    DT_E_LIMIT = -9,    /* a configured queue limit would be crossed */
+    DT_E_DISKFULL = -10, /* the disk's free space would fall below its minimum */
+    DT_E_CORRUPT = -11  /* stored data failed its check; it must be remirrored */
 };
 
 /* Where and why a call failed, so that the binding can name the record and

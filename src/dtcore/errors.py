@@ -57,6 +57,29 @@ class InvalidStatisticsFileError(DTError, ValueError):
     code = -143
 
 
+class TargetDiskFullError(DTError, OSError):
+    """Queuing to disk would leave less free space than QJournalFreeSpaceMin,
+    or the disk is full (-173)."""
+
+    code = -173
+
+
+class QueueLogFileError(DTError, OSError):
+    """The disk queue cannot be read or written, or has reached
+    QJournalSpaceMax or its segment-file limit (-175)."""
+
+    code = -175
+
+
+class QueueCorruptError(QueueLogFileError):
+    """Queued data failed its check or is missing (-175): everything must be
+    remirrored (event 4070)."""
+
+
+class QueueClosedError(DTError):
+    """The queue was closed (-1)."""
+
+
 # Native status codes from csrc/dt_status.h.
 _DT_E_ARG, _DT_E_NOMEM, _DT_E_IO, _DT_E_FORMAT, _DT_E_RANGE, _DT_E_SPACE = -1, -2, -3, -4, -5, -6
 

@@ -22,7 +22,9 @@ class Setting:
 
     def validate(self, value: Any) -> Any:
         """Return ``value`` if allowed, else raise the invalid-parameter error (-101)."""
-        if isinstance(self.default, bool) or not isinstance(self.default, int):
+        if self.default is None and value is None:  # "unlimited"
+            return value
+        if self.default is not None and (isinstance(self.default, bool) or not isinstance(self.default, int)):
             if not isinstance(value, type(self.default)):
                 raise InvalidParameterTypeError(
                     f"{self.name}={value!r}: expected {type(self.default).__name__}")
@@ -44,6 +46,15 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("MinCompressionFileSize", 1024, 0, None, "bytes"),
     Setting("SkipCompressionFileExt",
             "mp3.exe.wmv.wma.qt.mpg.mpeg.zip.jpg.jpeg.tiff.rar.cab.tgz.bz.bz2.z.pkg.sea.sit.sitx"),
+    Setting("QMemoryBufferMax", 256, 32, 4095, "MB", restart=True),
+    Setting("OpBufferSize", 0, 0, None, "ops"),
+    Setting("MemoryQueueToDiskThreshold", 100, 0, 100, "%"),
+    Setting("QJournalDir", "/var/lib/dtcore/queue"),
+    Setting("QJournalFileSize", 5, 1, 4095, "MB"),
+    Setting("QJournalFreeSpaceMin", 250, 0, None, "MB"),
+    Setting("QJournalSpaceMax", None, 0, None, "MB"),  # None: unlimited; 0: no disk queuing
+    Setting("QLogWriteThrough", 0, 0, 1),
+    Setting("QueueSizeAlertThreshold", 50, 0, 100, "%", restart=True),
 )}
 
 

@@ -86,6 +86,77 @@ cdef extern from "dt_compress.h" nogil:
     void dt_frame_header(uint8_t *out, uint8_t flags, uint32_t original, uint32_t stored)
 
 
+cdef extern from "dt_crc32c.h" nogil:
+    uint32_t dt_crc32c(uint32_t crc, const void *data, size_t length)
+    int dt_crc32c_select(int impl)
+
+
+cdef extern from "dt_memq.h" nogil:
+    ctypedef struct dt_memq:
+        pass
+    ctypedef struct dt_q_counts:
+        uint64_t records
+        uint64_t ops[2]
+        uint64_t bytes[2]
+        uint64_t ops_hw[2]
+        uint64_t bytes_hw[2]
+        uint64_t pool_total
+        uint64_t pool_used
+        uint64_t pushed
+        uint64_t popped
+    int dt_memq_new(size_t capacity, uint64_t max_ops, dt_memq **out, dt_err *err)
+    void dt_memq_free(dt_memq *q)
+    size_t dt_memq_max_record(const dt_memq *q)
+    int dt_memq_push(dt_memq *q, size_t n, const uint8_t *const *rec, const uint32_t *length,
+                     const uint32_t *ops, const uint8_t *kind, int64_t timeout_ns, size_t *pushed,
+                     dt_err *err)
+    int dt_memq_pop(dt_memq *q, size_t max_records, uint8_t *out, size_t out_cap,
+                    uint32_t *length, uint32_t *ops, uint8_t *kind, int64_t timeout_ns,
+                    size_t *popped, size_t *used, dt_err *err)
+    void dt_memq_close(dt_memq *q)
+    void dt_memq_counts(dt_memq *q, dt_q_counts *out)
+    double dt_memq_bench_pair(size_t capacity, uint32_t size, size_t batch, uint64_t records)
+
+
+cdef extern from "dt_journal.h" nogil:
+    ctypedef struct dt_journal:
+        pass
+    ctypedef struct dt_journal_cfg:
+        const char *dir
+        uint64_t segment_bytes
+        uint64_t space_max
+        uint64_t free_min
+        int write_through
+    ctypedef struct dt_journal_counts:
+        uint64_t records
+        uint64_t ops[2]
+        uint64_t bytes[2]
+        uint64_t disk_bytes
+        uint64_t segments
+        uint64_t pushed
+        uint64_t popped
+        uint64_t syncs
+        uint64_t torn_bytes
+        int corrupt
+        uint64_t corrupt_segno
+        uint64_t corrupt_offset
+        uint64_t corrupt_seq
+    uint64_t DT_J_UNLIMITED
+    int dt_journal_open(const dt_journal_cfg *cfg, dt_journal **out, dt_err *err)
+    int dt_journal_push(dt_journal *j, size_t n, const uint8_t *const *rec,
+                        const uint32_t *length, const uint32_t *ops, const uint8_t *kind,
+                        size_t *pushed, dt_err *err)
+    int dt_journal_pop(dt_journal *j, size_t max_records, uint8_t *out, size_t out_cap,
+                       uint32_t *length, uint32_t *ops, uint8_t *kind, size_t *popped,
+                       size_t *used, dt_err *err)
+    int dt_journal_prepend(dt_journal *j, size_t n, const uint8_t *const *rec,
+                           const uint32_t *length, const uint32_t *ops, const uint8_t *kind,
+                           dt_err *err)
+    int dt_journal_commit(dt_journal *j, dt_err *err)
+    void dt_journal_counts_get(dt_journal *j, dt_journal_counts *out)
+    int dt_journal_close(dt_journal *j, dt_err *err)
+
+
 # Below this many bytes, releasing the GIL costs more than it frees.
 cdef enum:
     GIL_RELEASE_MIN = 65536

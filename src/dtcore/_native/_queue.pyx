@@ -1,0 +1,358 @@
+"""Bindings for csrc/dt_memq.c (the memory queue) and csrc/dt_journal.c (the
+disk queue).  Records go in as a list of bytes-like objects and come out as a
+list of bytes; the GIL is released while a call waits, copies or syncs."""
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
+
+from dtcore._native._c cimport (DT_J_UNLIMITED, dt_crc32c, dt_crc32c_select, dt_err,
+                                dt_journal, dt_journal_cfg, dt_journal_close,
+                                dt_journal_commit, dt_journal_counts, dt_journal_counts_get,
+                                dt_journal_open, dt_journal_pop, dt_journal_prepend,
+                                dt_journal_push, dt_memq, dt_memq_bench_pair, dt_memq_close,
+                                dt_memq_counts, dt_memq_free, dt_memq_max_record, dt_memq_new,
+                                dt_memq_pop, dt_memq_push, dt_q_counts)
+
+cdef extern from "Python.h":
+    bint PyBytes_CheckExact(object)
+    char *PyBytes_AS_STRING(object)
+    Py_ssize_t PyBytes_GET_SIZE(object)
+    object PyBytes_FromStringAndSize(const char *, Py_ssize_t)
+
+cdef extern from "dt_status.h":
+    int DT_E_TIMEOUT, DT_E_CLOSED, DT_E_SPACE
+
+cdef const uint8_t EMPTY[1]
+# A record is at most 4 GiB - 1 bytes; the journal takes up to 1 GiB.
+cdef uint64_t MAX_LEN = 0xFFFFFFFF
+
+
+cdef int fail(int rc, dt_err *err, str context) except -1:
+    from dtcore.queues import queue_error
+    what = err.what.decode() if err.what != NULL else "failure"
+    raise queue_error(rc, what, err.index, err.offset, err.expected, err.actual, err.sys_errno,
+                      context)
+
+
+cdef class _Batch:
+    """C arrays over a list of records, holding their buffers until freed."""
+    cdef Py_ssize_t n
+    cdef const uint8_t **rec
+    cdef uint32_t *length
+    cdef uint32_t *ops
+    cdef uint8_t *kind
+    cdef Py_buffer *bufs
+    cdef uint8_t *held
+    cdef list keep
+
+    def __cinit__(self, list records, ops, kind):
+        cdef Py_ssize_t i, size
+        self.n = len(records)
+        self.keep = records
+        self.rec = <const uint8_t **>calloc(self.n + 1, sizeof(uint8_t *))
+        self.length = <uint32_t *>calloc(self.n + 1, sizeof(uint32_t))
+        self.ops = <uint32_t *>calloc(self.n + 1, sizeof(uint32_t))
+        self.kind = <uint8_t *>calloc(self.n + 1, 1)
+        self.bufs = <Py_buffer *>calloc(self.n + 1, sizeof(Py_buffer))
+        self.held = <uint8_t *>calloc(self.n + 1, 1)
+        if not (self.rec and self.length and self.ops and self.kind and self.bufs and self.held):
+            raise MemoryError("cannot allocate queue batch tables")
+        cdef bint per_record = not isinstance(ops, int)
+        cdef uint32_t each = 0 if per_record else ops
+        if per_record and len(ops) != self.n:
+            raise ValueError(f"{len(ops)} op counts for {self.n} records")
+        cdef bint kind_each = not isinstance(kind, int)
+        cdef uint8_t one_kind = 0 if kind_each else (1 if kind else 0)
+        if kind_each and len(kind) != self.n:
+            raise ValueError(f"{len(kind)} kinds for {self.n} records")
+        for i in range(self.n):
+            r = records[i]
+            if PyBytes_CheckExact(r):
+                self.rec[i] = <const uint8_t *>PyBytes_AS_STRING(r)
+                size = PyBytes_GET_SIZE(r)
+            else:
+                if isinstance(r, str):
+                    raise TypeError(f"record {i}: expected a bytes-like object, got str")
+                PyObject_GetBuffer(r, &self.bufs[i], PyBUF_SIMPLE)
+                self.held[i] = 1
+                self.rec[i] = <const uint8_t *>self.bufs[i].buf if self.bufs[i].len else EMPTY
+                size = self.bufs[i].len
+            if <uint64_t>size > MAX_LEN:
+                raise ValueError(f"record {i} of {size} bytes is too long")
+            self.length[i] = <uint32_t>size
+            self.ops[i] = ops[i] if per_record else each
+            self.kind[i] = (1 if kind[i] else 0) if kind_each else one_kind
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.held != NULL:
+            for i in range(self.n):
+                if self.held[i]:
+                    PyBuffer_Release(&self.bufs[i])
+        free(self.rec)
+        free(self.length)
+        free(self.ops)
+        free(self.kind)
+        free(self.bufs)
+        free(self.held)
+
+
+cdef class _PopBuffer:
+    """Where popped records land before they become bytes objects."""
+    cdef uint8_t *data
+    cdef size_t cap, slots
+    cdef uint32_t *length
+    cdef uint32_t *ops
+    cdef uint8_t *kind
+
+    cdef int reserve(self, size_t cap, size_t slots) except -1:
+        if cap > self.cap:
+            free(self.data)
+            self.data = <uint8_t *>malloc(cap)
+            self.cap = cap if self.data else 0
+        if slots > self.slots:
+            free(self.length); free(self.ops); free(self.kind)
+            self.length = <uint32_t *>malloc(slots * sizeof(uint32_t))
+            self.ops = <uint32_t *>malloc(slots * sizeof(uint32_t))
+            self.kind = <uint8_t *>malloc(slots)
+            self.slots = slots if (self.length and self.ops and self.kind) else 0
+        if self.cap < cap or self.slots < slots:
+            raise MemoryError(f"cannot allocate a pop buffer of {cap} bytes")
+        return 0
+
+    cdef list records(self, size_t n, bint meta):
+        cdef list out = []
+        cdef size_t i, at = 0
+        for i in range(n):
+            b = PyBytes_FromStringAndSize(<const char *>self.data + at, self.length[i])
+            at += self.length[i]
+            out.append((b, self.ops[i], self.kind[i]) if meta else b)
+        return out
+
+    def __dealloc__(self):
+        free(self.data); free(self.length); free(self.ops); free(self.kind)
+
+
+cdef int64_t to_ns(timeout) except? -2:
+    if timeout is None:
+        return -1
+    if timeout <= 0:
+        return 0
+    return <int64_t>(timeout * 1e9) or 1
+
+
+cdef dict memq_counts(dt_q_counts *c):
+    return {"records": c.records, "rep_ops": c.ops[0], "rep_bytes": c.bytes[0],
+            "mir_ops": c.ops[1], "mir_bytes": c.bytes[1], "rep_ops_hw": c.ops_hw[0],
+            "rep_bytes_hw": c.bytes_hw[0], "mir_ops_hw": c.ops_hw[1],
+            "mir_bytes_hw": c.bytes_hw[1], "pool_total": c.pool_total,
+            "pool_used": c.pool_used, "pushed": c.pushed, "popped": c.popped}
+
+
+cdef class MemQ:
+    """The native ring queue; dtcore.queues.MemoryQueue is its public face."""
+    cdef dt_memq *q
+    cdef _PopBuffer buf
+    cdef bint popping
+
+    def __cinit__(self, size_t capacity, uint64_t max_ops):
+        cdef dt_err err
+        cdef int rc = dt_memq_new(capacity, max_ops, &self.q, &err)
+        if rc:
+            fail(rc, &err, "memory queue")
+        self.buf = _PopBuffer()
+
+    def __dealloc__(self):
+        dt_memq_free(self.q)
+
+    @property
+    def max_record(self):
+        return dt_memq_max_record(self.q)
+
+    def push(self, list records, ops=1, kind=0, timeout=None):
+        """Push records in order; returns how many went in before the
+        timeout (all of them, unless it ran out)."""
+        cdef _Batch b = _Batch(records, ops, kind)
+        cdef int64_t ns = to_ns(timeout)
+        cdef size_t pushed = 0
+        cdef dt_err err
+        cdef int rc
+        with nogil:
+            rc = dt_memq_push(self.q, b.n, b.rec, b.length, b.ops, b.kind, ns, &pushed, &err)
+        if rc and rc != DT_E_TIMEOUT:
+            fail(rc, &err, "memory queue push")
+        return pushed
+
+    def pop(self, size_t max_records=1024, timeout=None, size_t max_bytes=1 << 20, bint meta=False):
+        """Up to max_records records (about max_bytes at most; one larger
+        record still comes alone); [] when the wait ran out.  With meta, each
+        is (record, ops, kind)."""
+        cdef _PopBuffer pb = self.buf if not self.popping else _PopBuffer()
+        cdef int64_t ns = to_ns(timeout)
+        cdef size_t n = 0, used = 0
+        cdef dt_err err
+        cdef int rc
+        if max_records == 0:
+            return []
+        self.popping = True
+        try:
+            pb.reserve(max_bytes, max_records)
+            while True:
+                with nogil:
+                    rc = dt_memq_pop(self.q, max_records, pb.data, pb.cap, pb.length, pb.ops,
+                                     pb.kind, ns, &n, &used, &err)
+                if rc == DT_E_SPACE:
+                    pb.reserve(<size_t>err.expected, max_records)
+                    continue
+                break
+            if rc == DT_E_TIMEOUT:
+                return []
+            if rc:
+                fail(rc, &err, "memory queue pop")
+            return pb.records(n, meta)
+        finally:
+            if pb is self.buf:
+                self.popping = False
+
+    def close(self):
+        dt_memq_close(self.q)
+
+    def counts(self):
+        cdef dt_q_counts c
+        dt_memq_counts(self.q, &c)
+        return memq_counts(&c)
+
+
+cdef class Journal:
+    """The native disk queue; dtcore.queues.DiskQueue is its public face."""
+    cdef dt_journal *j
+    cdef _PopBuffer buf
+    cdef bint popping
+    cdef readonly object directory
+
+    def __cinit__(self, directory, uint64_t segment_bytes, space_max, uint64_t free_min,
+                  bint write_through):
+        cdef dt_journal_cfg cfg
+        cdef dt_err err
+        path = bytes(directory) if isinstance(directory, bytes) else str(directory).encode()
+        self.directory = directory
+        cfg.dir = path
+        cfg.segment_bytes = segment_bytes
+        cfg.space_max = DT_J_UNLIMITED if space_max is None else <uint64_t>space_max
+        cfg.free_min = free_min
+        cfg.write_through = write_through
+        cdef int rc
+        with nogil:
+            rc = dt_journal_open(&cfg, &self.j, &err)
+        if rc:
+            self.j = NULL
+            fail(rc, &err, f"disk queue {directory}")
+        self.buf = _PopBuffer()
+
+    def __dealloc__(self):
+        if self.j != NULL:
+            dt_journal_close(self.j, NULL)
+
+    cdef dt_journal *live(self) except NULL:
+        if self.j == NULL:
+            from dtcore.queues import QueueClosedError
+            raise QueueClosedError(f"disk queue {self.directory} is closed")
+        return self.j
+
+    def push(self, list records, ops=1, kind=0):
+        """Append records; with write-through, returns once they are durable.
+        Raises at a limit, after pushing the records before it."""
+        cdef dt_journal *j = self.live()
+        cdef _Batch b = _Batch(records, ops, kind)
+        cdef size_t pushed = 0
+        cdef dt_err err
+        cdef int rc
+        with nogil:
+            rc = dt_journal_push(j, b.n, b.rec, b.length, b.ops, b.kind, &pushed, &err)
+        if rc:
+            fail(rc, &err, f"disk queue {self.directory}: push (after {pushed} of {b.n} records)")
+        return pushed
+
+    def prepend(self, list records, ops=1, kind=0):
+        cdef dt_journal *j = self.live()
+        cdef _Batch b = _Batch(records, ops, kind)
+        cdef dt_err err
+        cdef int rc
+        with nogil:
+            rc = dt_journal_prepend(j, b.n, b.rec, b.length, b.ops, b.kind, &err)
+        if rc:
+            fail(rc, &err, f"disk queue {self.directory}: prepend")
+
+    def pop(self, size_t max_records=1024, size_t max_bytes=1 << 20, bint meta=False):
+        cdef dt_journal *j = self.live()
+        cdef _PopBuffer pb = self.buf if not self.popping else _PopBuffer()
+        cdef size_t n = 0, used = 0
+        cdef dt_err err
+        cdef int rc
+        if max_records == 0:
+            return []
+        self.popping = True
+        try:
+            pb.reserve(max_bytes, max_records)
+            while True:
+                with nogil:
+                    rc = dt_journal_pop(j, max_records, pb.data, pb.cap, pb.length, pb.ops,
+                                        pb.kind, &n, &used, &err)
+                if rc == DT_E_SPACE:
+                    pb.reserve(<size_t>err.expected, max_records)
+                    continue
+                break
+            if rc:
+                fail(rc, &err, f"disk queue {self.directory}: pop")
+            return pb.records(n, meta)
+        finally:
+            if pb is self.buf:
+                self.popping = False
+
+    def commit(self):
+        cdef dt_journal *j = self.live()
+        cdef dt_err err
+        cdef int rc
+        with nogil:
+            rc = dt_journal_commit(j, &err)
+        if rc:
+            fail(rc, &err, f"disk queue {self.directory}: commit")
+
+    def counts(self):
+        cdef dt_journal_counts c
+        dt_journal_counts_get(self.live(), &c)
+        return {"records": c.records, "rep_ops": c.ops[0], "rep_bytes": c.bytes[0],
+                "mir_ops": c.ops[1], "mir_bytes": c.bytes[1], "disk_bytes": c.disk_bytes,
+                "segments": c.segments, "pushed": c.pushed, "popped": c.popped,
+                "syncs": c.syncs, "torn_bytes": c.torn_bytes, "corrupt": bool(c.corrupt),
+                "corrupt_segno": c.corrupt_segno, "corrupt_offset": c.corrupt_offset,
+                "corrupt_seq": c.corrupt_seq}
+
+    def close(self):
+        if self.j == NULL:
+            return
+        cdef dt_err err
+        cdef dt_journal *j = self.j
+        self.j = NULL
+        cdef int rc
+        with nogil:
+            rc = dt_journal_close(j, &err)
+        if rc:
+            fail(rc, &err, f"disk queue {self.directory}: close")
+
+
+def crc32c(const uint8_t[::1] data not None, uint32_t crc=0):
+    """CRC-32C of data, continuing from crc."""
+    return dt_crc32c(crc, &data[0] if data.shape[0] else EMPTY, data.shape[0])
+
+
+def crc32c_select(int impl):
+    return dt_crc32c_select(impl)
+
+
+def bench_pair(size_t capacity, uint32_t size, size_t batch, uint64_t records):
+    """Seconds for two C threads to move records through a fresh queue."""
+    cdef double t
+    with nogil:
+        t = dt_memq_bench_pair(capacity, size, batch, records)
+    return t

@@ -1,0 +1,316 @@
+"""The engine's queues: a native ring in memory, a native journal on disk,
+and the spill policy that joins them into one FIFO.
+
+Records are packed op batches (any bytes-like object); each carries its op
+count and whether it is replication or mirror data, so the queues keep the
+guide's connection counters (conOpsInRepQueue, conBytesInMirQueue, ...)."""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Sequence
+
+from dtcore import settings
+from dtcore._native._queue import Journal, MemQ
+from dtcore.errors import (DTError, QueueClosedError, QueueCorruptError, QueueLogFileError,
+                           TargetDiskFullError, native_error)
+from dtcore.events import ERROR, WARNING, emit, log
+
+REPLICATION, MIRROR = 0, 1
+MB = 1 << 20
+# csrc/dt_status.h
+_CLOSED, _LIMIT, _DISKFULL, _CORRUPT, _IO = -8, -9, -10, -11, -3
+
+
+def queue_error(status: int, what: str, index: int, offset: int, expected: int, actual: int,
+                sys_errno: int, context: str) -> DTError:
+    """The exception for a failed queue call (used by the native binding)."""
+    msg = f"{context}: {what}"
+    if status == _CLOSED:
+        return QueueClosedError(msg)
+    if status == _DISKFULL:
+        detail = f" (errno {sys_errno}: {os.strerror(sys_errno)})" if sys_errno else \
+            f" ({actual} bytes would be left, minimum {expected})"
+        return TargetDiskFullError(msg + detail)
+    if status == _LIMIT:
+        return QueueLogFileError(f"{msg} (limit {expected}, would reach {actual})")
+    if status == _CORRUPT:
+        return QueueCorruptError(f"{msg} in segment {index:#x} at byte {offset}, "
+                                 f"expecting record {expected}; the data must be remirrored")
+    if status == _IO:
+        err = QueueLogFileError(f"{msg} in segment {index:#x} at byte {offset}: "
+                                f"{os.strerror(sys_errno) if sys_errno else 'short read'}")
+        err.errno = sys_errno
+        return err
+    return native_error(status, what, index, offset, expected, actual, sys_errno, context)
+
+
+class MemoryQueue:
+    """Records in a ring of ``max_bytes`` (QMemoryBufferMax) holding at most
+    ``max_ops`` ops (OpBufferSize, 0 = no limit).  Any number of producer
+    threads; one consumer at a time."""
+
+    def __init__(self, max_bytes: int | None = None, max_ops: int | None = None) -> None:
+        if max_bytes is None:
+            max_bytes = settings.default("QMemoryBufferMax") * MB
+        if max_ops is None:
+            max_ops = settings.default("OpBufferSize")
+        self.max_bytes = max_bytes
+        self._q = MemQ(max_bytes, max_ops)
+        self.max_record: int = self._q.max_record
+
+    @classmethod
+    def from_settings(cls, QMemoryBufferMax: int = settings.default("QMemoryBufferMax"),
+                      OpBufferSize: int = settings.default("OpBufferSize")) -> MemoryQueue:
+        settings.check("QMemoryBufferMax", QMemoryBufferMax)
+        settings.check("OpBufferSize", OpBufferSize)
+        return cls(QMemoryBufferMax * MB, OpBufferSize)
+
+    def push(self, records: list[Any], ops: int | Sequence[int] = 1, kind: int = REPLICATION,
+             timeout: float | None = None) -> int:
+        """Push ``records`` in order, waiting up to ``timeout`` seconds for
+        room (None: as long as it takes, 0: not at all).  Returns how many
+        went in."""
+        return self._q.push(records, ops, kind, timeout)
+
+    def pop(self, max_records: int = 1024, timeout: float | None = None,
+            max_bytes: int = MB, meta: bool = False) -> list:
+        """Up to ``max_records`` of the oldest records; [] if none arrived
+        within ``timeout``.  With ``meta``, (record, ops, kind) tuples."""
+        return self._q.pop(max_records, timeout, max_bytes, meta)
+
+    def close(self) -> None:
+        """Wake every waiter: pushes fail from now on, pops drain what is left."""
+        self._q.close()
+
+    def counts(self) -> dict[str, int]:
+        return self._q.counts()
+
+
+class DiskQueue:
+    """A journal of segment files in ``directory`` (QJournalDir).
+
+    ``write_through`` (QLogWriteThrough) makes each push durable before it
+    returns, concurrent pushes sharing one fdatasync.  Popped records are
+    consumed for good once :meth:`commit` (or close, or moving past a
+    segment) records the position."""
+
+    def __init__(self, directory: str | os.PathLike[str],
+                 segment_mb: int = settings.default("QJournalFileSize"),
+                 space_max_mb: int | None = settings.default("QJournalSpaceMax"),
+                 free_min_mb: int = settings.default("QJournalFreeSpaceMin"),
+                 write_through: bool = bool(settings.default("QLogWriteThrough")),
+                 segment_bytes: int | None = None) -> None:
+        settings.check("QJournalFileSize", segment_mb)
+        settings.check("QJournalSpaceMax", space_max_mb)
+        settings.check("QJournalFreeSpaceMin", free_min_mb)
+        if space_max_mb == 0:
+            raise QueueLogFileError("QJournalSpaceMax is 0: disk queuing is disabled")
+        self.directory = os.fspath(directory)
+        self._j = Journal(self.directory, segment_bytes or segment_mb * MB,
+                          None if space_max_mb is None else space_max_mb * MB,
+                          free_min_mb * MB, write_through)
+        c = self._j.counts()
+        self.torn_bytes: int = c["torn_bytes"]
+        if self.torn_bytes:
+            # expected after a crash: those bytes were never acknowledged
+            log.warning("disk queue %s: cut %d bytes of a write torn by a crash",
+                        self.directory, self.torn_bytes)
+        if c["corrupt"]:
+            emit(4070, ERROR, f"disk queue {self.directory}: damaged data in segment "
+                              f"{c['corrupt_segno']:#x} at byte {c['corrupt_offset']}; the records "
+                              f"from {c['corrupt_seq']} on are lost and everything must be remirrored")
+
+    def push(self, records: list[Any], ops: int | Sequence[int] = 1, kind: int = REPLICATION) -> int:
+        try:
+            return self._j.push(records, ops, kind)
+        except (TargetDiskFullError, QueueLogFileError) as e:
+            emit(4007, ERROR, f"disk queue {self.directory} cannot take more: {e}")
+            raise
+
+    def pop(self, max_records: int = 1024, max_bytes: int = MB, meta: bool = False) -> list:
+        """The oldest records (at most ``max_records``), [] when empty."""
+        try:
+            return self._j.pop(max_records, max_bytes, meta)
+        except QueueCorruptError as e:
+            emit(4070, ERROR, f"{e}")
+            raise
+
+    def prepend(self, records: list[Any], ops: int | Sequence[int] = 1, kind: int = REPLICATION) -> None:
+        """Put records ahead of everything queued, durably."""
+        self._j.prepend(records, ops, kind)
+
+    def commit(self) -> None:
+        self._j.commit()
+
+    def counts(self) -> dict[str, Any]:
+        return self._j.counts()
+
+    def close(self) -> None:
+        self._j.close()
+
+
+class ReplicationQueue:
+    """The engine's queue: one FIFO over memory and disk.
+
+    Records stay in memory until its use passes ``MemoryQueueToDiskThreshold``
+    percent of ``QMemoryBufferMax`` (or the ``OpBufferSize`` op limit); from
+    then on they go to the journal until it has drained, so every record on
+    disk is newer than every record in memory and pops keep the push order.
+    Closing writes what is still in memory to the front of the journal, so a
+    reopened queue holds exactly what was queued.  Without a journal
+    directory (or with ``QJournalSpaceMax`` 0), a full memory queue blocks
+    its producers instead."""
+
+    def __init__(self, journal_dir: str | os.PathLike[str] | None = None, *,
+                 memory_bytes: int | None = None,
+                 max_ops: int = settings.default("OpBufferSize"),
+                 to_disk_threshold: int = settings.default("MemoryQueueToDiskThreshold"),
+                 segment_mb: int = settings.default("QJournalFileSize"),
+                 space_max_mb: int | None = settings.default("QJournalSpaceMax"),
+                 free_min_mb: int = settings.default("QJournalFreeSpaceMin"),
+                 write_through: bool = bool(settings.default("QLogWriteThrough")),
+                 alert_threshold: int = settings.default("QueueSizeAlertThreshold"),
+                 segment_bytes: int | None = None) -> None:
+        settings.check("MemoryQueueToDiskThreshold", to_disk_threshold)
+        settings.check("QueueSizeAlertThreshold", alert_threshold)
+        self.memory = MemoryQueue(memory_bytes, max_ops)
+        self.disk: DiskQueue | None = None
+        if journal_dir is not None and space_max_mb != 0:
+            self.disk = DiskQueue(journal_dir, segment_mb, space_max_mb, free_min_mb, write_through,
+                                  segment_bytes)
+        self._spill_at = self.memory.max_bytes * to_disk_threshold // 100
+        self._space_max = None if space_max_mb is None else space_max_mb * MB
+        self._alert_at = alert_threshold
+        self._alerted = False
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- producers --
+
+    def push(self, records: list[Any], ops: int | Sequence[int] = 1, kind: int = REPLICATION,
+             timeout: float | None = None) -> int:
+        """Queue ``records`` in order; returns how many were queued (fewer
+        only when memory stayed full for ``timeout`` with no disk queue)."""
+        with self._lock:
+            if self._closed:
+                raise QueueClosedError("the replication queue is closed")
+            if self.disk is None:
+                pushed = self.memory.push(records, ops, kind, timeout)
+            elif self.disk.counts()["records"] or self.memory.counts()["pool_used"] >= self._spill_at:
+                pushed = self.disk.push(records, ops, kind)
+            else:
+                pushed = self.memory.push(records, ops, kind, 0)
+                if pushed < len(records):
+                    rest_ops = ops if isinstance(ops, int) else list(ops)[pushed:]
+                    pushed += self.disk.push(records[pushed:], rest_ops, kind)
+        self._check_alert()
+        return pushed
+
+    # -- the consumer --
+
+    def pop(self, max_records: int = 1024, timeout: float | None = None,
+            max_bytes: int = MB, meta: bool = False) -> list:
+        """The oldest records, in push order; [] if none came within ``timeout``."""
+        import time
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            got = self.memory.pop(max_records, 0, max_bytes, meta)
+            if got:
+                return got
+            if self.disk is not None:
+                with self._lock:  # no producer can slip a record into memory now
+                    got = self.memory.pop(max_records, 0, max_bytes, meta) or \
+                        self.disk.pop(max_records, max_bytes, meta)
+                if got:
+                    return got
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return []
+            # a record pushed while we sleep goes to memory (the disk is empty),
+            # so the memory wait sees it; the slice only bounds a lost race
+            wait = 0.05 if left is None else min(left, 0.05)
+            got = self.memory.pop(max_records, wait if self.disk is not None else left, max_bytes, meta)
+            if got or self.disk is None:
+                return got
+
+    # -- state --
+
+    def counts(self) -> dict[str, int]:
+        """The guide's queue statistics for this connection."""
+        m = self.memory.counts()
+        d = self.disk.counts() if self.disk is not None else None
+        disk_rep_ops = d["rep_ops"] if d else 0
+        disk_mir_ops = d["mir_ops"] if d else 0
+        disk_rep = d["rep_bytes"] if d else 0
+        disk_mir = d["mir_bytes"] if d else 0
+        return {
+            "conOpsInRepQueue": m["rep_ops"] + disk_rep_ops,
+            "conBytesInRepQueue": m["rep_bytes"] + disk_rep,
+            "conOpsInMirQueue": m["mir_ops"] + disk_mir_ops,
+            "conBytesInMirQueue": m["mir_bytes"] + disk_mir,
+            "conBytesInDiskQueue": disk_rep + disk_mir,
+            "Bytes In Target Queue": m["rep_bytes"] + m["mir_bytes"],
+            "Bytes In Target Disk Queue": disk_rep + disk_mir,
+            "IQAllocator Total Bytes": m["pool_used"],
+            "MemoryPoolBytesTotal": m["pool_total"],
+            "MemoryPoolBytesAvailable": m["pool_total"] - m["pool_used"],
+            "RepBytesHighWater": m["rep_bytes_hw"],
+            "MirBytesHighWater": m["mir_bytes_hw"],
+            "Records": m["records"] + (d["records"] if d else 0),
+            "DiskQueueFileBytes": d["disk_bytes"] if d else 0,
+        }
+
+    def percent_used(self) -> float:
+        """Share of the whole queue in use: memory plus the journal, whose
+        size is QJournalSpaceMax or, when unlimited, what the disk can hold."""
+        m = self.memory.counts()
+        used, cap = m["pool_used"], m["pool_total"]
+        if self.disk is not None:
+            disk_used = self.disk.counts()["disk_bytes"]
+            used += disk_used
+            if self._space_max is not None:
+                cap += self._space_max
+            else:
+                st = os.statvfs(self.disk.directory)
+                cap += disk_used + st.f_bavail * st.f_frsize
+        return 100.0 * used / cap if cap else 0.0
+
+    def _check_alert(self) -> None:
+        if not self._alert_at:
+            return
+        over = self.percent_used() >= self._alert_at
+        if over and not self._alerted:
+            emit(4072, WARNING, f"the queue is over QueueSizeAlertThreshold ({self._alert_at}%)")
+        self._alerted = over
+
+    def close(self) -> int:
+        """Stop the queue.  Records still in memory go to the front of the
+        journal; returns how many had to be dropped (only without one)."""
+        with self._lock:
+            if self._closed:
+                return 0
+            self._closed = True
+            self.memory.close()
+            left: list = []
+            try:
+                while batch := self.memory.pop(65536, 0, 16 * MB, meta=True):
+                    left.extend(batch)
+            except QueueClosedError:  # drained
+                pass
+            if self.disk is None:
+                if left:
+                    log.warning("replication queue closed with %d records and no disk queue: "
+                                "they are dropped", len(left))
+                return len(left)
+            if left:
+                self.disk.prepend([r for r, _, _ in left], [o for _, o, _ in left],
+                                  [k for _, _, k in left])
+            self.disk.close()
+            return 0
+
+    def __enter__(self) -> ReplicationQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

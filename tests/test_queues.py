@@ -1,0 +1,419 @@
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import google_crc32c
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from dtcore import events
+from dtcore._native import _queue
+from dtcore.errors import (InvalidParameterError, QueueClosedError, QueueCorruptError,
+                           QueueLogFileError, TargetDiskFullError)
+from dtcore.queues import MIRROR, REPLICATION, DiskQueue, MemoryQueue, ReplicationQueue
+from queue_child import record
+from threads import run_threads
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def seen_events():
+    got = []
+    unsubscribe = events.subscribe(got.append)
+    yield got
+    unsubscribe()
+
+
+def disk(path, **kw):
+    kw.setdefault("segment_bytes", 4096)
+    kw.setdefault("free_min_mb", 0)
+    return DiskQueue(path, **kw)
+
+
+# ---- CRC-32C ----
+
+@pytest.mark.parametrize("impl", [0, 1])
+@given(data=st.binary(max_size=3000), split=st.integers(0, 3000))
+def test_crc32c_matches_google_crc32c(impl, data, split):
+    _queue.crc32c_select(impl)
+    try:
+        assert _queue.crc32c(data) == google_crc32c.value(data)
+        head, tail = data[:split], data[split:]
+        assert _queue.crc32c(tail, _queue.crc32c(head)) == google_crc32c.value(data)
+    finally:
+        _queue.crc32c_select(-1)
+
+
+# ---- memory queue ----
+
+def test_memory_queue_keeps_order_and_counts_by_kind():
+    q = MemoryQueue(1 << 16)
+    assert q.push([b"r1", b"r22"], ops=[2, 3]) == 2
+    assert q.push([b"m333"], ops=5, kind=MIRROR) == 1
+    c = q.counts()
+    assert (c["rep_ops"], c["rep_bytes"], c["mir_ops"], c["mir_bytes"]) == (5, 5, 5, 4)
+    assert q.pop(meta=True) == [(b"r1", 2, REPLICATION), (b"r22", 3, REPLICATION),
+                                (b"m333", 5, MIRROR)]
+    c = q.counts()
+    assert (c["records"], c["rep_ops"], c["mir_bytes"], c["pool_used"]) == (0, 0, 0, 0)
+    assert (c["rep_ops_hw"], c["mir_bytes_hw"]) == (5, 4)
+
+
+def test_memory_queue_bounds_bytes_and_ops():
+    q = MemoryQueue(8192)
+    rec = bytes(1000)
+    assert q.push([rec] * 20, timeout=0) == 8  # 1008 ring bytes each
+    assert q.pop(3) == [rec] * 3
+    assert q.push([rec] * 20, timeout=0.01) == 3
+    limited = MemoryQueue(1 << 16, max_ops=10)
+    assert limited.push([b"x"] * 5, ops=3, timeout=0) == 3
+    assert limited.pop(1) == [b"x"]
+    assert limited.push([b"y"], ops=3, timeout=0) == 1
+
+
+def test_memory_queue_timeouts_and_close_wake_waiters():
+    q = MemoryQueue(8192)
+    t = time.monotonic()
+    assert q.pop(timeout=0.05) == []
+    assert time.monotonic() - t >= 0.04
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(q.pop(timeout=10)))
+    waiter.start()
+    time.sleep(0.05)
+    q.push([b"late"])
+    waiter.join(5)
+    assert got == [[b"late"]]
+    q.push([bytes(3000)] * 2)
+    blocked = []
+    pusher = threading.Thread(target=lambda: blocked.append(
+        pytest.raises(QueueClosedError, q.push, [bytes(3000)], timeout=10)))
+    pusher.start()
+    time.sleep(0.05)
+    q.close()
+    pusher.join(5)
+    assert blocked and not pusher.is_alive()
+    assert len(q.pop(10)) == 2  # close drains what is left
+    with pytest.raises(QueueClosedError):
+        q.pop(timeout=1)
+
+
+def test_memory_queue_rejects_oversized_records():
+    q = MemoryQueue(8192)
+    with pytest.raises(InvalidParameterError):
+        q.push([bytes(q.max_record + 1)])
+    assert q.push([bytes(q.max_record)]) == 1
+    assert len(q.pop(max_bytes=16)[0]) == q.max_record  # the pop buffer grows
+    with pytest.raises(TypeError):
+        q.push(["text"])
+
+
+def test_memory_queue_many_producers_one_consumer():
+    q = MemoryQueue(64 * 1024)
+    n, producers = 20000, 4
+
+    def produce(p):
+        for i in range(0, n, 100):
+            q.push([b"%d:%d" % (p, j) for j in range(i, i + 100)])
+
+    got = []
+
+    def consume():
+        while len(got) < n * producers:
+            got.extend(q.pop(500, timeout=5))
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    run_threads(produce, producers)
+    consumer.join(30)
+    last = {}
+    for rec in got:
+        p, j = map(int, rec.split(b":"))
+        assert j == last.get(p, -1) + 1  # each producer's order is kept
+        last[p] = j
+    assert all(v == n - 1 for v in last.values())
+
+
+def test_native_pair_moves_every_record():
+    assert _queue.bench_pair(1 << 20, 64, 256, 200_000) > 0
+
+
+# ---- disk queue ----
+
+def test_disk_queue_round_trip_across_segments_and_reopen(tmp_path):
+    q = disk(tmp_path)
+    recs = [record(i) for i in range(300)]
+    q.push(recs[:150], ops=2)
+    q.push(recs[150:], kind=MIRROR)
+    c = q.counts()
+    assert c["segments"] > 3 and c["records"] == 300
+    assert (c["rep_ops"], c["mir_ops"]) == (300, 150)
+    assert q.pop(100) == recs[:100]
+    q.close()
+    q = disk(tmp_path)
+    assert q.counts()["records"] == 200
+    assert q.pop(1000) == recs[100:]
+    assert q.pop() == []
+    q.close()
+    assert disk(tmp_path).counts()["records"] == 0
+
+
+def test_consumed_segments_are_deleted(tmp_path):
+    q = disk(tmp_path)
+    q.push([bytes(1000)] * 40)
+    assert len(list(tmp_path.glob("*.seg"))) == q.counts()["segments"] > 10
+    q.pop(40)
+    q.commit()
+    assert len(list(tmp_path.glob("*.seg"))) == q.counts()["segments"] == 1
+    q.close()
+
+
+def test_uncommitted_pops_come_back_after_a_crash(tmp_path):
+    script = ("import os, sys; from dtcore.queues import DiskQueue; "
+              "q = DiskQueue(sys.argv[1], segment_bytes=1 << 20, free_min_mb=0); "
+              "q.push([b'a', b'b', b'c']); q.commit(); assert q.pop(2) == [b'a', b'b']; "
+              "os._exit(0)")  # no close: the position stays where it was committed
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=60)
+    assert disk(tmp_path, segment_bytes=1 << 20).pop() == [b"a", b"b", b"c"]
+
+
+def test_write_through_group_commit_shares_syncs(tmp_path):
+    q = disk(tmp_path, segment_bytes=1 << 20, write_through=True)
+    run_threads(lambda t: [q.push([b"%d-%d" % (t, i)]) for i in range(100)], 4)
+    c = q.counts()
+    assert c["pushed"] == 400 and 1 <= c["syncs"] <= 400
+    q.close()
+
+
+def test_prepend_puts_records_in_front(tmp_path):
+    q = disk(tmp_path)
+    q.push([b"3", b"4", b"5"])
+    assert q.pop(1) == [b"3"]
+    q.prepend([b"1", b"2"], ops=[7, 8])
+    assert q.counts()["rep_ops"] == 7 + 8 + 2
+    q.close()
+    q = disk(tmp_path)
+    assert q.pop() == [b"1", b"2", b"4", b"5"]
+
+
+def test_space_max_refuses_with_the_queue_log_error(tmp_path, seen_events):
+    q = disk(tmp_path, segment_bytes=64 * 1024, space_max_mb=1)
+    with pytest.raises(QueueLogFileError) as e:
+        for _ in range(100):
+            q.push([bytes(64 * 1024)])
+    assert e.value.code == -175 and "QJournalSpaceMax" in str(e.value)
+    assert [ev.id for ev in seen_events] == [4007]
+    assert q.counts()["disk_bytes"] <= 1 << 20
+    n = q.counts()["records"]
+    assert len(q.pop(1000, max_bytes=64 << 20)) == n  # what was queued is intact
+
+
+def test_free_space_minimum_refuses_with_disk_full(tmp_path, seen_events):
+    st = os.statvfs(tmp_path)
+    free_mb = st.f_bavail * st.f_frsize >> 20
+    q = disk(tmp_path, free_min_mb=free_mb + 1024)
+    with pytest.raises(TargetDiskFullError) as e:
+        q.push([b"x"])
+    assert e.value.code == -173
+    assert seen_events[-1].id == 4007
+    assert q.counts()["records"] == 0
+
+
+def segments(path):
+    return sorted(path.glob("*.seg"))
+
+
+def test_flipped_byte_mid_queue_is_corruption_not_skipped(tmp_path, seen_events):
+    q = disk(tmp_path)
+    recs = [record(i) for i in range(200)]
+    q.push(recs)
+    q.close()
+    victim = segments(tmp_path)[2]
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0x40
+    victim.write_bytes(data)
+    q = disk(tmp_path)
+    assert q.counts()["corrupt"]
+    assert seen_events and seen_events[-1].id == 4070
+    got = []
+    with pytest.raises(QueueCorruptError) as e:
+        while batch := q.pop(7):
+            got.extend(batch)
+    assert got == recs[:len(got)] and len(got) < 200
+    assert "remirrored" in str(e.value) and e.value.code == -175
+
+
+def test_deleted_middle_segment_is_corruption(tmp_path):
+    q = disk(tmp_path)
+    q.push([record(i) for i in range(200)])
+    q.close()
+    segments(tmp_path)[3].unlink()
+    q = disk(tmp_path)
+    assert q.counts()["corrupt"]
+    with pytest.raises(QueueCorruptError):
+        while q.pop(50):
+            pass
+
+
+@pytest.mark.parametrize("cut", [1, 10, 23, 30])
+def test_torn_tail_is_truncated_and_reported(tmp_path, cut):
+    q = disk(tmp_path, segment_bytes=1 << 20)
+    recs = [record(i) for i in range(50)]
+    q.push(recs)
+    q.close()
+    last = max(segments(tmp_path), key=lambda p: p.stat().st_size)
+    last.write_bytes(last.read_bytes()[:-cut])
+    q = disk(tmp_path, segment_bytes=1 << 20)
+    assert q.torn_bytes > 0 and not q.counts()["corrupt"]
+    assert q.pop(100) == recs[:49]
+    q.push([b"after"])
+    assert q.pop() == [b"after"]
+
+
+def test_damaged_position_file_is_reported(tmp_path):
+    q = disk(tmp_path)
+    q.push([b"a"])
+    q.close()
+    (tmp_path / "dtq.pos").write_bytes(b"garbage" * 6)
+    with pytest.raises(QueueCorruptError):
+        disk(tmp_path)
+
+
+# ---- crash ----
+
+def crash_trial(path, rng):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE)] + sys.path))
+    child = subprocess.Popen([sys.executable, str(HERE / "queue_child.py"), str(path), "0", "1"],
+                             stdout=subprocess.PIPE, env=env)
+    acked = 0
+    deadline = time.monotonic() + rng.uniform(0.3, 1.2)
+    os.set_blocking(child.stdout.fileno(), False)
+    buf = b""
+    while time.monotonic() < deadline:
+        chunk = child.stdout.read() or b""
+        buf += chunk
+        time.sleep(0.002)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    buf += child.stdout.read() or b""
+    lines = buf.split(b"\n")
+    acked = int(lines[-2]) if len(lines) > 1 else 0
+    q = disk(path, segment_bytes=64 * 1024)
+    got = []
+    while batch := q.pop(1000, max_bytes=8 << 20):
+        got.extend(batch)
+    q.close()
+    assert len(got) >= acked, f"lost acknowledged records: {len(got)} < {acked}"
+    assert got == [record(i) for i in range(len(got))]  # in order, nothing else
+    return acked
+
+
+def test_sigkill_keeps_every_acknowledged_record(tmp_path):
+    rng = random.Random(1)
+    total = sum(crash_trial(tmp_path / f"t{i}", rng) for i in range(3))
+    assert total > 0
+
+
+@pytest.mark.slow
+def test_sigkill_many_trials(tmp_path):
+    rng = random.Random(2)
+    for i in range(50):
+        crash_trial(tmp_path / f"t{i}", rng)
+
+
+# ---- the combined queue ----
+
+def test_spill_keeps_fifo_across_memory_and_disk(tmp_path):
+    q = ReplicationQueue(tmp_path, memory_bytes=8192, to_disk_threshold=50, segment_bytes=4096,
+                         free_min_mb=0)
+    recs = [record(i) for i in range(300)]
+    for i in range(0, 300, 10):
+        q.push(recs[i:i + 10])
+    c = q.counts()
+    assert c["conBytesInDiskQueue"] > 0 and c["Bytes In Target Queue"] > 0
+    got, late = [], False
+    while batch := q.pop(17, timeout=0):
+        got.extend(batch)
+        if len(got) >= 100 and not late:
+            q.push([b"late"])  # the disk still holds older records: it queues behind them
+            late = True
+    assert got == recs + [b"late"]
+    q.close()
+
+
+def test_queue_alert_fires_once_per_crossing(tmp_path, seen_events):
+    q = ReplicationQueue(None, memory_bytes=8192, alert_threshold=50)
+    q.push([bytes(1000)] * 3)
+    assert not seen_events
+    q.push([bytes(1000)] * 2)
+    q.push([bytes(10)])
+    assert [e.id for e in seen_events] == [4072]
+    q.pop(100)
+    q.push([b"x"])
+    q.push([bytes(1000)] * 5)
+    assert [e.id for e in seen_events] == [4072, 4072]
+
+
+class QueueModel(RuleBasedStateMachine):
+    """The combined queue against a deque: push, pop, spill, close, reopen."""
+
+    def __init__(self):
+        super().__init__()
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="dtq-")
+        self.model = deque()
+        self.counter = 0
+        self.open()
+
+    def open(self):
+        self.q = ReplicationQueue(self.dir, memory_bytes=4096, to_disk_threshold=60,
+                                  segment_bytes=4096, free_min_mb=0)
+
+    @rule(sizes=st.lists(st.integers(0, 700), min_size=1, max_size=8),
+          kind=st.sampled_from([REPLICATION, MIRROR]))
+    def push(self, sizes, kind):
+        recs = []
+        for s in sizes:
+            self.counter += 1
+            recs.append((b"%06d" % self.counter * (s // 6 + 1))[:max(s, 6)])
+        assert self.q.push(recs, ops=2, kind=kind) == len(recs)
+        self.model.extend((r, kind) for r in recs)
+
+    @rule(n=st.integers(1, 20))
+    def pop(self, n):
+        got = self.q.pop(n, timeout=0, meta=True)
+        want = [self.model.popleft() for _ in range(min(n, len(self.model)))] if got or self.model else []
+        assert [(r, k) for r, _, k in got] == want[:len(got)]
+        # a pop may return fewer (one source per call); put back what it did not take
+        for item in reversed(want[len(got):]):
+            self.model.appendleft(item)
+        assert got or not want
+
+    @rule()
+    def reopen(self):
+        self.q.close()
+        self.open()
+
+    @invariant()
+    def counts_match(self):
+        c = self.q.counts()
+        assert c["Records"] == len(self.model)
+        assert c["conOpsInRepQueue"] + c["conOpsInMirQueue"] == 2 * len(self.model)
+        assert c["conBytesInRepQueue"] == sum(len(r) for r, k in self.model if k == REPLICATION)
+
+    def teardown(self):
+        self.q.close()
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TestQueueModel = QueueModel.TestCase
+TestQueueModel.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
