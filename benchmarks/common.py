@@ -74,3 +74,37 @@ def paired(kernel: Callable[[], object], reference: Callable[[], object],
     q = statistics.quantiles(ratios, n=4)
     return {"ratio": statistics.median(ratios), "q1": q[0], "q3": q[2],
             "kernel_s": statistics.median(tk), "reference_s": statistics.median(tr)}
+
+
+def row(name: str, m: dict, goal: float, unit: str = "x", note: str = "") -> dict:
+    """One result line: a paired() measurement and its goal."""
+    return {"measure": name, "median": round(m["ratio"], 3), "q1": round(m.get("q1", m["ratio"]), 3),
+            "q3": round(m.get("q3", m["ratio"]), 3), "unit": unit, "goal": goal,
+            "met": m["ratio"] >= goal, "note": note}
+
+
+def write_results(stem: str, title: str, command: str, rows: list[dict]) -> None:
+    """bench-results/<stem>.json and, for kernels, summary.md (else <stem>.md)."""
+    import json
+    import os
+    import platform
+    import subprocess
+    from pathlib import Path
+    out = Path(__file__).resolve().parents[1] / "bench-results"
+    meta = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                     text=True).stdout.strip(),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
+            "python": platform.python_version()}
+    out.mkdir(exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    lines = [f"# {title}\n", f"Command: `{command}` (commit {meta['commit']}, "
+             f"{meta['date']}, {meta['machine']}, Python {meta['python']}).\n",
+             "Each figure is the median of interleaved runs against its reference in the same "
+             "process (q1-q3 is the interquartile range).\n",
+             "| measure | median | q1-q3 | goal | met | note |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['measure']} | {r['median']} {r['unit']} | {r['q1']}-{r['q3']} | "
+                     f">= {r['goal']} | {'yes' if r['met'] else 'NO'} | {r['note']} |")
+    (out / ("summary.md" if stem == "kernels" else f"{stem}.md")).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

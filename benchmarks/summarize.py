@@ -5,12 +5,8 @@ bench-results/kernels.json and bench-results/summary.md.
 """
 from __future__ import annotations
 
-import json
 import os
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +17,10 @@ import dtcore  # noqa: E402
 from dtcore._native import _checksum  # noqa: E402
 
 from benchmarks import bench_checksum, bench_compression, bench_delta, bench_merge  # noqa: E402
-from benchmarks.common import MiB, best_of, paired  # noqa: E402
+from benchmarks.common import MiB, best_of, paired, row, write_results  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[1] / "bench-results"
+
 COMMAND = ".venv/bin/python -m benchmarks.summarize"
-
-
-def row(name, m, goal, unit="x", note=""):
-    return {"measure": name, "median": round(m["ratio"], 3), "q1": round(m.get("q1", m["ratio"]), 3),
-            "q3": round(m.get("q3", m["ratio"]), 3), "unit": unit, "goal": goal,
-            "met": m["ratio"] >= goal, "note": note}
 
 
 def main() -> None:
@@ -101,24 +91,7 @@ def main() -> None:
                          f"{256 * MiB / sorted(t_align)[2] / 1e9:.2f} GB/s; bytes sent: rolling "
                          f"{roll_bytes:,}, aligned {aligned_bytes:,}"))
 
-    meta = {"command": COMMAND, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                     text=True).stdout.strip(),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
-            "python": platform.python_version()}
-    OUT.mkdir(exist_ok=True)
-    (OUT / "kernels.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = [f"# Kernel benchmarks\n", f"Command: `{COMMAND}` (commit {meta['commit']}, "
-             f"{meta['date']}, {meta['machine']}, Python {meta['python']}).\n",
-             "Each figure is the median of interleaved runs against its reference in the same "
-             "process (q1-q3 is the interquartile range).\n",
-             "| measure | median | q1-q3 | goal | met | note |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['measure']} | {r['median']} {r['unit']} | {r['q1']}-{r['q3']} | "
-                     f">= {r['goal']} | {'yes' if r['met'] else 'NO'} | {r['note']} |")
-    (OUT / "summary.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    write_results("kernels", "Kernel benchmarks", COMMAND, rows)
 
 if __name__ == "__main__":
     main()

@@ -65,6 +65,9 @@ int dt_memq_new(size_t capacity, uint64_t max_ops, dt_memq **out, dt_err *err)
         return dt_fail(err, DT_E_NOMEM, "cannot allocate the memory queue ring", -1, -1,
                        (int64_t)capacity, 0);
     }
+    /* touch every page now: the memory pool is reserved up front, and hot
+     * paths never take a page fault */
+    memset(q->ring, 0, q->cap);
     q->max_ops = max_ops;
     pthread_mutex_init(&q->lock, NULL);
     pthread_mutex_init(&q->consumer, NULL);
@@ -198,6 +201,7 @@ int dt_memq_pop(dt_memq *q, size_t max_records, uint8_t *out, size_t out_cap, ui
         dt_deadline(&dl, timeout_ns);
     *popped = *used = 0;
     pthread_mutex_lock(&q->consumer);
+again:;
     uint64_t p = q->head, end = load(&q->tail);
     if (p == end && timeout_ns != 0) {
         spin_while(&q->tail, p);
@@ -227,6 +231,19 @@ int dt_memq_pop(dt_memq *q, size_t max_records, uint8_t *out, size_t out_cap, ui
             pthread_mutex_unlock(&q->consumer);
             return rc;
         }
+    }
+    /* only the filler before the ring's end ahead: skip it and wait for a record */
+    const uint8_t *first = q->ring + p % q->cap;
+    uint32_t first_len;
+    memcpy(&first_len, first, 4);
+    if (first_len == WRAP && p + (q->cap - p % q->cap) == end) {
+        __atomic_store_n(&q->head, end, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&q->waiting_producers, __ATOMIC_SEQ_CST)) {
+            pthread_mutex_lock(&q->lock);
+            pthread_cond_broadcast(&q->not_full);
+            pthread_mutex_unlock(&q->lock);
+        }
+        goto again;
     }
 
     size_t k = 0, bytes = 0;
