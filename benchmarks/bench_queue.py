@@ -116,20 +116,25 @@ def plain_write(total: int, size: int = 64 * 1024) -> float:
         return time.perf_counter() - start
 
 
+def _producers(put, records: int, producers: int) -> float:
+    """Seconds for `producers` threads to call put() records/producers times each."""
+    each = records // producers
+    threads = [threading.Thread(target=lambda: [put() for _ in range(each)])
+               for _ in range(producers)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
 def write_through(records: int, producers: int = 4, size: int = 4096) -> float:
     """Seconds for `producers` threads to push `records` write-through records."""
     rec = os.urandom(size)
     with _Dir() as d:
         q = DiskQueue(d, free_min_mb=0, write_through=True)
-        each = records // producers
-        threads = [threading.Thread(target=lambda: [q.push([rec]) for _ in range(each)])
-                   for _ in range(producers)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - start
+        elapsed = _producers(lambda: q.push([rec]), records, producers)
         q.close()
         return elapsed
 
@@ -155,15 +160,7 @@ def persist_queue(records: int, producers: int = 4, size: int = 4096) -> float:
     rec = os.urandom(size)
     with _Dir() as d:
         q = persistqueue.SQLiteQueue(d, auto_commit=True, multithreading=True)
-        each = records // producers
-        threads = [threading.Thread(target=lambda: [q.put(rec) for _ in range(each)])
-                   for _ in range(producers)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return time.perf_counter() - start
+        return _producers(lambda: q.put(rec), records, producers)
 
 
 class MemoryQueuePair:

@@ -690,7 +690,8 @@ static void note_corrupt(dt_journal *j, uint64_t segno, uint64_t off, uint64_t s
 
 /* Walk every segment from the position: count what is queued, truncate a
  * torn tail, note the first corruption, and find the next sequence number. */
-static int recover(dt_journal *j, const uint64_t *segs, size_t nsegs, dt_err *err)
+static int recover(dt_journal *j, const uint64_t *segs, size_t nsegs, uint64_t *start_off,
+                   dt_err *err)
 {
     uint64_t pos_seq = FIRST_SEQ, pos_segno = nsegs ? segs[0] : FIRST_SEGNO, pos_off = SEG_HEADER;
     int have_pos = read_pos(j, &pos_seq, &pos_segno, &pos_off);
@@ -704,6 +705,7 @@ static int recover(dt_journal *j, const uint64_t *segs, size_t nsegs, dt_err *er
     }
     j->first_segno = pos_segno;
     j->r_seq = pos_seq;
+    *start_off = have_pos ? pos_off : SEG_HEADER;
     uint64_t expect = pos_seq, max_seq = pos_seq ? pos_seq - 1 : 0;
     seg_reader r = {.fd = -1};
     for (size_t s = first; s < nsegs; s++) {
@@ -768,9 +770,8 @@ static int recover(dt_journal *j, const uint64_t *segs, size_t nsegs, dt_err *er
     free(r.buf);
     if (r.fd >= 0)
         close(r.fd);
-    j->next_seq = (max_seq + 1 > expect ? max_seq + 1 : expect);
-    if (!j->c.corrupt)
-        j->next_seq = expect;
+    /* past damage, new records must not reuse a sequence number seen on disk */
+    j->next_seq = j->c.corrupt && max_seq + 1 > expect ? max_seq + 1 : expect;
     j->durable_seq = j->next_seq - 1;
     return DT_OK;
 }
@@ -802,7 +803,8 @@ int dt_journal_open(const dt_journal_cfg *cfg, dt_journal **out, dt_err *err)
         rc = io_fail(err, "cannot list QJournalDir", 0, 0);
         goto fail;
     }
-    if ((rc = recover(j, segs, nsegs, err)) != DT_OK)
+    uint64_t start_off;
+    if ((rc = recover(j, segs, nsegs, &start_off, err)) != DT_OK)
         goto fail;
     /* writes always start a fresh segment, after whatever recovery found */
     j->w_segno = (nsegs && segs[nsegs - 1] > j->first_segno ? segs[nsegs - 1] : j->first_segno) + 1;
@@ -817,11 +819,8 @@ int dt_journal_open(const dt_journal_cfg *cfg, dt_journal **out, dt_err *err)
         rc = io_fail(err, "cannot open a queue segment", start, 0);
         goto fail;
     }
-    if (start == j->first_segno) {
-        uint64_t pseq, pseg, poff;
-        if (read_pos(j, &pseq, &pseg, &poff) == 1 && pseg == start)
-            j->r.off = poff;
-    }
+    if (start == j->first_segno)
+        j->r.off = start_off;
     if (j->r.segno == j->w_segno)
         j->r.end = j->w_size;
     free(segs);

@@ -201,7 +201,6 @@ int dt_memq_pop(dt_memq *q, size_t max_records, uint8_t *out, size_t out_cap, ui
         dt_deadline(&dl, timeout_ns);
     *popped = *used = 0;
     pthread_mutex_lock(&q->consumer);
-again:;
     uint64_t p = q->head, end = load(&q->tail);
     if (p == end && timeout_ns != 0) {
         spin_while(&q->tail, p);
@@ -232,20 +231,6 @@ again:;
             return rc;
         }
     }
-    /* only the filler before the ring's end ahead: skip it and wait for a record */
-    const uint8_t *first = q->ring + p % q->cap;
-    uint32_t first_len;
-    memcpy(&first_len, first, 4);
-    if (first_len == WRAP && p + (q->cap - p % q->cap) == end) {
-        __atomic_store_n(&q->head, end, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&q->waiting_producers, __ATOMIC_SEQ_CST)) {
-            pthread_mutex_lock(&q->lock);
-            pthread_cond_broadcast(&q->not_full);
-            pthread_mutex_unlock(&q->lock);
-        }
-        goto again;
-    }
-
     size_t k = 0, bytes = 0;
     uint64_t gone_ops[2] = {0, 0}, gone_bytes[2] = {0, 0};
     int rc = DT_OK;

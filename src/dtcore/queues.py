@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any, Sequence
 
 from dtcore import settings
@@ -212,7 +213,6 @@ class ReplicationQueue:
     def pop(self, max_records: int = 1024, timeout: float | None = None,
             max_bytes: int = MB, meta: bool = False) -> list:
         """The oldest records, in push order; [] if none came within ``timeout``."""
-        import time
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             got = self.memory.pop(max_records, 0, max_bytes, meta)

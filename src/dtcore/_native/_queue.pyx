@@ -149,18 +149,53 @@ cdef dict memq_counts(dt_q_counts *c):
             "pool_used": c.pool_used, "pushed": c.pushed, "popped": c.popped}
 
 
-cdef class MemQ:
-    """The native ring queue; dtcore.queues.MemoryQueue is its public face."""
-    cdef dt_memq *q
+cdef class _Consumer:
+    """The pop loop both queues share: records land in a reused buffer that
+    grows when the next record is larger, then become bytes objects."""
     cdef _PopBuffer buf
     cdef bint popping
+
+    def __cinit__(self, *args, **kwargs):
+        self.buf = _PopBuffer()
+
+    cdef int pop_into(self, _PopBuffer pb, size_t max_records, int64_t ns, size_t *n,
+                      size_t *used, dt_err *err) except? -100:
+        raise NotImplementedError
+
+    cdef list take(self, size_t max_records, int64_t ns, size_t max_bytes, bint meta, str context):
+        if max_records == 0:
+            return []
+        # a second thread popping at once (a misuse) gets a buffer of its own
+        cdef _PopBuffer pb = self.buf if not self.popping else _PopBuffer()
+        cdef size_t n = 0, used = 0
+        cdef dt_err err
+        cdef int rc
+        self.popping = True
+        try:
+            pb.reserve(max_bytes, max_records)
+            rc = self.pop_into(pb, max_records, ns, &n, &used, &err)
+            while rc == DT_E_SPACE:
+                pb.reserve(<size_t>err.expected, max_records)
+                rc = self.pop_into(pb, max_records, ns, &n, &used, &err)
+            if rc == DT_E_TIMEOUT:
+                return []
+            if rc:
+                fail(rc, &err, context)
+            return pb.records(n, meta)
+        finally:
+            if pb is self.buf:
+                self.popping = False
+
+
+cdef class MemQ(_Consumer):
+    """The native ring queue; dtcore.queues.MemoryQueue is its public face."""
+    cdef dt_memq *q
 
     def __cinit__(self, size_t capacity, uint64_t max_ops):
         cdef dt_err err
         cdef int rc = dt_memq_new(capacity, max_ops, &self.q, &err)
         if rc:
             fail(rc, &err, "memory queue")
-        self.buf = _PopBuffer()
 
     def __dealloc__(self):
         dt_memq_free(self.q)
@@ -183,36 +218,19 @@ cdef class MemQ:
             fail(rc, &err, "memory queue push")
         return pushed
 
+    cdef int pop_into(self, _PopBuffer pb, size_t max_records, int64_t ns, size_t *n,
+                      size_t *used, dt_err *err) except? -100:
+        cdef int rc
+        with nogil:
+            rc = dt_memq_pop(self.q, max_records, pb.data, pb.cap, pb.length, pb.ops, pb.kind, ns,
+                             n, used, err)
+        return rc
+
     def pop(self, size_t max_records=1024, timeout=None, size_t max_bytes=1 << 20, bint meta=False):
         """Up to max_records records (about max_bytes at most; one larger
         record still comes alone); [] when the wait ran out.  With meta, each
         is (record, ops, kind)."""
-        cdef _PopBuffer pb = self.buf if not self.popping else _PopBuffer()
-        cdef int64_t ns = to_ns(timeout)
-        cdef size_t n = 0, used = 0
-        cdef dt_err err
-        cdef int rc
-        if max_records == 0:
-            return []
-        self.popping = True
-        try:
-            pb.reserve(max_bytes, max_records)
-            while True:
-                with nogil:
-                    rc = dt_memq_pop(self.q, max_records, pb.data, pb.cap, pb.length, pb.ops,
-                                     pb.kind, ns, &n, &used, &err)
-                if rc == DT_E_SPACE:
-                    pb.reserve(<size_t>err.expected, max_records)
-                    continue
-                break
-            if rc == DT_E_TIMEOUT:
-                return []
-            if rc:
-                fail(rc, &err, "memory queue pop")
-            return pb.records(n, meta)
-        finally:
-            if pb is self.buf:
-                self.popping = False
+        return self.take(max_records, to_ns(timeout), max_bytes, meta, "memory queue pop")
 
     def close(self):
         dt_memq_close(self.q)
@@ -223,11 +241,9 @@ cdef class MemQ:
         return memq_counts(&c)
 
 
-cdef class Journal:
+cdef class Journal(_Consumer):
     """The native disk queue; dtcore.queues.DiskQueue is its public face."""
     cdef dt_journal *j
-    cdef _PopBuffer buf
-    cdef bint popping
     cdef readonly object directory
 
     def __cinit__(self, directory, uint64_t segment_bytes, space_max, uint64_t free_min,
@@ -247,7 +263,6 @@ cdef class Journal:
         if rc:
             self.j = NULL
             fail(rc, &err, f"disk queue {directory}")
-        self.buf = _PopBuffer()
 
     def __dealloc__(self):
         if self.j != NULL:
@@ -283,31 +298,19 @@ cdef class Journal:
         if rc:
             fail(rc, &err, f"disk queue {self.directory}: prepend")
 
-    def pop(self, size_t max_records=1024, size_t max_bytes=1 << 20, bint meta=False):
+    cdef int pop_into(self, _PopBuffer pb, size_t max_records, int64_t ns, size_t *n,
+                      size_t *used, dt_err *err) except? -100:
         cdef dt_journal *j = self.live()
-        cdef _PopBuffer pb = self.buf if not self.popping else _PopBuffer()
-        cdef size_t n = 0, used = 0
-        cdef dt_err err
         cdef int rc
-        if max_records == 0:
-            return []
-        self.popping = True
-        try:
-            pb.reserve(max_bytes, max_records)
-            while True:
-                with nogil:
-                    rc = dt_journal_pop(j, max_records, pb.data, pb.cap, pb.length, pb.ops,
-                                        pb.kind, &n, &used, &err)
-                if rc == DT_E_SPACE:
-                    pb.reserve(<size_t>err.expected, max_records)
-                    continue
-                break
-            if rc:
-                fail(rc, &err, f"disk queue {self.directory}: pop")
-            return pb.records(n, meta)
-        finally:
-            if pb is self.buf:
-                self.popping = False
+        with nogil:
+            rc = dt_journal_pop(j, max_records, pb.data, pb.cap, pb.length, pb.ops, pb.kind, n,
+                                used, err)
+        return rc
+
+    def pop(self, size_t max_records=1024, size_t max_bytes=1 << 20, bint meta=False):
+        """The oldest records, [] when the journal is empty (it never waits)."""
+        self.live()
+        return self.take(max_records, 0, max_bytes, meta, f"disk queue {self.directory}: pop")
 
     def commit(self):
         cdef dt_journal *j = self.live()
