@@ -31,7 +31,8 @@ _shared: dict[int, MemoryQueue] = {}
 
 def memq_pair(n: int, size: int) -> float:
     """Seconds to move n records through MemoryQueue between two threads, in
-    batches.  The queue (256 MiB, prefaulted) is made once, as an engine would."""
+    batches (popped as a RecordBatch, the form the sender writes to the wire).
+    The queue (256 MiB, prefaulted) is made once, as an engine would."""
     q = _shared.get(size) or _shared.setdefault(size, MemoryQueue(256 * MiB))
     batch = [os.urandom(size)] * BATCH
 
@@ -42,7 +43,7 @@ def memq_pair(n: int, size: int) -> float:
     def consume():
         got = 0
         while got < n // BATCH * BATCH:
-            got += len(q.pop(BATCH, max_bytes=min(BATCH * (size + 8), 4 * MiB)))
+            got += len(q.pop(BATCH, max_bytes=min(BATCH * (size + 8), 4 * MiB), batch=True))
     return _pair(produce, consume)
 
 

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "dt_journal.h"
+#include "dt_qtime.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -51,7 +52,11 @@ struct dt_journal {
     uint64_t w_segno, w_size, next_seq, durable_seq;
     uint8_t *wbuf;
     size_t wlen, wcap;
-    int syncing;
+    int syncing, gathering;
+    pthread_cond_t joined;  /* a push arrived while a leader gathers */
+    uint32_t calls_pending; /* write-through pushes not yet in a sync */
+    uint32_t group_hint;    /* pushes the last sync served */
+    double last_sync_s;
     /* reader */
     seg_reader r;
     uint64_t r_seq, first_segno;
@@ -171,6 +176,9 @@ static int record_at(seg_reader *r, uint64_t off, rec_view *v)
     if (f)
         return f == -2 ? REC_NOMEM : REC_IO;
     const uint8_t *h = r->buf + (off - r->boff);
+    static const uint8_t zero[REC_HEADER];
+    if (!memcmp(h, zero, REC_HEADER)) /* preallocated space not yet written */
+        return REC_END;
     uint32_t len = get32(h);
     if (get32(h + 20) != REC_MARKER || len > MAX_RECORD || off + REC_HEADER + pad8(len) > r->end)
         return REC_BAD;
@@ -188,19 +196,30 @@ static int record_at(seg_reader *r, uint64_t off, rec_view *v)
     return REC_OK;
 }
 
-/* Whether any intact record lies after a damaged one at bad_off. */
+/* Whether any intact record lies after a damaged one at bad_off (scanned a
+ * megabyte at a time: a preallocated tail can be megabytes of zeros). */
 static int intact_after(seg_reader *r, uint64_t bad_off)
 {
-    for (uint64_t off = bad_off + 8; off + REC_HEADER <= r->end; off += 8) {
-        rec_view v;
-        uint8_t h[REC_HEADER];
+    enum { CHUNK = 1 << 20 };
+    uint8_t *buf = malloc(CHUNK + REC_HEADER);
+    if (!buf)
+        return 1; /* cannot tell: call it corruption rather than truncate */
+    int found = 0;
+    for (uint64_t base = bad_off + 8; !found && base + REC_HEADER <= r->end; base += CHUNK) {
         size_t got;
-        if (read_full(r->fd, h, REC_HEADER, off, &got) || got < REC_HEADER)
-            return 0;
-        if (get32(h + 20) == REC_MARKER && record_at(r, off, &v) == REC_OK)
-            return 1;
+        size_t want = CHUNK + REC_HEADER;
+        if (read_full(r->fd, buf, want, base, &got))
+            break;
+        for (size_t i = 0; i + REC_HEADER <= got && i < CHUNK; i += 8) {
+            rec_view v;
+            if (get32(buf + i + 20) == REC_MARKER && record_at(r, base + i, &v) == REC_OK) {
+                found = 1;
+                break;
+            }
+        }
     }
-    return 0;
+    free(buf);
+    return found;
 }
 
 static int open_segment(dt_journal *j, seg_reader *r, uint64_t segno, uint64_t *first_seq, int flags)
@@ -295,7 +314,23 @@ static int commit_locked(dt_journal *j, dt_err *err)
 
 /* ---- writing ---- */
 
-static int new_segment(dt_journal *j, uint64_t segno, uint64_t first_seq, int *fd_out, dt_err *err)
+/* Fill a write-through segment with zeros up front, so that later syncs
+ * flush data only: overwriting allocated blocks leaves the file's size and
+ * extents alone, which an append (or fallocate's unwritten extents) would not. */
+static int preallocate(int fd, uint64_t from, uint64_t to)
+{
+    static const uint8_t zeros[1 << 16];
+    for (uint64_t off = from; off < to;) {
+        size_t n = to - off < sizeof zeros ? (size_t)(to - off) : sizeof zeros;
+        if (write_all(fd, zeros, n, off))
+            return -1;
+        off += n;
+    }
+    return 0;
+}
+
+static int new_segment(dt_journal *j, uint64_t segno, uint64_t first_seq, int prealloc,
+                       int *fd_out, dt_err *err)
 {
     char name[64];
     seg_name(name, segno);
@@ -303,6 +338,7 @@ static int new_segment(dt_journal *j, uint64_t segno, uint64_t first_seq, int *f
     uint8_t h[SEG_HEADER];
     seg_header(h, segno, first_seq);
     if (fd < 0 || write_all(fd, h, SEG_HEADER, 0) ||
+        (prealloc && preallocate(fd, SEG_HEADER, j->cfg.segment_bytes)) ||
         (j->cfg.write_through && (fdatasync(fd) || fsync(j->dirfd)))) {
         int rc = io_fail(err, "cannot create a queue segment", segno, 0);
         if (fd >= 0)
@@ -344,9 +380,15 @@ static int roll(dt_journal *j, dt_err *err)
         j->durable_seq = j->next_seq - 1;
     }
     int fd;
-    rc = new_segment(j, j->w_segno + 1, j->next_seq, &fd, err);
+    rc = new_segment(j, j->w_segno + 1, j->next_seq, j->cfg.write_through, &fd, err);
     if (rc)
         return rc;
+    /* the unused preallocated tail goes; if this is lost in a crash,
+     * recovery reads the zeros as the end and truncates them then */
+    if (j->cfg.write_through && ftruncate(j->wfd, (off_t)j->w_size)) {
+        close(fd);
+        return io_fail(err, "cannot trim a queue segment", j->w_segno, j->w_size);
+    }
     close(j->wfd);
     j->wfd = fd;
     j->w_segno++;
@@ -369,7 +411,11 @@ static int reserve_wbuf(dt_journal *j, size_t more)
     return 0;
 }
 
-/* Group commit: the first waiter writes out and syncs for everyone. */
+/* Group commit: the first waiter writes out and syncs for everyone.  Before
+ * syncing, the leader gives the pushers of the last round (those it served
+ * and those that arrived during it) a window as long as that sync took, at
+ * most 1 ms, to join: they were just woken and are usually on their way back
+ * with their next record.  A lone producer never waits. */
 static int sync_through(dt_journal *j, uint64_t seq, dt_err *err)
 {
     while (j->durable_seq < seq) {
@@ -377,18 +423,36 @@ static int sync_through(dt_journal *j, uint64_t seq, dt_err *err)
             pthread_cond_wait(&j->synced, &j->lock);
             continue;
         }
+        if (j->calls_pending < j->group_hint) {
+            int64_t window = (int64_t)(j->last_sync_s * 1e9);
+            struct timespec dl;
+            dt_deadline(&dl, window < 1000000 ? window : 1000000);
+            j->gathering = 1;
+            while (j->calls_pending < j->group_hint && !j->syncing && j->durable_seq < seq &&
+                   !dt_cond_wait(&j->joined, &j->lock, &dl))
+                ;
+            j->gathering = 0;
+            if (j->syncing || j->durable_seq >= seq)
+                continue;
+        }
         int rc = flush_wbuf(j, err);
         if (rc)
             return rc;
         j->syncing = 1;
         uint64_t target = j->next_seq - 1;
+        uint32_t calls = j->calls_pending;
+        j->calls_pending = 0;
         int fd = j->wfd;
         pthread_mutex_unlock(&j->lock);
+        double t0 = dt_now();
         int failed = fdatasync(fd);
         int e = errno;
+        double took = dt_now() - t0;
         pthread_mutex_lock(&j->lock);
         j->syncing = 0;
         j->c.syncs++;
+        j->last_sync_s = took;
+        j->group_hint = calls + j->calls_pending; /* served + arrived meanwhile */
         pthread_cond_broadcast(&j->synced);
         if (failed) {
             errno = e;
@@ -449,6 +513,9 @@ int dt_journal_push(dt_journal *j, size_t n, const uint8_t *const *rec, const ui
     }
     *pushed = i;
     if (i && j->cfg.write_through) {
+        j->calls_pending++;
+        if (j->gathering)
+            pthread_cond_signal(&j->joined);
         int src = sync_through(j, j->next_seq - 1, err);
         if (src != DT_OK) {
             rc = src;
@@ -562,7 +629,7 @@ int dt_journal_prepend(dt_journal *j, size_t n, const uint8_t *const *rec, const
     uint64_t segno = j->r.segno - 1, seq = j->r_seq - n;
     int fd = -1;
     if (rc == DT_OK)
-        rc = new_segment(j, segno, seq, &fd, err);
+        rc = new_segment(j, segno, seq, 0, &fd, err);
     if (rc == DT_OK) {
         uint64_t off = SEG_HEADER;
         uint8_t *buf = NULL;
@@ -730,6 +797,20 @@ static int recover(dt_journal *j, const uint64_t *segs, size_t nsegs, uint64_t *
         for (;;) {
             rec_view v;
             int rc = record_at(&r, off, &v);
+            if (rc == REC_END && off < r.end) {
+                /* zeros: the unwritten part of a preallocated segment */
+                if (intact_after(&r, off)) {
+                    note_corrupt(j, segs[s], off, expect);
+                } else {
+                    j->c.disk_bytes -= r.end - off;
+                    if (ftruncate(r.fd, (off_t)off) || fdatasync(r.fd)) {
+                        free(r.buf);
+                        close(r.fd);
+                        return io_fail(err, "cannot trim a queue segment", segs[s], off);
+                    }
+                }
+                break;
+            }
             if (rc == REC_END)
                 break;
             if (rc == REC_IO || rc == REC_NOMEM) {
@@ -790,6 +871,7 @@ int dt_journal_open(const dt_journal_cfg *cfg, dt_journal **out, dt_err *err)
     j->wfd = j->r.fd = -1;
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->synced, NULL);
+    dt_cond_init(&j->joined);
     mkdir(j->dir, 0755);
     j->dirfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int rc;
@@ -808,7 +890,7 @@ int dt_journal_open(const dt_journal_cfg *cfg, dt_journal **out, dt_err *err)
         goto fail;
     /* writes always start a fresh segment, after whatever recovery found */
     j->w_segno = (nsegs && segs[nsegs - 1] > j->first_segno ? segs[nsegs - 1] : j->first_segno) + 1;
-    if ((rc = new_segment(j, j->w_segno, j->next_seq, &j->wfd, err)) != DT_OK)
+    if ((rc = new_segment(j, j->w_segno, j->next_seq, cfg->write_through, &j->wfd, err)) != DT_OK)
         goto fail;
     j->w_size = SEG_HEADER;
     uint64_t first_seq;
@@ -845,6 +927,8 @@ int dt_journal_close(dt_journal *j, dt_err *err)
     int rc = flush_wbuf(j, err);
     if (rc == DT_OK && fdatasync(j->wfd))
         rc = io_fail(err, "cannot sync the queue log file", j->w_segno, j->w_size);
+    if (rc == DT_OK && j->cfg.write_through && ftruncate(j->wfd, (off_t)j->w_size))
+        rc = io_fail(err, "cannot trim a queue segment", j->w_segno, j->w_size);
     if (rc == DT_OK)
         rc = commit_locked(j, err);
     pthread_mutex_unlock(&j->lock);
@@ -856,6 +940,7 @@ int dt_journal_close(dt_journal *j, dt_err *err)
     free(j->wbuf);
     pthread_mutex_destroy(&j->lock);
     pthread_cond_destroy(&j->synced);
+    pthread_cond_destroy(&j->joined);
     free(j);
     return rc;
 }

@@ -193,6 +193,56 @@ def test_write_through_group_commit_shares_syncs(tmp_path):
     q.close()
 
 
+def test_write_through_segments_are_preallocated_then_trimmed(tmp_path):
+    q = disk(tmp_path, segment_bytes=1 << 20, write_through=True)
+    q.push([b"x" * 100] * 3)
+    (seg,) = tmp_path.glob("*.seg")
+    assert seg.stat().st_size == 1 << 20  # zeros ahead, so syncs flush data only
+    q.push([b"y" * 5000] * 300)  # rolls: each full segment is trimmed to its data
+    full = sorted(tmp_path.glob("*.seg"))[:-1]
+    assert full and all(p.stat().st_size < 1 << 20 for p in full)
+    used = q.counts()["disk_bytes"]
+    q.close()
+    assert sum(p.stat().st_size for p in tmp_path.glob("*.seg")) == used
+
+
+def test_crash_leaves_zeros_that_reopen_reads_as_the_end(tmp_path):
+    script = ("import os, sys; from dtcore.queues import DiskQueue; "
+              "q = DiskQueue(sys.argv[1], segment_bytes=1 << 20, free_min_mb=0, write_through=True); "
+              "q.push([b'a' * 10, b'b' * 20]); os._exit(0)")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=60)
+    q = disk(tmp_path, segment_bytes=1 << 20)
+    c = q.counts()
+    assert c["records"] == 2 and not c["corrupt"] and q.torn_bytes == 0
+    assert q.pop() == [b"a" * 10, b"b" * 20]
+    q.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(recs=st.lists(st.tuples(st.binary(max_size=300), st.integers(0, 1000), st.integers(0, 1)),
+                     max_size=60),
+       take=st.integers(1, 70))
+def test_record_batch_matches_the_list_form(tmp_path_factory, recs, take):
+    """A RecordBatch holds the same records, ops and kinds as pop(meta=True)."""
+    path = tmp_path_factory.mktemp("batch")
+    for make in (lambda: MemoryQueue(1 << 20), lambda: disk(path)):
+        a, b = make(), MemoryQueue(1 << 20)
+        for q in (a, b):
+            if recs:
+                q.push([r for r, _, _ in recs], ops=[o for _, o, _ in recs],
+                       kind=[k for _, _, k in recs])
+        while True:
+            batch = a.pop(take, batch=True) if isinstance(a, DiskQueue) else \
+                a.pop(take, timeout=0, batch=True)
+            want = b.pop(take, timeout=0, meta=True)
+            assert [(bytes(r), o, k) for r, o, k in zip(batch, batch.ops, batch.kinds)] == want
+            assert len(batch) == len(want) and len(batch.data) == sum(len(r) for r, _, _ in want)
+            if not want:
+                break
+        if isinstance(a, DiskQueue):
+            a.close()
+
+
 def test_prepend_puts_records_in_front(tmp_path):
     q = disk(tmp_path)
     q.push([b"3", b"4", b"5"])

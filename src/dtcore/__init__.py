@@ -1,7 +1,8 @@
 """dtcore: a performance-tuned file replication engine with a native core.
 
 The public API: block checksums, the rolling delta, the op model with its
-write merger, payload compression, settings and the exception hierarchy."""
+write merger, payload compression, the queues, settings and the exception
+hierarchy."""
 from __future__ import annotations
 
 try:
@@ -20,13 +21,15 @@ from dtcore.errors import (DTError, FileAccessError, InvalidParameterError,
                            OutOfMemoryError, StreamError)
 from dtcore.ops import (Attrs, BatchInfo, Op, OpKind, merge_batch, merge_bound, pack_batch, scan_batch,
                         unpack_batch)
+from dtcore.queues import DiskQueue, MemoryQueue, RecordBatch, ReplicationQueue
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Attrs", "BatchInfo", "Compressor", "DTError", "Delta", "FileAccessError",
-    "InvalidParameterError", "InvalidParameterTypeError", "InvalidStatisticsFileError", "Op",
-    "OpKind", "OutOfMemoryError", "Payload", "Signature", "StreamError", "apply_delta",
+    "Attrs", "BatchInfo", "Compressor", "DTError", "Delta", "DiskQueue", "FileAccessError",
+    "InvalidParameterError", "InvalidParameterTypeError", "InvalidStatisticsFileError",
+    "MemoryQueue", "Op", "OpKind", "OutOfMemoryError", "Payload", "RecordBatch", "ReplicationQueue",
+    "Signature", "StreamError", "apply_delta",
     "block_checksums", "delta", "differing_ranges", "file_checksums", "file_delta",
     "file_signature", "merge_batch", "merge_bound", "pack_batch", "scan_batch", "signature", "unpack_batch",
     "xxh3_64",

@@ -12,7 +12,7 @@ import time
 from typing import Any, Sequence
 
 from dtcore import settings
-from dtcore._native._queue import Journal, MemQ
+from dtcore._native._queue import Journal, MemQ, RecordBatch
 from dtcore.errors import (DTError, QueueClosedError, QueueCorruptError, QueueLogFileError,
                            TargetDiskFullError, native_error)
 from dtcore.events import ERROR, WARNING, emit, log
@@ -75,10 +75,11 @@ class MemoryQueue:
         return self._q.push(records, ops, kind, timeout)
 
     def pop(self, max_records: int = 1024, timeout: float | None = None,
-            max_bytes: int = MB, meta: bool = False) -> list:
+            max_bytes: int = MB, meta: bool = False, batch: bool = False) -> Any:
         """Up to ``max_records`` of the oldest records; [] if none arrived
-        within ``timeout``.  With ``meta``, (record, ops, kind) tuples."""
-        return self._q.pop(max_records, timeout, max_bytes, meta)
+        within ``timeout``.  With ``meta``, (record, ops, kind) tuples; with
+        ``batch``, one :class:`RecordBatch` (empty on a timeout)."""
+        return self._q.pop(max_records, timeout, max_bytes, meta, batch)
 
     def close(self) -> None:
         """Wake every waiter: pushes fail from now on, pops drain what is left."""
@@ -129,10 +130,12 @@ class DiskQueue:
             emit(4007, ERROR, f"disk queue {self.directory} cannot take more: {e}")
             raise
 
-    def pop(self, max_records: int = 1024, max_bytes: int = MB, meta: bool = False) -> list:
-        """The oldest records (at most ``max_records``), [] when empty."""
+    def pop(self, max_records: int = 1024, max_bytes: int = MB, meta: bool = False,
+            batch: bool = False) -> Any:
+        """The oldest records (at most ``max_records``), [] when empty; with
+        ``batch``, one :class:`RecordBatch`."""
         try:
-            return self._j.pop(max_records, max_bytes, meta)
+            return self._j.pop(max_records, max_bytes, meta, batch)
         except QueueCorruptError as e:
             emit(4070, ERROR, f"{e}")
             raise
@@ -211,17 +214,18 @@ class ReplicationQueue:
     # -- the consumer --
 
     def pop(self, max_records: int = 1024, timeout: float | None = None,
-            max_bytes: int = MB, meta: bool = False) -> list:
-        """The oldest records, in push order; [] if none came within ``timeout``."""
+            max_bytes: int = MB, meta: bool = False, batch: bool = False) -> Any:
+        """The oldest records, in push order; [] if none came within
+        ``timeout``.  ``meta`` and ``batch`` as for :meth:`MemoryQueue.pop`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            got = self.memory.pop(max_records, 0, max_bytes, meta)
+            got = self.memory.pop(max_records, 0, max_bytes, meta, batch)
             if got:
                 return got
             if self.disk is not None:
                 with self._lock:  # no producer can slip a record into memory now
-                    got = self.memory.pop(max_records, 0, max_bytes, meta) or \
-                        self.disk.pop(max_records, max_bytes, meta)
+                    got = self.memory.pop(max_records, 0, max_bytes, meta, batch) or \
+                        self.disk.pop(max_records, max_bytes, meta, batch)
                 if got:
                     return got
             left = None if deadline is None else deadline - time.monotonic()
@@ -230,7 +234,8 @@ class ReplicationQueue:
             # a record pushed while we sleep goes to memory (the disk is empty),
             # so the memory wait sees it; the slice only bounds a lost race
             wait = 0.05 if left is None else min(left, 0.05)
-            got = self.memory.pop(max_records, wait if self.disk is not None else left, max_bytes, meta)
+            got = self.memory.pop(max_records, wait if self.disk is not None else left, max_bytes,
+                                  meta, batch)
             if got or self.disk is None:
                 return got
 

@@ -1,9 +1,11 @@
 """Bindings for csrc/dt_memq.c (the memory queue) and csrc/dt_journal.c (the
 disk queue).  Records go in as a list of bytes-like objects and come out as a
-list of bytes; the GIL is released while a call waits, copies or syncs."""
+list of bytes or as one RecordBatch; the GIL is released while a call waits,
+copies or syncs."""
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
 
 from dtcore._native._c cimport (DT_J_UNLIMITED, dt_crc32c, dt_crc32c_select, dt_err,
                                 dt_journal, dt_journal_cfg, dt_journal_close,
@@ -120,6 +122,26 @@ cdef class _PopBuffer:
             raise MemoryError(f"cannot allocate a pop buffer of {cap} bytes")
         return 0
 
+    cdef RecordBatch batch(self, size_t n, size_t used):
+        cdef RecordBatch b = RecordBatch.__new__(RecordBatch)
+        b.data = PyBytes_FromStringAndSize(<const char *>self.data, used)
+        ends = PyBytes_FromStringAndSize(NULL, (n + 1) * sizeof(uint64_t))
+        meta = PyBytes_FromStringAndSize(NULL, n * sizeof(uint32_t) + n)
+        cdef uint64_t *e = <uint64_t *>PyBytes_AS_STRING(ends)
+        cdef uint32_t *o = <uint32_t *>PyBytes_AS_STRING(meta)
+        cdef size_t i
+        e[0] = 0
+        for i in range(n):
+            e[i + 1] = e[i] + self.length[i]
+        if n:
+            memcpy(o, self.ops, n * sizeof(uint32_t))
+            memcpy(<uint8_t *>(o + n), self.kind, n)
+        b.n = n
+        b.ends = memoryview(ends).cast("Q")
+        b.ops = memoryview(meta)[:n * sizeof(uint32_t)].cast("I")
+        b.kinds = memoryview(meta)[n * sizeof(uint32_t):]
+        return b
+
     cdef list records(self, size_t n, bint meta):
         cdef list out = []
         cdef size_t i, at = 0
@@ -131,6 +153,37 @@ cdef class _PopBuffer:
 
     def __dealloc__(self):
         free(self.data); free(self.length); free(self.ops); free(self.kind)
+
+
+cdef class RecordBatch:
+    """Popped records in one buffer: record i is data[ends[i]:ends[i + 1]],
+    with ops[i] ops of kind kinds[i] (0 replication, 1 mirror).  No object is
+    made per record until one is asked for."""
+    cdef readonly bytes data
+    cdef readonly object ends, ops, kinds
+    cdef Py_ssize_t n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, Py_ssize_t i):
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError("record index out of range")
+        return memoryview(self.data)[self.ends[i]:self.ends[i + 1]]
+
+    def __iter__(self):
+        view = memoryview(self.data)
+        ends = self.ends
+        for i in range(self.n):
+            yield view[ends[i]:ends[i + 1]]
+
+    def __repr__(self):
+        return f"RecordBatch({self.n} records, {len(self.data)} bytes)"
+
+
+cdef RecordBatch EMPTY_BATCH = _PopBuffer().batch(0, 0)
 
 
 cdef int64_t to_ns(timeout) except? -2:
@@ -162,9 +215,10 @@ cdef class _Consumer:
                       size_t *used, dt_err *err) except? -100:
         raise NotImplementedError
 
-    cdef list take(self, size_t max_records, int64_t ns, size_t max_bytes, bint meta, str context):
+    cdef object take(self, size_t max_records, int64_t ns, size_t max_bytes, bint meta,
+                     bint batch, str context):
         if max_records == 0:
-            return []
+            return EMPTY_BATCH if batch else []
         # a second thread popping at once (a misuse) gets a buffer of its own
         cdef _PopBuffer pb = self.buf if not self.popping else _PopBuffer()
         cdef size_t n = 0, used = 0
@@ -178,10 +232,10 @@ cdef class _Consumer:
                 pb.reserve(<size_t>err.expected, max_records)
                 rc = self.pop_into(pb, max_records, ns, &n, &used, &err)
             if rc == DT_E_TIMEOUT:
-                return []
+                return EMPTY_BATCH if batch else []
             if rc:
                 fail(rc, &err, context)
-            return pb.records(n, meta)
+            return pb.batch(n, used) if batch else pb.records(n, meta)
         finally:
             if pb is self.buf:
                 self.popping = False
@@ -226,11 +280,12 @@ cdef class MemQ(_Consumer):
                              n, used, err)
         return rc
 
-    def pop(self, size_t max_records=1024, timeout=None, size_t max_bytes=1 << 20, bint meta=False):
+    def pop(self, size_t max_records=1024, timeout=None, size_t max_bytes=1 << 20, bint meta=False,
+            bint batch=False):
         """Up to max_records records (about max_bytes at most; one larger
         record still comes alone); [] when the wait ran out.  With meta, each
-        is (record, ops, kind)."""
-        return self.take(max_records, to_ns(timeout), max_bytes, meta, "memory queue pop")
+        is (record, ops, kind); with batch, one RecordBatch."""
+        return self.take(max_records, to_ns(timeout), max_bytes, meta, batch, "memory queue pop")
 
     def close(self):
         dt_memq_close(self.q)
@@ -307,10 +362,11 @@ cdef class Journal(_Consumer):
                                 used, err)
         return rc
 
-    def pop(self, size_t max_records=1024, size_t max_bytes=1 << 20, bint meta=False):
+    def pop(self, size_t max_records=1024, size_t max_bytes=1 << 20, bint meta=False,
+            bint batch=False):
         """The oldest records, [] when the journal is empty (it never waits)."""
         self.live()
-        return self.take(max_records, 0, max_bytes, meta, f"disk queue {self.directory}: pop")
+        return self.take(max_records, 0, max_bytes, meta, batch, f"disk queue {self.directory}: pop")
 
     def commit(self):
         cdef dt_journal *j = self.live()
