@@ -1,6 +1,5 @@
 #define _GNU_SOURCE
 #include "dt_journal.h"
-#include "dt_qtime.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -123,16 +122,21 @@ static void seg_header(uint8_t *h, uint64_t segno, uint64_t first_seq)
     put32(h + 24, dt_crc32c(0, h, 24));
 }
 
+/* The REC_HEADER bytes that frame a record of src. */
+static void frame_header(uint8_t *h, const uint8_t *src, uint32_t len, uint32_t meta, uint64_t seq)
+{
+    put32(h, len);
+    put32(h + 4, meta);
+    put64(h + 8, seq);
+    put32(h + 16, dt_crc32c(dt_crc32c(0, h, 16), src, len));
+    put32(h + 20, REC_MARKER);
+}
+
 /* Frame one record at dst (REC_HEADER + pad8(len) bytes). */
 static size_t frame(uint8_t *dst, const uint8_t *src, uint32_t len, uint32_t meta, uint64_t seq)
 {
-    put32(dst, len);
-    put32(dst + 4, meta);
-    put64(dst + 8, seq);
+    frame_header(dst, src, len, meta, seq);
     memcpy(dst + REC_HEADER, src, len);
-    uint32_t crc = dt_crc32c(dt_crc32c(0, dst, 16), src, len);
-    put32(dst + 16, crc);
-    put32(dst + 20, REC_MARKER);
     size_t size = REC_HEADER + pad8(len);
     memset(dst + REC_HEADER + len, 0, size - REC_HEADER - len);
     return size;
@@ -496,12 +500,12 @@ int dt_journal_push(dt_journal *j, size_t n, const uint8_t *const *rec, const ui
         if (j->w_size + j->wlen + need > j->cfg.segment_bytes && j->w_size + j->wlen > SEG_HEADER &&
             (rc = roll(j, err)) != DT_OK)
             break;
+        uint32_t k = kind[i] ? 1 : 0;
         if (reserve_wbuf(j, (size_t)need)) {
             rc = dt_fail(err, DT_E_NOMEM, "cannot buffer a queue record", (int64_t)i, -1,
                          (int64_t)need, 0);
             break;
         }
-        uint32_t k = kind[i] ? 1 : 0;
         j->wlen += frame(j->wbuf + j->wlen, rec[i], len[i], ops[i] << 1 | k, j->next_seq++);
         j->c.disk_bytes += need;
         j->c.records++;

@@ -53,6 +53,17 @@ def test_crc32c_matches_google_crc32c(impl, data, split):
         _queue.crc32c_select(-1)
 
 
+@settings(max_examples=30, deadline=None)
+@given(size=st.integers(3 * 4096 - 8, 5 * 3 * 4096 + 40), skip=st.integers(0, 7),
+       seed=st.integers(0, 2**32 - 1))
+def test_crc32c_long_buffers_match_google_crc32c(size, skip, seed):
+    """Buffers long enough for the three-lane path, at every alignment, with
+    the implementation chosen by default (the hardware one where it exists)."""
+    assert _queue.crc32c_select(-1) in (0, 1)
+    data = random.Random(seed).randbytes(size + skip)
+    assert _queue.crc32c(memoryview(data)[skip:]) == google_crc32c.value(data[skip:])
+
+
 # ---- memory queue ----
 
 def test_memory_queue_keeps_order_and_counts_by_kind():
