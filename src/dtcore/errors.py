@@ -1,7 +1,11 @@
-"""The package's exceptions.  Each class carries the guide's error code
-(chapter 5) and, where one fits, also derives from the matching builtin so a
-caller may catch either."""
+"""The package's exceptions: one class per error code of the guide (chapter
+5), each with the code, a name and a message in our words.  The classes the
+engine raises itself are written out below and also derive from the
+matching builtin, so a caller may catch either; the rest are made from the
+table in :mod:`dtcore._error_table` as ``<Name>Error``."""
 from __future__ import annotations
+
+from dtcore._error_table import CODES
 
 
 class DTError(Exception):
@@ -9,13 +13,23 @@ class DTError(Exception):
 
     code: int = -1
 
-    def __init__(self, message: str, *, code: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "", *, code: int | None = None) -> None:
         if code is not None:
             self.code = code
+        super().__init__(message or describe(self.code))
+
+    @property
+    def name(self) -> str:
+        """The code's name (``InvalidParameter`` for -101)."""
+        return CODES.get(self.code, ("Unknown", ""))[0]
 
     def __str__(self) -> str:
         return f"[{self.code}] {super().__str__()}"
+
+
+def describe(code: int) -> str:
+    """The message for ``code`` in our words."""
+    return CODES.get(code, CODES[-1])[1]
 
 
 class InvalidParameterError(DTError, ValueError):
@@ -107,3 +121,28 @@ def native_error(status: int, what: str, index: int, offset: int, expected: int,
     if status in (_DT_E_FORMAT, _DT_E_RANGE):
         return StreamError(f"{prefix}{what}{loc}{numbers}")
     return DTError(f"{prefix}internal error {status}: {what}{loc}{numbers}")
+
+
+_WRITTEN: dict[int, type[DTError]] = {
+    -101: InvalidParameterError, -229: StreamError, -151: OutOfMemoryError, -1: FileAccessError,
+    -143: InvalidStatisticsFileError, -173: TargetDiskFullError, -175: QueueLogFileError,
+}
+ERRORS: dict[int, type[DTError]] = {}
+for _code, (_name, _message) in CODES.items():
+    _cls = _WRITTEN.get(_code)
+    if _cls is None:
+        _cls = type(f"{_name}Error", (DTError,), {"code": _code, "__doc__": f"{_message} ({_code})",
+                                                   "__module__": __name__})
+        globals()[_cls.__name__] = _cls
+    ERRORS[_code] = _cls
+
+
+def error_class(code: int) -> type[DTError]:
+    """The exception class for a guide error code (DTError for an unknown one)."""
+    return ERRORS.get(code, DTError)
+
+
+def from_code(code: int, message: str = "") -> DTError:
+    """An exception for ``code``; an unknown code keeps its number on a DTError."""
+    cls = ERRORS.get(code)
+    return cls(message) if cls is not None else DTError(message, code=code)

@@ -1,29 +1,34 @@
 """The one path every engine event takes: Python ``logging`` and the
-subscribers (the engine log, SNMP traps and metrics exporters subscribe here).
+subscribers (the engine log, later SNMP traps and metrics exporters).
 
-Event IDs and levels are the guide's (chapters 6 and 7); the messages are
-our own words."""
+IDs and levels are the guide's (chapters 6 and 7), listed with our message
+templates in :mod:`dtcore.catalogue`."""
 from __future__ import annotations
 
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
+
+from dtcore.catalogue import ERROR, EVENTS, INFORMATION, WARNING, render
+
+__all__ = ["ERROR", "INFORMATION", "WARNING", "Event", "emit", "log", "subscribe"]
 
 log = logging.getLogger("dtcore")
 
-ERROR, WARNING, INFORMATION = "Error", "Warning", "Information"
 _LEVELS = {ERROR: logging.ERROR, WARNING: logging.WARNING, INFORMATION: logging.INFO}
 
 
 @dataclass(frozen=True)
 class Event:
-    """One emitted event: the guide's ID, its level and our message."""
+    """One emitted event: the guide's ID, its level, our message and the
+    fields it was built from."""
 
     id: int
     level: str
     message: str
+    fields: dict[str, Any] = field(default_factory=dict)
     time: float = field(default_factory=time.time)
 
 
@@ -43,11 +48,15 @@ def subscribe(callback: Callable[[Event], None]) -> Callable[[], None]:
     return unsubscribe
 
 
-def emit(event_id: int, level: str, message: str) -> Event:
-    """Log an event and hand it to every subscriber.  A failing subscriber is
-    logged, never allowed to stop the emitter."""
-    event = Event(event_id, level, message)
-    log.log(_LEVELS.get(level, logging.INFO), "%d %s", event_id, message)
+def emit(event_id: int, **fields: Any) -> Event:
+    """Build event ``event_id`` from ``fields``, log it and hand it to every
+    subscriber.  A failing subscriber is logged, never allowed to stop the
+    emitter.  An ID outside the catalogue is a programming error."""
+    kind = EVENTS.get(event_id)
+    if kind is None:
+        raise ValueError(f"event {event_id} is not in the catalogue")
+    event = Event(event_id, kind.level, render(event_id, fields), fields)
+    log.log(_LEVELS[kind.level], "%d %s", event_id, event.message)
     with _lock:
         subscribers = list(_subscribers)
     for callback in subscribers:

@@ -15,7 +15,7 @@ from dtcore import settings
 from dtcore._native._queue import Journal, MemQ, RecordBatch
 from dtcore.errors import (DTError, QueueClosedError, QueueCorruptError, QueueLogFileError,
                            TargetDiskFullError, native_error)
-from dtcore.events import ERROR, WARNING, emit, log
+from dtcore.events import emit, log
 
 REPLICATION, MIRROR = 0, 1
 MB = 1 << 20
@@ -119,15 +119,15 @@ class DiskQueue:
             log.warning("disk queue %s: cut %d bytes of a write torn by a crash",
                         self.directory, self.torn_bytes)
         if c["corrupt"]:
-            emit(4070, ERROR, f"disk queue {self.directory}: damaged data in segment "
-                              f"{c['corrupt_segno']:#x} at byte {c['corrupt_offset']}; the records "
-                              f"from {c['corrupt_seq']} on are lost and everything must be remirrored")
+            emit(4070, conn=f"in disk queue {self.directory}",
+                 detail=f"damaged data in segment {c['corrupt_segno']:#x} at byte "
+                        f"{c['corrupt_offset']}; records from {c['corrupt_seq']} on are lost")
 
     def push(self, records: list[Any], ops: int | Sequence[int] = 1, kind: int = REPLICATION) -> int:
         try:
             return self._j.push(records, ops, kind)
         except (TargetDiskFullError, QueueLogFileError) as e:
-            emit(4007, ERROR, f"disk queue {self.directory} cannot take more: {e}")
+            emit(4007, conn=f"(disk queue {self.directory} is full)", reason=str(e))
             raise
 
     def pop(self, max_records: int = 1024, max_bytes: int = MB, meta: bool = False,
@@ -137,7 +137,7 @@ class DiskQueue:
         try:
             return self._j.pop(max_records, max_bytes, meta, batch)
         except QueueCorruptError as e:
-            emit(4070, ERROR, f"{e}")
+            emit(4070, conn=f"in disk queue {self.directory}", detail=str(e))
             raise
 
     def prepend(self, records: list[Any], ops: int | Sequence[int] = 1, kind: int = REPLICATION) -> None:
@@ -286,7 +286,7 @@ class ReplicationQueue:
             return
         over = self.percent_used() >= self._alert_at
         if over and not self._alerted:
-            emit(4072, WARNING, f"the queue is over QueueSizeAlertThreshold ({self._alert_at}%)")
+            emit(4072, threshold=self._alert_at, conn=f"{self.percent_used():.0f}% used")
         self._alerted = over
 
     def close(self) -> int:

@@ -1,0 +1,117 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from dtcore import cli, events, settings
+from dtcore.config import Config
+from dtcore.errors import InvalidParameterError, InvalidParameterTypeError
+
+GUIDE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "000_10f5f5cb29de2182.txt"
+
+
+@pytest.fixture
+def seen():
+    got = []
+    unsubscribe = events.subscribe(got.append)
+    yield got
+    unsubscribe()
+
+
+def test_table_holds_every_linux_setting_of_the_guide():
+    if not GUIDE.exists():
+        pytest.skip("the reference guide is not beside the project")
+    text = GUIDE.read_text().split("\n")
+    start = next(i for i, l in enumerate(text) if l.startswith("## Linux server and job settings"))
+    end = next(i for i, l in enumerate(text) if i > start and "Chapter 13 Ports" in l)
+    names = {m.group(1) for l in text[start:end]
+             for m in [re.match(r"^#+\s*\**([A-Za-z0-9_]+)\**\s*$", l.strip())] if m}
+    assert names - set(settings.SETTINGS) == set()
+    assert set(settings.SETTINGS) - names == set()
+
+
+@pytest.mark.parametrize("name,default", [("NetPort", 1500), ("StatsPort", 1506), ("QMemoryBufferMax", 256),
+                                          ("MaxLogFileSize", 5242880), ("MaxNumberofLogFiles", 20),
+                                          ("LogMessageLevel", 2), ("QJournalSpaceMax", None),
+                                          ("VerifyLogName", "DTVerify.log"), ("TCPBufferSize", 375000)])
+def test_defaults_are_the_guides(name, default):
+    assert Config(env={})[name] == default
+
+
+def test_file_then_environment_then_arguments(tmp_path, seen):
+    conf = tmp_path / "DT.conf"
+    conf.write_text("# comment\n\n  NetPort = 1600 \nqmemorybuffermax=512\nQJournalSpaceMax=Unlimited\n")
+    c = Config(conf, env={"DTCORE_NETPORT": "1700", "DTCORE_CONF": "x", "HOME": "/"}, StatsPort=2000)
+    assert (c["NetPort"], c.origin("NetPort")) == (1700, "environment")
+    assert (c["QMemoryBufferMax"], c.origin("QMemoryBufferMax")) == (512, "file")
+    assert (c["StatsPort"], c.origin("StatsPort")) == (2000, "argument")
+    assert c["QJournalSpaceMax"] is None and c["LogDir"] == "/var/log/DT"
+    assert seen == []
+
+
+def test_unknown_names_and_malformed_lines_are_reported_not_fatal(tmp_path, seen):
+    conf = tmp_path / "DT.conf"
+    conf.write_text("NoSuchSetting=3\njust words\n=5\nNetPort=1501\n")
+    c = Config(conf, env={"DTCORE_ALSO_UNKNOWN": "1"})
+    assert c["NetPort"] == 1501
+    assert [e.id for e in seen] == [4096] * 4
+    assert "NoSuchSetting" in seen[0].message and "DT.conf:1" in seen[0].message
+    assert "DT.conf:2" in seen[1].message and "DT.conf:3" in seen[2].message
+    assert "DTCORE_ALSO_UNKNOWN" in seen[3].message
+
+
+@pytest.mark.parametrize("line,error,words", [
+    ("NetPort=80", InvalidParameterError, ["NetPort=80", "1025..65535"]),
+    ("NetPort=abc", InvalidParameterTypeError, ["NetPort='abc'", "1025..65535"]),
+    ("LogMessageLevel=7", InvalidParameterError, ["LogMessageLevel=7", "0 or 1 or 2 or 3"]),
+    ("TCPBufferSize=100", InvalidParameterError, ["0 or 4096..7500000"]),
+])
+def test_bad_values_raise_minus_101_naming_key_value_and_what_is_allowed(tmp_path, line, error, words):
+    conf = tmp_path / "DT.conf"
+    conf.write_text(f"# x\n{line}\n")
+    with pytest.raises(error) as e:
+        Config(conf, env={})
+    assert e.value.code == -101 and "DT.conf:2" in str(e.value)
+    assert all(w in str(e.value) for w in words)
+
+
+def test_ignored_settings_accept_anything_and_zero_tcp_buffer_is_allowed():
+    c = Config(env={}, TGThreadCount="whatever", TCPBufferSize=0)
+    assert c["TGThreadCount"] == "whatever" and c["TCPBufferSize"] == 0
+
+
+def test_runtime_set_says_when_a_restart_is_needed(seen):
+    c = Config(env={})
+    assert c.set("QMemoryBufferMax", "1024") is True
+    assert c.pending_restart == {"QMemoryBufferMax"} and seen[-1].id == 6001
+    assert c.set("MirrorChunkSize", 4096) is False
+    with pytest.raises(InvalidParameterError):
+        c.set("NoSuchThing", 1)
+
+
+def test_save_keeps_comments_and_unknown_lines(tmp_path):
+    conf = tmp_path / "DT.conf"
+    conf.write_text("# keep me\nNetPort=1600\nOddLine\nNetPort=1601\n")
+    c = Config(conf, env={})
+    assert c["NetPort"] == 1601
+    c.set("LogMessageLevel", 3)
+    c.save()
+    assert conf.read_text() == "# keep me\nNetPort=1601\nOddLine\nLogMessageLevel=3\n"
+    assert Config(conf, env={})["LogMessageLevel"] == 3
+
+
+def test_command_line_show_get_set(tmp_path, capsys, monkeypatch):
+    conf = tmp_path / "DT.conf"
+    monkeypatch.setenv("DTCORE_CONF", str(conf))
+    assert cli.main(["config", "set", "netport", "1700"]) == 0
+    out = capsys.readouterr().out
+    assert "NetPort=1700 written" in out and "after a restart" in out
+    assert conf.read_text() == "NetPort=1700\n"
+    assert cli.main(["config", "get", "NetPort"]) == 0
+    assert capsys.readouterr().out == "1700\n"
+    assert cli.main(["config", "set", "NetPort", "99"]) == 1
+    assert "1025..65535" in capsys.readouterr().err
+    assert cli.main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^NetPort\s+1700\s+\[file\]\s+1025\.\.65535 port\s+restart$", out, re.M)
+    assert len(out.splitlines()) == len(settings.SETTINGS)
