@@ -1,8 +1,8 @@
 """dtcore: a performance-tuned file replication engine with a native core.
 
 The public API: block checksums, the rolling delta, the op model with its
-write merger, payload compression, the queues, settings and the exception
-hierarchy."""
+write merger, payload compression, the queues, settings (Config), the
+exception hierarchy, events, the engine log and statistics."""
 from __future__ import annotations
 
 try:
@@ -21,15 +21,23 @@ from dtcore.errors import (DTError, FileAccessError, InvalidParameterError,
                            OutOfMemoryError, StreamError)
 from dtcore.ops import (Attrs, BatchInfo, Op, OpKind, merge_batch, merge_bound, pack_batch, scan_batch,
                         unpack_batch)
+from dtcore.config import Config
+from dtcore.enginelog import EngineLog
+from dtcore.events import Event, emit, subscribe
 from dtcore.queues import DiskQueue, MemoryQueue, RecordBatch, ReplicationQueue
+from dtcore.stats import ConState, Snapshot, Statistics
+from dtcore.statserver import StatsServer
+from dtcore.stsfile import StatsFile, StatsLogger
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Attrs", "BatchInfo", "Compressor", "DTError", "Delta", "DiskQueue", "FileAccessError",
+    "Attrs", "BatchInfo", "Compressor", "ConState", "Config", "DTError", "Delta", "DiskQueue",
+    "EngineLog", "Event", "FileAccessError",
     "InvalidParameterError", "InvalidParameterTypeError", "InvalidStatisticsFileError",
     "MemoryQueue", "Op", "OpKind", "OutOfMemoryError", "Payload", "RecordBatch", "ReplicationQueue",
-    "Signature", "StreamError", "apply_delta",
+    "Signature", "Snapshot", "Statistics", "StatsFile", "StatsLogger", "StatsServer", "emit",
+    "subscribe", "StreamError", "apply_delta",
     "block_checksums", "delta", "differing_ranges", "file_checksums", "file_delta",
     "file_signature", "merge_batch", "merge_bound", "pack_batch", "scan_batch", "signature", "unpack_batch",
     "xxh3_64",
