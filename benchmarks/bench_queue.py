@@ -26,14 +26,14 @@ def _pair(produce, consume):
     return time.perf_counter() - start
 
 
-_shared: dict[int, MemoryQueue] = {}
+_shared: dict[tuple[int, int], MemoryQueue] = {}
 
 
-def memq_pair(n: int, size: int) -> float:
+def memq_pair(n: int, size: int, capacity: int = 256 * MiB) -> float:
     """Seconds to move n records through MemoryQueue between two threads, in
     batches (popped as a RecordBatch, the form the sender writes to the wire).
-    The queue (256 MiB, prefaulted) is made once, as an engine would."""
-    q = _shared.get(size) or _shared.setdefault(size, MemoryQueue(256 * MiB))
+    The queue (QMemoryBufferMax, prefaulted) is made once, as an engine would."""
+    q = _shared.get((size, capacity)) or _shared.setdefault((size, capacity), MemoryQueue(capacity))
     batch = [os.urandom(size)] * BATCH
 
     def produce():
@@ -80,8 +80,8 @@ def stdlib_pair(kind: str, n: int, size: int) -> float:
     return _pair(produce, consume)
 
 
-def c_pair(n: int, size: int) -> float:
-    return _queue.bench_pair(256 * MiB, size, BATCH, n)
+def c_pair(n: int, size: int, capacity: int = 256 * MiB) -> float:
+    return _queue.bench_pair(capacity, size, BATCH, n)
 
 
 class _Dir:
