@@ -173,6 +173,21 @@ def test_stats_logger_writes_on_its_interval(tmp_path):
     assert len(list(read(tmp_path / "statistic.sts"))) >= 3
 
 
+def test_queue_counters_feed_the_connection_in_bulk():
+    from dtcore.queues import ReplicationQueue
+    stats = Statistics()
+    q = ReplicationQueue(memory_bytes=32 << 20)
+    stats.feed(4, q.counts)
+    q.push([b"x" * 100] * 3, ops=2)
+    q.push([b"y" * 10], kind=1)
+    snap = stats.snapshot()
+    assert snap.value("connection", "conOpsInRepQueue") == 6
+    assert snap.value("connection", "conBytesInRepQueue") == 300
+    assert (snap.value("connection", "conOpsInMirQueue"), snap.value("connection", "conBytesInMirQueue")) == (1, 10)
+    assert snap.value("server", "IQAllocatorTotalBytes") > 0
+    q.close()
+
+
 def test_no_server_is_a_clear_error(capsys):
     assert dtstat.main(["-server", "127.0.0.1", "1", "-count", "1"]) == 1
     assert "no statistics server at 127.0.0.1:1" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
+import logging
 import sys
 import time
 from typing import Iterable, Iterator, Sequence, TextIO
@@ -21,6 +22,9 @@ from dtcore import settings
 from dtcore.errors import DTError
 from dtcore.stats import PERCENT_SCALE, Snapshot, names
 from dtcore.stsfile import StatsFile, read
+
+
+_LOG_LEVELS = {0: logging.CRITICAL + 1, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
 
 
 def _when(t: int) -> str:
@@ -120,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dtstat", description="dtcore statistics", add_help=False)
     p.add_argument("-p", action="store_true", help="do not print to the screen")
     p.add_argument("-i", type=float, default=1.0, metavar="SECONDS", help="live refresh interval")
-    p.add_argument("-l", type=int, default=2, choices=range(4), metavar="LEVEL", help="logging level")
+    p.add_argument("-l", type=int, default=2, choices=range(4), metavar="LEVEL",
+                   help="what dtstat itself logs: 0 nothing, 1 alerts, 2 also notices (default), 3 debug")
     p.add_argument("-t", metavar="FILE", help="save snapshots to this binary file")
     p.add_argument("-f", metavar="FILE", help="read snapshots from a saved binary file")
     p.add_argument("-s", metavar="FILE", help="connection data to a comma-separated file")
@@ -179,6 +184,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     raw = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args([a.lower() if a.startswith("-") else a for a in raw])
+    logging.getLogger("dtcore").setLevel(_LOG_LEVELS[args.l])
     try:
         return run(args, out)
     except DTError as e:

@@ -45,9 +45,7 @@ class Setting:
         elif self.maximum is None:
             text = f"an integer >= {self.minimum}"
         else:
-            text = f"{self.minimum}..{self.maximum}"
-            if self.choices_extra:
-                text = f"{' or '.join(map(str, self.choices_extra))} or {text}"
+            text = " or ".join([*map(str, self.choices_extra), f"{self.minimum}..{self.maximum}"])
         if self.default is None:
             text += f" or {UNLIMITED}"
         return text + (f" {self.unit}" if self.unit else "")
@@ -103,8 +101,7 @@ _OFF_ON = (0, 1)
 _PORT = dict(minimum=1025, maximum=65535)
 
 
-def _s(name: str, default: Any, *args: Any, **kw: Any) -> Setting:
-    return Setting(name, default, *args, **kw)
+_s = Setting
 
 
 def _ignored(name: str) -> Setting:

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import IntFlag
+from typing import Callable
 
 import numpy as np
 
@@ -53,10 +54,6 @@ def names(section: str, kind: str) -> tuple[str, ...]:
     if kind == "s":
         return tuple(f[1:] for f in fields if f[0] == "*")
     return tuple(f.lstrip("@") for f in fields if f[0] != "*")
-
-
-def time_fields(section: str) -> frozenset[str]:
-    return frozenset(f[1:] for f in SECTIONS[section] if f[0] == "@")
 
 
 class ConState(IntFlag):
@@ -143,6 +140,14 @@ class Statistics:
         self._lock = threading.Lock()
         self._targets: dict[str, Counters] = {}
         self._connections: dict[int, Counters] = {}
+        self._feeds: dict[int, Callable[[], dict[str, int]]] = {}
+
+    def feed(self, conn_id: int, read: Callable[[], dict[str, int]]) -> None:
+        """Have each snapshot call ``read`` once (a queue's ``counts``, which
+        copies the native counters in one go) and take the values whose
+        names are connection or server statistics."""
+        with self._lock:
+            self._feeds[conn_id] = read
 
     def target(self, peer: str, local: str = "") -> Counters:
         """The counters for a source peer of this target (made on first use)."""
@@ -165,9 +170,22 @@ class Statistics:
     def drop_connection(self, conn_id: int) -> None:
         with self._lock:
             self._connections.pop(conn_id, None)
+            self._feeds.pop(conn_id, None)
+
+    def _pull_feeds(self) -> None:
+        with self._lock:
+            feeds = list(self._feeds.items())
+        for conn_id, read in feeds:
+            conn = self.connection(conn_id)
+            for name, value in read().items():
+                if name in conn.index:
+                    conn[name] = value
+                elif name.replace(" ", "") in self.server.index:
+                    self.server[name.replace(" ", "")] = value
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         now = time.time() if now is None else now
+        self._pull_feeds()
         with self._lock:
             conns = [c.copy() for _, c in sorted(self._connections.items())]
             targets = [c.copy() for c in self._targets.values()]
