@@ -92,14 +92,10 @@ static int emit(insn_list *l, int64_t target_offset, int64_t length)
             goto counted;
         }
     }
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        dt_insn *v = realloc(l->v, cap * sizeof(dt_insn));
-        if (!v)
-            return DT_E_NOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
+    dt_insn *v = dt_grow(l->v, &l->cap, l->n + 1, sizeof(dt_insn), 64);
+    if (!v)
+        return DT_E_NOMEM;
+    l->v = v;
     l->v[l->n].target_offset = target_offset;
     l->v[l->n].length = length;
     l->n++;

@@ -402,16 +402,10 @@ static int roll(dt_journal *j, dt_err *err)
 
 static int reserve_wbuf(dt_journal *j, size_t more)
 {
-    if (j->wlen + more <= j->wcap)
-        return 0;
-    size_t cap = j->wcap ? j->wcap : WBUF_FLUSH;
-    while (cap < j->wlen + more)
-        cap *= 2;
-    uint8_t *b = realloc(j->wbuf, cap);
+    uint8_t *b = dt_grow(j->wbuf, &j->wcap, j->wlen + more, 1, WBUF_FLUSH);
     if (!b)
         return -1;
     j->wbuf = b;
-    j->wcap = cap;
     return 0;
 }
 
@@ -720,8 +714,8 @@ static int list_segments(dt_journal *j, uint64_t **out, size_t *n)
         return -1;
     }
     rewinddir(d);
-    size_t cap = 16;
-    uint64_t *v = malloc(cap * sizeof(uint64_t));
+    size_t cap = 0;
+    uint64_t *v = dt_grow(NULL, &cap, 16, sizeof(uint64_t), 16);
     *n = 0;
     struct dirent *e;
     while (v && (e = readdir(d))) {
@@ -731,7 +725,7 @@ static int list_segments(dt_journal *j, uint64_t **out, size_t *n)
             strcmp(tail, "seg"))
             continue;
         if (*n == cap) {
-            uint64_t *b = realloc(v, (cap *= 2) * sizeof(uint64_t));
+            uint64_t *b = dt_grow(v, &cap, cap + 1, sizeof(uint64_t), 16);
             if (!b) {
                 free(v);
                 v = NULL;

@@ -88,14 +88,10 @@ static group *m_group(merger *m, uint64_t file_id)
             return &m->g[m->val[h]];
         h = (h + 1) & m->mask;
     }
-    if (m->ngroups == m->gcap) {
-        size_t cap = m->gcap ? m->gcap * 2 : 16;
-        group *g = realloc(m->g, cap * sizeof(group));
-        if (!g)
-            return NULL;
-        m->g = g;
-        m->gcap = cap;
-    }
+    group *grown = dt_grow(m->g, &m->gcap, m->ngroups + 1, sizeof(group), 16);
+    if (!grown)
+        return NULL;
+    m->g = grown;
     group *g = &m->g[m->ngroups];
     memset(g, 0, sizeof(*g));
     g->file_id = file_id;
@@ -220,14 +216,10 @@ static int emit_dense(merger *m, const group *g)
 
 static int grow(group *g, size_t need)
 {
-    if (g->n + need <= g->cap)
-        return DT_OK;
-    size_t cap = g->cap ? g->cap * 2 : 8;
-    piece *p = realloc(g->p, cap * sizeof(piece));
+    piece *p = dt_grow(g->p, &g->cap, g->n + need, sizeof(piece), 8);
     if (!p)
         return DT_E_NOMEM;
     g->p = p;
-    g->cap = cap;
     return DT_OK;
 }
 

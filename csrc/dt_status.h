@@ -4,6 +4,7 @@
 #define DT_STATUS_H
 
 #include <stdint.h>
+#include <stdlib.h>
 
 enum dt_status {
     DT_OK = 0,
@@ -42,6 +43,22 @@ static inline int dt_fail(dt_err *e, int code, const char *what, int64_t index,
         e->actual = actual;
     }
     return code;
+}
+
+/* Room for `need` elements of `elem` bytes in a doubling array that holds
+ * *cap now (starting at `first`).  Returns the array, moved or not, and
+ * updates *cap; NULL when memory ran out, leaving the old array as it was. */
+static inline void *dt_grow(void *v, size_t *cap, size_t need, size_t elem, size_t first)
+{
+    if (need <= *cap)
+        return v;
+    size_t c = *cap ? *cap : first;
+    while (c < need)
+        c *= 2;
+    void *p = realloc(v, c * elem);
+    if (p)
+        *cap = c;
+    return p;
 }
 
 #endif

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -30,3 +31,24 @@ def sample(request):
 @pytest.fixture(params=[bytes, bytearray, memoryview])
 def as_buffer(request):
     return request.param
+
+
+GUIDE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "000_10f5f5cb29de2182.txt"
+
+
+@pytest.fixture
+def guide_lines():
+    """The reference guide's lines (the test is skipped without ../shared)."""
+    if not GUIDE.exists():
+        pytest.skip("the reference guide is not beside the project")
+    return GUIDE.read_text().split("\n")
+
+
+@pytest.fixture
+def seen_events():
+    """Every event emitted while the test runs."""
+    from dtcore import events
+    got = []
+    unsubscribe = events.subscribe(got.append)
+    yield got
+    unsubscribe()

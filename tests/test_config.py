@@ -1,27 +1,14 @@
 import re
-from pathlib import Path
 
 import pytest
 
-from dtcore import cli, events, settings
+from dtcore import cli, settings
 from dtcore.config import Config
 from dtcore.errors import InvalidParameterError, InvalidParameterTypeError
 
-GUIDE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "000_10f5f5cb29de2182.txt"
 
-
-@pytest.fixture
-def seen():
-    got = []
-    unsubscribe = events.subscribe(got.append)
-    yield got
-    unsubscribe()
-
-
-def test_table_holds_every_linux_setting_of_the_guide():
-    if not GUIDE.exists():
-        pytest.skip("the reference guide is not beside the project")
-    text = GUIDE.read_text().split("\n")
+def test_table_holds_every_linux_setting_of_the_guide(guide_lines):
+    text = guide_lines
     start = next(i for i, l in enumerate(text) if l.startswith("## Linux server and job settings"))
     end = next(i for i, l in enumerate(text) if i > start and "Chapter 13 Ports" in l)
     names = {m.group(1) for l in text[start:end]
@@ -38,7 +25,7 @@ def test_defaults_are_the_guides(name, default):
     assert Config(env={})[name] == default
 
 
-def test_file_then_environment_then_arguments(tmp_path, seen):
+def test_file_then_environment_then_arguments(tmp_path, seen_events):
     conf = tmp_path / "DT.conf"
     conf.write_text("# comment\n\n  NetPort = 1600 \nqmemorybuffermax=512\nQJournalSpaceMax=Unlimited\n")
     c = Config(conf, env={"DTCORE_NETPORT": "1700", "DTCORE_CONF": "x", "HOME": "/"}, StatsPort=2000)
@@ -46,18 +33,18 @@ def test_file_then_environment_then_arguments(tmp_path, seen):
     assert (c["QMemoryBufferMax"], c.origin("QMemoryBufferMax")) == (512, "file")
     assert (c["StatsPort"], c.origin("StatsPort")) == (2000, "argument")
     assert c["QJournalSpaceMax"] is None and c["LogDir"] == "/var/log/DT"
-    assert seen == []
+    assert seen_events == []
 
 
-def test_unknown_names_and_malformed_lines_are_reported_not_fatal(tmp_path, seen):
+def test_unknown_names_and_malformed_lines_are_reported_not_fatal(tmp_path, seen_events):
     conf = tmp_path / "DT.conf"
     conf.write_text("NoSuchSetting=3\njust words\n=5\nNetPort=1501\n")
     c = Config(conf, env={"DTCORE_ALSO_UNKNOWN": "1"})
     assert c["NetPort"] == 1501
-    assert [e.id for e in seen] == [4096] * 4
-    assert "NoSuchSetting" in seen[0].message and "DT.conf:1" in seen[0].message
-    assert "DT.conf:2" in seen[1].message and "DT.conf:3" in seen[2].message
-    assert "DTCORE_ALSO_UNKNOWN" in seen[3].message
+    assert [e.id for e in seen_events] == [4096] * 4
+    assert "NoSuchSetting" in seen_events[0].message and "DT.conf:1" in seen_events[0].message
+    assert "DT.conf:2" in seen_events[1].message and "DT.conf:3" in seen_events[2].message
+    assert "DTCORE_ALSO_UNKNOWN" in seen_events[3].message
 
 
 @pytest.mark.parametrize("line,error,words", [
@@ -80,10 +67,10 @@ def test_ignored_settings_accept_anything_and_zero_tcp_buffer_is_allowed():
     assert c["TGThreadCount"] == "whatever" and c["TCPBufferSize"] == 0
 
 
-def test_runtime_set_says_when_a_restart_is_needed(seen):
+def test_runtime_set_says_when_a_restart_is_needed(seen_events):
     c = Config(env={})
     assert c.set("QMemoryBufferMax", "1024") is True
-    assert c.pending_restart == {"QMemoryBufferMax"} and seen[-1].id == 6001
+    assert c.pending_restart == {"QMemoryBufferMax"} and seen_events[-1].id == 6001
     assert c.set("MirrorChunkSize", 4096) is False
     with pytest.raises(InvalidParameterError):
         c.set("NoSuchThing", 1)

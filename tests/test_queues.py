@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from dtcore import events
 from dtcore._native import _queue
 from dtcore.errors import (InvalidParameterError, QueueClosedError, QueueCorruptError,
                            QueueLogFileError, TargetDiskFullError)
@@ -23,14 +22,6 @@ from queue_child import record
 from threads import run_threads
 
 HERE = Path(__file__).parent
-
-
-@pytest.fixture
-def seen_events():
-    got = []
-    unsubscribe = events.subscribe(got.append)
-    yield got
-    unsubscribe()
 
 
 def disk(path, **kw):

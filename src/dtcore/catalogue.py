@@ -130,12 +130,12 @@ EVENTS: dict[int, EventKind] = {k: EventKind(*v) for k, v in {
 }.items()}
 
 
+class _KeepMissing(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
 def render(event_id: int, fields: dict[str, object]) -> str:
     """The message for ``event_id``; a field the caller left out shows as
     ``{name}`` rather than failing, since an event must never be lost."""
-    kind = EVENTS[event_id]
-
-    class _Keep(dict):
-        def __missing__(self, key: str) -> str:
-            return "{" + key + "}"
-    return kind.template.format_map(_Keep(fields))
+    return EVENTS[event_id].template.format_map(_KeepMissing(fields))

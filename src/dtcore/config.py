@@ -92,11 +92,15 @@ class Config(Mapping[str, Any]):
 
     # -- the mapping --
 
-    def __getitem__(self, name: str) -> Any:
+    @staticmethod
+    def _key(name: str) -> str:
         canonical = settings.canonical(name)
         if canonical is None:
             raise KeyError(name)
-        return self._values[canonical]
+        return canonical
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[self._key(name)]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -105,7 +109,7 @@ class Config(Mapping[str, Any]):
         return len(self._values)
 
     def origin(self, name: str) -> str:
-        return self._origin[settings.SETTINGS[settings.canonical(name) or name].name]
+        return self._origin[self._key(name)]
 
     # -- changes --
 

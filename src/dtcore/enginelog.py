@@ -68,6 +68,7 @@ class EngineLog:
         self._lock = threading.Lock()  # flock does not exclude threads sharing one descriptor
         self._fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._unsubscribe: Callable[[], None] | None = None
+        self._file: tuple[int, int] | None = None  # (N, descriptor) of the file appended to
 
     def wants(self, kind: int, debug: bool = False) -> bool:
         """Whether LogMessageLevel lets a line of this type through."""
@@ -109,27 +110,37 @@ class EngineLog:
         newest = files[-1]
         return int(newest.name[5:-4]), last_sequence(newest)
 
+    def _open(self, n: int) -> tuple[int, int]:
+        """A descriptor for file N and its size, kept open between writes
+        unless another process's roll has removed the file."""
+        if self._file is not None and self._file[0] == n:
+            st = os.fstat(self._file[1])
+            if st.st_nlink:
+                return self._file[1], st.st_size
+        self._close_file()
+        fd = os.open(self.directory / log_name(n), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                     0o644)
+        self._file = (n, fd)
+        return fd, os.fstat(fd).st_size
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            os.close(self._file[1])
+            self._file = None
+
     def _append(self, n: int, line: bytes) -> int:
-        path = self.directory / log_name(n)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            size = 0
+        fd, size = self._open(n)
         if size and size + len(line) > self.max_size:
             n = series_after(n)
-            path = self.directory / log_name(n)
-            path.unlink(missing_ok=True)  # after a wrap: the old file of that number
+            (self.directory / log_name(n)).unlink(missing_ok=True)  # after a wrap: the old file
             # keep the newest max_files: drop the one that just fell out of the window
             for back in range(self.max_files, MAX_SERIES):
                 old = self.directory / log_name(series_after(n, MAX_SERIES - back))
                 if not old.exists():
                     break
                 old.unlink()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+            fd, _ = self._open(n)
+        os.write(fd, line)
         return n
 
     # -- events --
@@ -147,9 +158,11 @@ class EngineLog:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._lock:
+            self._close_file()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def __enter__(self) -> EngineLog:
         return self

@@ -19,8 +19,9 @@ UNLIMITED = "Unlimited"  # the guide's word for QJournalSpaceMax's default
 @dataclass(frozen=True)
 class Setting:
     """One setting.  ``choices`` lists the allowed integers when the guide
-    gives a list; otherwise ``minimum``/``maximum`` bound it (None: open).
-    ``restart`` is True when the engine must restart to use a new value."""
+    gives a list; otherwise ``minimum``/``maximum`` bound it (None: open),
+    with ``extra`` values allowed beside the range.  ``restart`` is True when
+    the engine must restart to use a new value."""
 
     name: str
     default: Any
@@ -30,6 +31,7 @@ class Setting:
     restart: bool = False
     kind: str = INT
     choices: tuple[int, ...] = ()
+    extra: tuple[int, ...] = ()
     ignored: bool = False
 
     def allowed(self) -> str:
@@ -45,14 +47,10 @@ class Setting:
         elif self.maximum is None:
             text = f"an integer >= {self.minimum}"
         else:
-            text = " or ".join([*map(str, self.choices_extra), f"{self.minimum}..{self.maximum}"])
+            text = " or ".join([*map(str, self.extra), f"{self.minimum}..{self.maximum}"])
         if self.default is None:
             text += f" or {UNLIMITED}"
         return text + (f" {self.unit}" if self.unit else "")
-
-    @property
-    def choices_extra(self) -> tuple[int, ...]:
-        return _EXTRA.get(self.name, ())
 
     def parse(self, text: str) -> Any:
         """The value a configuration file or environment variable spells as ``text``."""
@@ -85,16 +83,13 @@ class Setting:
         if self.choices:
             ok = value in self.choices
         else:
-            ok = value in self.choices_extra or (
+            ok = value in self.extra or (
                 (self.minimum is None or value >= self.minimum)
                 and (self.maximum is None or value <= self.maximum))
         if not ok:
             raise InvalidParameterError(f"{self.name}={value} is not allowed: expected {self.allowed()}")
         return value
 
-
-# values allowed beside a range (TCPBufferSize 0 lets the kernel tune the buffer)
-_EXTRA: dict[str, tuple[int, ...]] = {"TCPBufferSize": (0,)}
 
 _DATA = "/var/lib/dtcore"
 _OFF_ON = (0, 1)
@@ -211,7 +206,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     _ignored("SystemMemoryLimit"),
     _ignored("TargetPaused"),
     _ignored("TargetPausedVirtual"),
-    _s("TCPBufferSize", 375000, 4096, 7500000, "bytes", restart=True),
+    _s("TCPBufferSize", 375000, 4096, 7500000, "bytes", restart=True, extra=(0,)),  # 0: kernel tunes it
     _s("TGCloseDelay", 1000, 0, 2000, "ms"),
     _s("TGExecutionRetryLimit", 0, 0, 65536, "retries"),
     _s("TGMirrorCapacityHigh", 20, 2, 75, "% of memory"),
