@@ -131,9 +131,16 @@ int dt_batch_scan(const uint8_t *buf, size_t len, dt_batch_info *info, dt_err *e
             want_data = DT_ATTRS_SIZE;
             break;
         case DT_OP_RENAME:
+        case DT_OP_SYMLINK:
+        case DT_OP_LINK:
             if (!check_name(op.data, op.data_len))
-                return dt_fail(err, DT_E_FORMAT, "rename target is empty or contains NUL", i,
+                return dt_fail(err, DT_E_FORMAT, "rename, link or symlink target is empty or contains NUL", i,
                                (int64_t)pos, 1, op.data_len);
+            break;
+        case DT_OP_PATCH:
+            if (op.arg > DT_MAX_OFFSET || op.data_len < 16)
+                return dt_fail(err, DT_E_FORMAT, "patch size out of range or patch too short", i,
+                               (int64_t)pos + 32, (int64_t)DT_MAX_OFFSET, (int64_t)op.arg);
             break;
         case DT_OP_CREATE:
         case DT_OP_DELETE:

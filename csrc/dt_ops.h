@@ -8,7 +8,8 @@
  *
  * rec_len covers the whole record and is the 8-aligned size of the fields.
  * `arg` is the write offset, the truncate size or the mode of a create/mkdir.
- * The data of a rename is the new path, of a set-attributes op a dt_attrs. */
+ * The data of a rename is the new path, of a set-attributes op a dt_attrs, of a
+ * symlink the link text, of a hard link the existing path, of a patch the delta. */
 #ifndef DT_OPS_H
 #define DT_OPS_H
 
@@ -31,7 +32,10 @@ enum dt_op_kind {
     DT_OP_RENAME = 5,
     DT_OP_DELETE = 6,
     DT_OP_MKDIR = 7,
-    DT_OP_RMDIR = 8
+    DT_OP_RMDIR = 8,
+    DT_OP_SYMLINK = 9, /* data: the link's text */
+    DT_OP_LINK = 10,   /* data: the existing path the new hard link shares */
+    DT_OP_PATCH = 11   /* data: a rolling-delta patch; arg: the rebuilt size */
 };
 
 #define DT_ATTRS_SIZE 32 /* mask u32, mode u32, uid u32, gid u32, atime_ns i64, mtime_ns i64 */

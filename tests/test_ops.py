@@ -26,8 +26,10 @@ def ops(draw):
         arg = draw(st.integers(0, 0o7777))
     elif kind == OpKind.SETATTR:
         data = Attrs(Attrs.MODE | Attrs.TIMES, 0o644, 0, 0, 1, 2).pack()
-    elif kind == OpKind.RENAME:
+    elif kind in (OpKind.RENAME, OpKind.SYMLINK, OpKind.LINK):
         data = draw(names)
+    elif kind == OpKind.PATCH:
+        arg, data = draw(st.integers(0, 2**40)), draw(st.binary(min_size=16, max_size=100))
     return Op(kind, fid, seq, path, arg, data)
 
 

@@ -26,6 +26,9 @@ class OpKind(IntEnum):
     DELETE = 6
     MKDIR = 7
     RMDIR = 8
+    SYMLINK = 9
+    LINK = 10
+    PATCH = 11
 
 
 class Op(NamedTuple):

@@ -1,4 +1,5 @@
-"""Every server and job setting of the guide's Linux list (chapter 12): its
+"""Every server and job setting of the guide's Linux list (chapter 12), plus
+three of its Windows list that dtcore also honours: its
 name, default, allowed values, unit and whether a change needs a restart.
 
 Values are integers unless the setting holds a path, a file name or text.
@@ -226,6 +227,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     _s("VerifyRetryInterval", 3, 0, None, "minutes"),
     _s("VerifyRetryLimit", 5, 0, None, "retries"),
     _ignored("WarningPings"),
+    # The guide lists these for Windows servers only; dtcore honours them on Linux.
+    _s("EnableCRCCheck", 0, choices=_OFF_ON),
+    _s("TGMoveFilesOnDelete", 0, choices=_OFF_ON),
+    _s("TGMoveFilesPath", "", kind=PATH),
 )}
 
 # case-insensitive lookup: DT.conf files in the field vary in capitalisation

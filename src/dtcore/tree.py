@@ -1,0 +1,134 @@
+"""Paths beneath a root that a peer cannot escape.
+
+Every path a peer sends is checked (relative, no ``..``, ``.``, empty or NUL
+components, no name over 255 bytes) and then resolved one component at a
+time from an open handle on the root, each folder opened with
+``O_NOFOLLOW | O_DIRECTORY`` relative to its parent.  The last component is
+only ever used through its parent's handle with no-follow flags.  A symlink
+swapped in anywhere between a check and a use makes the open fail
+(``ELOOP``/``ENOTDIR``) instead of leading outside the root."""
+from __future__ import annotations
+
+import errno
+import os
+from collections import OrderedDict
+
+from dtcore.errors import InvalidPathError
+
+MAX_NAME = 255
+MAX_PATH = 4096
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CACHE = 256
+
+
+def check_path(path: bytes, reserved: bytes | None = None) -> tuple[bytes, ...]:
+    """The components of a peer-supplied relative path, or -225 if it is
+    absolute, escapes, holds NUL or is otherwise not a plain path."""
+    if not isinstance(path, (bytes, bytearray)):
+        raise InvalidPathError(f"path must be bytes, got {type(path).__name__}")
+    if not path or len(path) > MAX_PATH:
+        raise InvalidPathError(f"path of {len(path)} bytes is empty or too long")
+    if path.startswith(b"/"):
+        raise InvalidPathError(f"absolute path {path!r} refused")
+    if b"\0" in path:
+        raise InvalidPathError(f"path {path!r} contains NUL")
+    parts = tuple(path.split(b"/"))
+    for p in parts:
+        if p in (b"", b".", b".."):
+            raise InvalidPathError(f"path {path!r} has an empty, '.' or '..' component")
+        if len(p) > MAX_NAME:
+            raise InvalidPathError(f"a component of {path!r} is over {MAX_NAME} bytes")
+    if reserved is not None and parts[0] == reserved:
+        raise InvalidPathError(f"path {path!r} is inside the engine's own folder")
+    return parts
+
+
+class SafeRoot:
+    """An open root folder and a small cache of its sub-folder handles."""
+
+    def __init__(self, root: str | os.PathLike[str], create: bool = True,
+                 reserved: bytes | None = None) -> None:
+        self.path = os.path.abspath(os.fspath(root))
+        if create:
+            os.makedirs(self.path, exist_ok=True)
+        self.fd = os.open(self.path, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        self.reserved = reserved
+        self._dirs: OrderedDict[tuple[bytes, ...], int] = OrderedDict()
+
+    def sub(self, path: bytes) -> "SafeRoot":
+        """A root for a folder beneath this one (created if missing), reached
+        without following symlinks."""
+        if not path.strip(b"/"):
+            return SafeRoot(self.path, reserved=self.reserved)
+        parts = check_path(path.strip(b"/"), self.reserved)
+        fd = os.dup(self.dir_fd(parts, create=True))
+        child = SafeRoot.__new__(SafeRoot)
+        child.path = os.path.join(self.path, os.fsdecode(b"/".join(parts)))
+        child.fd, child.reserved, child._dirs = fd, None, OrderedDict()
+        return child
+
+    def close(self) -> None:
+        self.forget()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def forget(self) -> None:
+        """Drop cached folder handles (after a rename or removal of folders)."""
+        while self._dirs:
+            os.close(self._dirs.popitem()[1])
+
+    def dir_fd(self, parts: tuple[bytes, ...], create: bool = False, mode: int = 0o755) -> int:
+        """Handle of the folder ``parts`` beneath the root (borrowed: do not close)."""
+        if not parts:
+            return self.fd
+        fd = self._dirs.get(parts)
+        if fd is not None:
+            self._dirs.move_to_end(parts)
+            return fd
+        parent = self.dir_fd(parts[:-1], create, mode)
+        try:
+            fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise
+            try:
+                os.mkdir(parts[-1], mode, dir_fd=parent)
+            except FileExistsError:
+                pass
+            fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise InvalidPathError(
+                    f"{b'/'.join(parts)!r} is not a folder beneath the root "
+                    "(a symlink or a file is in the way)") from None
+            raise
+        self._dirs[parts] = fd
+        if len(self._dirs) > _CACHE:
+            os.close(self._dirs.popitem(last=False)[1])
+        return fd
+
+    def parent(self, path: bytes, create: bool = False) -> tuple[int, bytes]:
+        """(handle of the parent folder, last component) for a peer path."""
+        parts = check_path(path, self.reserved)
+        return self.dir_fd(parts[:-1], create), parts[-1]
+
+    def open(self, path: bytes, flags: int, mode: int = 0o600, create_dirs: bool = False) -> int:
+        """Open a file beneath the root without following a symlink anywhere."""
+        dfd, name = self.parent(path, create_dirs)
+        try:
+            return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise InvalidPathError(f"{path!r} is a symlink; it is not followed") from None
+            raise
+
+    def lstat(self, path: bytes) -> os.stat_result:
+        dfd, name = self.parent(path)
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+
+    def __enter__(self) -> "SafeRoot":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
