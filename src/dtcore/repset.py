@@ -70,6 +70,8 @@ class Entry(NamedTuple):
     dev: int
     nlink: int
     atime_ns: int
+    #: XXH3-64 of a small file's content when a checksum manifest asked for it, else -1
+    hash: int = -1
 
     @classmethod
     def of(cls, path: bytes, st: os.stat_result) -> "Entry":

@@ -409,7 +409,10 @@ def _int(params: dict[str, Any], key: str, low: int = 0, high: int = 1 << 62) ->
 def _manifest(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
     assert s.root is not None
     skip = STATE_DIR if s.root.path == s.target.root.path else None
-    return {}, manifest.pack(list(manifest.walk(s.root, skip)))
+    hash_below = params.get("hash_below", 0)
+    if not isinstance(hash_below, int) or not 0 <= hash_below <= 1 << 30:
+        raise StreamError(f"hash_below={hash_below!r} is out of range")
+    return {}, manifest.pack(list(manifest.walk(s.root, skip, hash_below)))
 
 
 def _sums(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
