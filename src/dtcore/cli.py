@@ -1,5 +1,7 @@
 """The ``dtcore`` command line: ``dtcore config show | get NAME | set NAME
-VALUE`` and ``dtcore logviewer ...`` (the same as ``logviewer``)."""
+VALUE``, ``dtcore logviewer ...`` (the same as ``logviewer``), and the
+engine: ``dtcore target``, ``dtcore mirror``, ``dtcore verify`` and
+``dtcore restore`` (in :mod:`dtcore.commands`)."""
 from __future__ import annotations
 
 import argparse
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     s.add_argument("value")
     sub.add_parser("logviewer", help="filter and follow the engine log", add_help=False)
+    from dtcore.commands import add_engine_commands
+    add_engine_commands(sub)
     return p
 
 
@@ -58,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return logviewer(argv[1:])
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "config":
+            return int(args.run(args))
         return _config(args)
     except DTError as e:
         print(f"dtcore {args.command}: {e}", file=sys.stderr)

@@ -1,25 +1,24 @@
-"""README's main job (until the engine lands): generate a replication set and
-a stale target copy of it, then profile a difference mirror with the native
-kernels: which blocks differ, what the aligned compare and the rolling delta
-would each send, what compression saves, and how write merging shrinks a
-stream of small writes.  Every rebuilt file is checked against its source.
+"""README's main job: generate a replication set, start a target on
+127.0.0.1, run a full mirror, change the source the way users do, run a
+difference mirror that also removes orphans, then verify, plant a
+difference on the target, find it and remirror it, printing progress and
+statistics throughout.
 
     python -m dtcore.demo [--dir DIR] [--files N] [--seed S]
 """
 from __future__ import annotations
 
 import argparse
-import os
 import random
+import secrets
 import shutil
+import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-
-import dtcore
-from dtcore import Op, OpKind
+from dtcore.commands import _Bar, print_connection_stats, print_result
+from dtcore.engine import Engine
+from dtcore.mirror import DIFFERENCE, FULL
 
 BLOCK = 65536
 
@@ -29,7 +28,7 @@ def generate(root: Path, files: int, rng: random.Random) -> None:
     for i in range(files):
         d = root / f"dir{i % 7}" / f"sub{i % 3}"
         d.mkdir(parents=True, exist_ok=True)
-        size = rng.choice([0, 1500, 20_000, 200_000, 3_000_000])
+        size = rng.choice([0, 1500, 20_000, 200_000, 3_000_000, 9_000_000 if i % 40 == 0 else 64])
         if i % 2:
             data = rng.randbytes(size)
         else:
@@ -41,7 +40,7 @@ def generate(root: Path, files: int, rng: random.Random) -> None:
 def change(root: Path, rng: random.Random) -> dict[str, int]:
     """Edit the source the way users do: overwrite blocks, insert bytes near the
     start of a file, append, add and delete files."""
-    counts = dict(overwritten=0, inserted=0, appended=0, added=0, deleted=0)
+    counts = dict(overwritten=0, inserted=0, appended=0, added=0, deleted=0, renamed=0)
     files = sorted(p for p in root.rglob("*") if p.is_file())
     for p in files:
         roll = rng.random()
@@ -66,98 +65,66 @@ def change(root: Path, rng: random.Random) -> dict[str, int]:
     for i in range(3):
         (root / f"new{i}.dat").write_bytes(rng.randbytes(50_000))
         counts["added"] += 1
+    for p in sorted(root.rglob("*.log"))[:2]:
+        p.rename(p.with_suffix(".renamed"))
+        counts["renamed"] += 1
     return counts
 
 
-def profile(source: Path, target: Path) -> None:
-    comp = dtcore.Compressor()
-    totals = dict(files=0, same=0, changed=0, new=0, orphans=0, bytes=0, aligned=0, rolling=0,
-                  chosen=0, compressed=0)
-    t0 = time.perf_counter()
-    for src in sorted(p for p in source.rglob("*") if p.is_file()):
-        rel = src.relative_to(source)
-        tgt = target / rel
-        totals["files"] += 1
-        size = src.stat().st_size
-        totals["bytes"] += size
-        if not tgt.exists():
-            totals["new"] += 1
-            data = memoryview(src.read_bytes())  # read once, slice without copying
-            sent = sum(len(p.body) for p in comp.compress_many(
-                [data[i:i + BLOCK] for i in range(0, max(size, 1), BLOCK)], str(rel)))
-            for k in ("aligned", "rolling", "chosen"):
-                totals[k] += size
-            totals["compressed"] += sent
-            continue
-        src_sums = dtcore.file_checksums(src, BLOCK)
-        tgt_sums = dtcore.file_checksums(tgt, BLOCK)
-        ranges = dtcore.differing_ranges(src_sums, tgt_sums)
-        if len(ranges) == 0 and size == tgt.stat().st_size:
-            totals["same"] += 1
-            continue
-        totals["changed"] += 1
-        aligned = int(sum(min(b * BLOCK, size) - a * BLOCK for a, b in ranges)) + 8 * len(tgt_sums)
-        d = dtcore.file_delta(dtcore.file_signature(tgt, BLOCK), src)
-        rolling = d.wire_bytes + 16 * len(tgt_sums)
-        rebuilt = dtcore.apply_delta(tgt.read_bytes(), d)
-        assert rebuilt == src.read_bytes(), f"rebuild of {rel} does not match"
-        totals["aligned"] += aligned
-        totals["rolling"] += rolling
-        totals["chosen"] += min(aligned, rolling)
-        totals["compressed"] += len(comp.compress(d.literals, str(rel)).body) + 16 * len(d.instructions)
-        if aligned > 2 * rolling:
-            print(f"  {rel}: data shifted; rolling delta sends {rolling:,} B, aligned {aligned:,} B")
-    for tgt in target.rglob("*"):
-        if tgt.is_file() and not (source / tgt.relative_to(target)).exists():
-            totals["orphans"] += 1
-    elapsed = time.perf_counter() - t0
-    print(f"\nDifference of {totals['files']} source files ({totals['bytes'] / 1e6:.1f} MB) "
-          f"in {elapsed:.2f} s:")
-    print(f"  unchanged {totals['same']}, changed {totals['changed']}, new {totals['new']}, "
-          f"orphans on the target {totals['orphans']}")
-    print(f"  bytes to send: aligned blocks {totals['aligned']:,}, rolling delta "
-          f"{totals['rolling']:,}, cheaper per file {totals['chosen']:,}, "
-          f"after lz4 {totals['compressed']:,} "
-          f"({100 * totals['compressed'] / max(totals['bytes'], 1):.2f}% of the data)")
+def run(work: Path, files: int, rng: random.Random) -> int:
+    source, target_root = work / "source", work / "target"
+    print(f"Generating {files} files under {source} ...")
+    generate(source, files, rng)
+    with Engine(secret=secrets.token_hex(16), LogDir=str(work / "logs")) as engine:
+        target = engine.start_target(target_root, host="127.0.0.1", port=0)
+        print(f"Target serving {target_root} on 127.0.0.1:{target.port}")
+        repset = engine.replication_set(source, name="demo")
+        conn = engine.connect(repset, "127.0.0.1", target.port, "demo")
+        totals = engine.repset_totals["demo"]
+        print(f"Replication set: {totals.files} files, {totals.directories} folders, "
+              f"{totals.bytes / 2**20:.1f} MiB (CalculateOnConnect)")
+
+        with _Bar() as bar:
+            result = engine.mirror(conn, repset, FULL, progress=bar)
+        print_result("full mirror", result)
+
+        counts = change(source, rng)
+        print("Changed the source: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        with _Bar() as bar:
+            result = engine.mirror(conn, repset, DIFFERENCE, orphans=True, progress=bar)
+        print_result("difference mirror (block checksums, rolling delta, orphans)", result)
+
+        check = engine.verify(conn, repset, log_dir=str(work / "logs"))
+        print(f"Verify: {len(check.differences)} differences")
+        planted = next(p for p in sorted((target_root / "demo").rglob("*.bin"))
+                       if p.stat().st_size > 1000)
+        with open(planted, "r+b") as f:  # damage the target copy behind the engine's back
+            f.seek(10)
+            f.write(b"planted")
+        check = engine.verify(conn, repset, remirror=True, log_dir=str(work / "logs"))
+        for path, reason in check.differences:
+            print(f"Verify found {path}: {reason}")
+        again = engine.verify(conn, repset, log_dir=str(work / "logs"))
+        print(f"Verify after the remirror: {len(again.differences)} differences; "
+              f"log in {work / 'logs' / 'DTVerify.log'}")
+        print_connection_stats(engine.statistics())
+        return 0 if not again.differences else 1
 
 
-def merge_demo(rng: random.Random) -> None:
-    ops = []
-    for seq in range(50_000):
-        f = rng.randrange(100)
-        ops.append(Op(OpKind.WRITE, f, seq, b"db/table%02d" % f, rng.randrange(32768),
-                      rng.randbytes(64)))
-    batch = dtcore.pack_batch(ops)
-    t = time.perf_counter()
-    merged = dtcore.merge_batch(batch)
-    dt = time.perf_counter() - t
-    info = dtcore.scan_batch(merged)
-    print(f"\nWrite merging: {len(ops):,} writes of 64 B to 100 files ({len(batch):,} B) became "
-          f"{info.count:,} ops ({len(merged):,} B) in {dt * 1e3:.1f} ms "
-          f"({len(ops) / dt / 1e6:.1f} M input ops/s)")
-
-
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", help="work here instead of a temporary folder (kept afterwards)")
-    ap.add_argument("--files", type=int, default=300)
+    ap.add_argument("--files", type=int, default=400)
     ap.add_argument("--seed", type=int, default=2026)
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="dtcore-demo-"))
-    source, target = work / "source", work / "target"
     try:
-        print(f"Generating {args.files} files under {source} ...")
-        generate(source, args.files, rng)
-        shutil.copytree(source, target)
-        counts = change(source, rng)
-        print("Changed the source: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-        profile(source, target)
-        merge_demo(rng)
+        return run(work, args.files, rng)
     finally:
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

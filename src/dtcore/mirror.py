@@ -162,10 +162,9 @@ class _Batch:
         ops, done = self.ops, self.done
         self.ops, self.done, self.nbytes = [], [], 0
         started = time.perf_counter()
-        before = self.m.conn.counters["conBytesCompressedTx"]
-        self.m.conn.send_ops(ops, mirror=True, path=ops[0].path if len(ops) < 64 else None,
-                             on_applied=(lambda: [self.m._mark_done(p) for p in done]) if done else None)
-        sent = self.m.conn.counters["conBytesCompressedTx"] - before
+        sent = self.m.conn.send_ops(
+            ops, mirror=True, path=ops[0].path if len(ops) < 64 else None,
+            on_applied=(lambda: [self.m._mark_done(p) for p in done]) if done else None)
         self.m._generated(len(ops), sum(len(o.data) for o in ops), sent)
         self.m.rates.sent(sent, time.perf_counter() - started)
 
@@ -466,6 +465,8 @@ class Mirror:
             os.close(fd)
         batch.add(Op(OpKind.SETATTR, *self._next_op(), e.path, 0, _attrs(e)))
         batch.file_done(e.path)
+        if opts.verify:  # verify with remirror: say what was sent again
+            self._difference(e.path, _why(e, t, strategy) + "; remirrored")
         self._account(e, strategy, e.size if strategy == ATTRIBUTES else 0)
 
     def _same_content(self, batch: _Batch, e: Entry, t: Entry) -> None:
@@ -633,6 +634,14 @@ class Mirror:
             self.result.differences.append((os.fsdecode(path), reason))
         if self.verify_log is not None:
             self.verify_log.write(os.fsdecode(path), reason)
+
+
+def _why(e: Entry, t: Entry | None, strategy: str) -> str:
+    if t is None or t.kind != FILE:
+        return "missing on the target"
+    if t.size != e.size:
+        return f"size {t.size} on the target, {e.size} on the source"
+    return "attributes differ" if strategy == ATTRIBUTES else "content differs"
 
 
 def _attrs(e: Entry) -> bytes:

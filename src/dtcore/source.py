@@ -116,6 +116,20 @@ class Connection:
         emit(4016, conn=self.label())
         return self
 
+    def reconnect(self) -> "Connection":
+        """Drop what was in flight (a mirror resumes from its acknowledged
+        files) and connect again."""
+        if self.link is not None:
+            self.link.close()
+        if self._tx is not None:
+            self._tx.join(5)
+        with self._cv:
+            self._pending.clear()
+            self._unacked_ops = 0
+        self._resume.set()
+        self.link = None
+        return self.connect()
+
     @property
     def alive(self) -> bool:
         return self.link is not None and not self.link.closed
@@ -139,7 +153,7 @@ class Connection:
     def send_ops(self, ops: list[Op], *, mirror: bool = True, path: bytes | None = None,
                  on_applied: Callback | None = None) -> int:
         """Queue ops as one frame; ``on_applied`` runs when the target has
-        acknowledged them.  Returns the frame's sequence number."""
+        acknowledged them.  Returns the frame's size on the wire."""
         link = self._check()
         body = pack_batch(ops)
         flags, parts = link.ch.encode(body, path)
@@ -165,7 +179,7 @@ class Connection:
         self.counters.add("conOpsTx", n)
         self.counters.add("conBytesTx", len(body))
         self.counters.add("conBytesCompressedTx", len(record))
-        return seq
+        return len(record)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the target has acknowledged every op sent so far."""

@@ -1,0 +1,169 @@
+"""``dtcore.Engine``: the object another program embeds.
+
+One engine holds the settings, the statistics and the engine log; it starts
+target services, connects replication sets to targets, and runs mirrors,
+verifies and restores over those connections.  A mirror cut by a lost
+connection reconnects (``AutoReconnect``) and resumes where it stopped."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Iterable
+
+from dtcore.config import Config
+from dtcore.enginelog import EngineLog
+from dtcore.errors import ConnectionFailedError, NetworkFailedError
+from dtcore.events import Event, emit, subscribe
+from dtcore.mirror import DIFFERENCE, Mirror, MirrorOptions, MirrorResult
+from dtcore.repset import ReplicationSet, Rule, Totals
+from dtcore.restore import RestoreResult, restore
+from dtcore.source import Connection
+from dtcore.stats import Snapshot, Statistics
+from dtcore.target import Target
+from dtcore.verifylog import VerifyLog
+
+_RECONNECT_TRIES = 5
+
+
+class Engine:
+    """A dtcore engine: settings, statistics, events, targets and connections.
+
+    ``secret`` is the shared secret this engine's targets require and its
+    connections prove (default: $DTCORE_SECRET).  With ``log_dir`` (or
+    ``LogDir`` when ``log`` is true) events also go to ``dtlog<N>.dtl``."""
+
+    def __init__(self, config: Config | None = None, *, secret: str | bytes | None = None,
+                 log: bool = False, log_dir: str | None = None, **settings: Any) -> None:
+        self.config = config or Config(None, **settings)
+        self.secret = secret
+        self.stats = Statistics()
+        self.targets: list[Target] = []
+        self.connections: list[Connection] = []
+        self.repset_totals: dict[str, Totals] = {}
+        self._next_conn = 1
+        self._log: EngineLog | None = None
+        if log or log_dir:
+            self._log = EngineLog(log_dir or self.config["LogDir"], self.config["MaxLogFileSize"],
+                                  self.config["MaxNumberofLogFiles"],
+                                  self.config["LogMessageLevel"]).attach()
+
+    # -- events and statistics ----------------------------------------------
+    @staticmethod
+    def subscribe(callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback`` with every event; returns the unsubscribe function."""
+        return subscribe(callback)
+
+    def statistics(self) -> Snapshot:
+        """A snapshot of every counter (server, target and connection sections)."""
+        return self.stats.snapshot()
+
+    # -- targets ------------------------------------------------------------
+    def start_target(self, root: str | os.PathLike[str], *, host: str = "127.0.0.1",
+                     port: int | None = None, tls: bool | tuple[str, str] | None = None,
+                     memory_bytes: int | None = None) -> Target:
+        """Start a target service writing beneath ``root`` (port 0: any free port)."""
+        target = Target(root, host=host, port=port, secret=self.secret, config=self.config,
+                        stats=self.stats, tls=tls, memory_bytes=memory_bytes).start()
+        self.targets.append(target)
+        return target
+
+    # -- sources ------------------------------------------------------------
+    def replication_set(self, root: str | os.PathLike[str], rules: Iterable[Rule | str] = ("",),
+                        name: str = "") -> ReplicationSet:
+        return ReplicationSet(root, rules, name)
+
+    def connect(self, repset: ReplicationSet, host: str = "127.0.0.1", port: int | None = None,
+                target_path: str = "", *, tls: bool | None = None,
+                compression: bool = True) -> Connection:
+        """Connect a replication set to a target path.  With CalculateOnConnect
+        the set's size is worked out first (``repset_totals``)."""
+        if self.config["CalculateOnConnect"]:
+            self.repset_totals[repset.name] = repset.calculate()
+        conn = Connection(host, port, target_path, secret=self.secret, config=self.config,
+                          stats=self.stats, conn_id=self._next_conn, repset=repset.name, tls=tls,
+                          compression=compression).connect()
+        self._next_conn += 1
+        self.connections.append(conn)
+        return conn
+
+    def mirror(self, conn: Connection, repset: ReplicationSet, mode: str = DIFFERENCE, *,
+               checksum: bool | None = None, orphans: bool = False,
+               progress: Callable[[Mirror], None] | None = None, **options: Any) -> MirrorResult:
+        """Mirror ``repset`` over ``conn`` (``mode`` "full" or "difference");
+        ``checksum`` overrides ChecksumAll, other keywords any MirrorOptions field."""
+        opts = MirrorOptions.from_config(self.config, mode=mode, checksum=checksum, orphans=orphans,
+                                         **options)
+        return self._run(Mirror(conn, repset, opts, progress=progress))
+
+    def verify(self, conn: Connection, repset: ReplicationSet, *, remirror: bool = False,
+               checksum: bool | None = True, log_dir: str | None = None,
+               progress: Callable[[Mirror], None] | None = None) -> MirrorResult:
+        """Compare source and target, list differences in DTVerify.log, and
+        with ``remirror`` send what differs."""
+        opts = MirrorOptions.from_config(self.config, verify=True, remirror=remirror,
+                                         checksum=checksum)
+        if log_dir is not None:
+            vlog = VerifyLog(log_dir, self.config["VerifyLogName"],
+                             append=bool(self.config["VerifyLogAppend"]),
+                             limit=self.config["VerifyLogLimit"], title=conn.label())
+        else:
+            vlog = VerifyLog.from_config(self.config, conn.label())
+        result: MirrorResult | None = None
+        try:
+            result = self._run(Mirror(conn, repset, opts, progress=progress, verify_log=vlog))
+            return result
+        finally:
+            vlog.close(f"{len(result.differences)} differences" if result else "interrupted")
+
+    def restore(self, conn: Connection, destination: str | os.PathLike[str], *,
+                overwrite: int | None = None) -> RestoreResult:
+        """Copy the target path back into ``destination`` (RestoreOverwrite)."""
+        return restore(conn, destination, overwrite=overwrite)
+
+    def _run(self, m: Mirror) -> MirrorResult:
+        tries = 0
+        while True:
+            try:
+                return m.run(resume=tries > 0)
+            except (NetworkFailedError, ConnectionFailedError) as e:
+                conn = m.conn
+                if not self.config["AutoReconnect"] or tries >= _RECONNECT_TRIES:
+                    conn.counters["conState"] = 8
+                    raise
+                tries += 1
+                emit(4022, conn=conn.label(), detail=f"connection lost ({e}); reconnecting")
+                emit(4009, repset=conn.repset, target=conn.host, address=f"{conn.host}:{conn.port}")
+                self.stats.server.add("autoDisConnects")
+                self._reconnect(conn, tries)
+                self.stats.server.add("autoReConnects")
+
+    def _reconnect(self, conn: Connection, tries: int) -> None:
+        delay = 0.2
+        for _ in range(_RECONNECT_TRIES):
+            try:
+                conn.reconnect()
+                emit(4010, repset=conn.repset, target=conn.host, address=f"{conn.host}:{conn.port}")
+                return
+            except (NetworkFailedError, ConnectionFailedError):
+                time.sleep(delay)
+                delay = min(delay * 2, 5)
+        emit(4011, repset=conn.repset, target=conn.host, address=f"{conn.host}:{conn.port}")
+        raise ConnectionFailedError(f"could not reconnect to {conn.host}:{conn.port}")
+
+    # -- shutting down --------------------------------------------------------
+    def close(self) -> None:
+        """Disconnect every connection and stop every target."""
+        for conn in self.connections:
+            conn.close()
+        for target in self.targets:
+            target.stop()
+        self.connections.clear()
+        self.targets.clear()
+        if self._log is not None:
+            self._log.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
