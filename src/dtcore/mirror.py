@@ -370,8 +370,12 @@ class Mirror:
             batch.file_done(e.path)
             self.result.hard_links += 1
             self._account(e, WHOLE)
+        touched = self.result.bytes_sent > 0 or any(self.result.strategies[k] for k in (
+            WHOLE, BLOCK, ROLLING, ATTRIBUTES))
         for e in reversed(entries):
-            if e.kind == DIR:
+            t = theirs.get(e.path)
+            # writing into a folder moves its time: set folder attributes last
+            if e.kind == DIR and (touched or t is None or (t.mtime_ns, t.mode) != (e.mtime_ns, e.mode)):
                 batch.add(Op(OpKind.SETATTR, *self._next_op(), e.path, 0, _attrs(e)))
         batch.flush()
         self._set_status(WAITING)

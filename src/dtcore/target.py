@@ -117,6 +117,7 @@ class Target:
         self._stopping = threading.Event()
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
+        self.flow_pauses = 0  # times a source was told to pause its mirror
 
     @property
     def address(self) -> tuple[str, int]:
@@ -268,6 +269,7 @@ class _Session:
             raise StreamError("the target queue is closed")
         if kind == MIRROR and not self._paused and self.queue.counts()["mir_bytes"] > self._high:
             self._paused = True
+            self.target.flow_pauses += 1
             assert self.link is not None
             self.link.send_json(FLOW, {"pause": True, "code": -147})
 

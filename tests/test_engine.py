@@ -1,0 +1,278 @@
+"""End to end on loopback: a target service and a source engine in this
+process, real files in temporary folders, real sockets on 127.0.0.1."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dtcore.engine import Engine
+from dtcore.errors import AccessDeniedError
+from dtcore.mirror import BLOCK, DIFFERENCE, FULL, ROLLING, SKIPPED, WHOLE
+from dtcore.repset import ReplicationSet
+from dtcore.target import DataStates
+from trees import assert_same, build
+
+pytestmark = pytest.mark.timeout(120)
+SECRET = "engine-test-secret"
+
+
+@pytest.fixture
+def engine(tmp_path):
+    with Engine(secret=SECRET, LogDir=str(tmp_path / "logs")) as e:
+        yield e
+
+
+@pytest.fixture
+def setup(engine, tmp_path):
+    """(engine, source, target root, target path folder, connection, repset)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    build(src)
+    target = engine.start_target(tmp_path / "tgt", port=0)
+    repset = ReplicationSet(src)
+    conn = engine.connect(repset, "127.0.0.1", target.port, "job")
+    return engine, src, tmp_path / "tgt", tmp_path / "tgt" / "job", conn, repset
+
+
+def test_full_mirror_copies_everything(setup):
+    engine, src, root, dst, conn, repset = setup
+    r = engine.mirror(conn, repset, FULL)
+    assert_same(src, dst)
+    assert os.stat(dst / "hard-twin").st_ino == os.stat(dst / "docs" / "f04.txt").st_ino
+    assert r.hard_links == 1
+    assert os.stat(dst / "sparse.img").st_blocks * 512 < 1 << 20  # holes stayed holes
+    snap = engine.statistics()
+    assert snap.value("connection", "conMirrorPercent") == 100 * 100
+    assert snap.value("connection", "conMirrorBytesRemaining") == 0
+    assert snap.value("server", "MirBytesGenerated") >= r.bytes_total - (8 << 20)
+    assert snap.value("connection", "ConMirrorEndTime") >= snap.value("connection", "ConMirrorStartTime") > 0
+    assert DataStates(str(root / ".dtcore")).get("job") == "OK"
+
+
+def test_difference_by_attributes_and_by_checksum(setup):
+    engine, src, root, dst, conn, repset = setup
+    engine.mirror(conn, repset, FULL)
+    again = engine.mirror(conn, repset, DIFFERENCE, checksum=False)
+    assert again.bytes_sent == 0 and again.strategies[SKIPPED] == again.files
+    # same size and time but different bytes: only checksums see it
+    target_copy = dst / "docs" / "f05.txt"
+    st = target_copy.stat()
+    data = bytearray(target_copy.read_bytes())
+    data[0] ^= 0xFF
+    target_copy.write_bytes(bytes(data))
+    os.utime(target_copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    engine.mirror(conn, repset, DIFFERENCE, checksum=False)
+    assert target_copy.read_bytes() != (src / "docs" / "f05.txt").read_bytes()
+    r = engine.mirror(conn, repset, DIFFERENCE, checksum=True)
+    assert_same(src, dst)
+    assert r.bytes_sent < 10_000
+
+
+def test_block_and_rolling_send_only_what_changed(setup):
+    engine, src, root, dst, conn, repset = setup
+    engine.mirror(conn, repset, FULL)
+    with open(src / "big.bin", "r+b") as f:  # rewrite one block in place
+        f.seek(1 << 20)
+        f.write(os.urandom(1000))
+    log = src / "text.log"
+    log.write_bytes(b"0123456789" * 10 + log.read_bytes())  # shift everything by 100 bytes
+    r = engine.mirror(conn, repset, DIFFERENCE)
+    assert_same(src, dst)
+    assert r.strategies[BLOCK] == 1 and r.strategies[ROLLING] == 1
+    assert r.bytes_sent < 200_000, r
+
+
+def test_orphans_removed_and_moved(setup, tmp_path):
+    engine, src, root, dst, conn, repset = setup
+    engine.mirror(conn, repset, FULL)
+    (src / "docs" / "f06.txt").unlink()
+    (dst / "stray").mkdir()
+    (dst / "stray" / "junk").write_bytes(b"x" * 10)
+    r = engine.mirror(conn, repset, DIFFERENCE, orphans=True)
+    assert_same(src, dst)
+    assert r.orphans == {"files": 2, "directories": 1, "bytes": r.orphans["bytes"]}
+    snap = engine.statistics()
+    assert snap.value("target", "Orphan Files Removed") == 2
+    # moved instead of removed
+    engine.config.set("MoveOrphanedFiles", 1)
+    engine.config.set("MoveOrphansDir", str(tmp_path / "moved"))
+    (dst / "docs" / "extra.txt").write_bytes(b"keep me")
+    engine.mirror(conn, repset, DIFFERENCE, orphans=True, move_orphans=True)
+    assert (tmp_path / "moved" / "docs" / "extra.txt").read_bytes() == b"keep me"
+    assert not (dst / "docs" / "extra.txt").exists()
+
+
+@pytest.mark.parametrize("overwrite", [0, 1, 2])
+def test_mirror_overwrite_modes(setup, overwrite):
+    engine, src, root, dst, conn, repset = setup
+    engine.mirror(conn, repset, FULL)
+    newer, older = dst / "docs" / "f07.txt", dst / "docs" / "f08.txt"
+    newer.write_bytes(b"target edit, newer")
+    older.write_bytes(b"target edit, older")
+    os.utime(older, ns=(0, 10**9))
+    engine.mirror(conn, repset, DIFFERENCE, overwrite=overwrite)
+    src_newer, src_older = (src / "docs" / "f07.txt").read_bytes(), (src / "docs" / "f08.txt").read_bytes()
+    expect = {0: (b"target edit, newer", b"target edit, older"),
+              1: (src_newer, src_older),
+              2: (b"target edit, newer", src_older)}[overwrite]
+    assert (newer.read_bytes(), older.read_bytes()) == expect
+
+
+def test_zero_k_files_setting(setup):
+    engine, src, root, dst, conn, repset = setup
+    engine.mirror(conn, repset, FULL, zero_k_files=False)
+    assert not (dst / "zero").exists() and (dst / "big.bin").exists()
+
+
+def test_verify_finds_planted_difference(setup, tmp_path):
+    engine, src, root, dst, conn, repset = setup
+    engine.mirror(conn, repset, FULL)
+    assert engine.verify(conn, repset, log_dir=str(tmp_path / "v")).differences == []
+    with open(dst / "big.bin", "r+b") as f:
+        f.seek(2 << 20)
+        f.write(b"planted")
+    r = engine.verify(conn, repset, log_dir=str(tmp_path / "v"))
+    assert [p for p, _ in r.differences] == ["big.bin"]
+    assert "1 of 48 blocks differ" in r.differences[0][1]
+    text = (tmp_path / "v" / "DTVerify.log").read_text()
+    assert "big.bin" in text and "verify complete: 1 differences" in text
+    fixed = engine.verify(conn, repset, remirror=True, log_dir=str(tmp_path / "v"))
+    assert len(fixed.differences) == 1
+    assert_same(src, dst)
+
+
+def test_restore_brings_target_back(setup, tmp_path):
+    engine, src, root, dst, conn, repset = setup
+    engine.mirror(conn, repset, FULL)
+    (src / "docs" / "f09.txt").unlink()
+    with open(src / "big.bin", "r+b") as f:
+        f.write(b"local damage")
+    r = engine.restore(conn, src, overwrite=1)
+    assert (src / "docs" / "f09.txt").read_bytes() == (dst / "docs" / "f09.txt").read_bytes()
+    assert (src / "big.bin").read_bytes() == (dst / "big.bin").read_bytes()
+    assert r.bytes_fetched < (2 << 20)  # big.bin: only the damaged block came back
+    fresh = tmp_path / "fresh"
+    engine.restore(conn, fresh)
+    assert (fresh / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+
+
+def test_mirror_resumes_mid_file_after_lost_connection(engine, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "huge.bin").write_bytes(os.urandom(24 << 20))
+    (src / "after.bin").write_bytes(os.urandom(1 << 20))
+    target = engine.start_target(tmp_path / "tgt", port=0)
+    repset = ReplicationSet(src)
+    conn = engine.connect(repset, "127.0.0.1", target.port, "job", compression=False)
+    cut = threading.Event()
+
+    def progress(m):
+        if not cut.is_set() and m.conn.counters["conBytesCompressedTx"] > 8 << 20:
+            cut.set()
+            m.conn.link.ch.close()  # the network drops mid-file
+
+    r = engine.mirror(conn, repset, FULL, progress=None, workers=1)
+    assert r.resumed == 0
+    (src / "huge.bin").write_bytes(os.urandom(24 << 20))
+    (tmp_path / "tgt" / "job" / "after.bin").unlink()
+    before = conn.counters["conBytesCompressedTx"]
+    seen = []
+    unsub = engine.subscribe(lambda ev: seen.append(ev.id))
+    r = engine.mirror(conn, repset, FULL, progress=progress, workers=1, checksum=False)
+    unsub()
+    assert cut.is_set() and r.resumed == 1
+    assert 4009 in seen and 4010 in seen
+    assert_same(src, tmp_path / "tgt" / "job")
+    # the resumed pass did not start the big file over
+    assert conn.counters["conBytesCompressedTx"] - before < 36 << 20
+
+
+def test_target_data_state_survives_restart(engine, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"a")
+    t = engine.start_target(tmp_path / "tgt", port=0)
+    repset = ReplicationSet(src)
+    conn = engine.connect(repset, "127.0.0.1", t.port, "p")
+    assert conn.target_state == "Mirror Required"  # never mirrored
+    engine.mirror(conn, repset, FULL)
+    conn.close()
+    t.stop()
+    t2 = engine.start_target(tmp_path / "tgt", port=0)
+    assert engine.connect(repset, "127.0.0.1", t2.port, "p").target_state == "OK"
+
+
+def test_dropped_op_marks_mirror_required(engine, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "blocked").write_bytes(b"file on the source")
+    t = engine.start_target(tmp_path / "tgt", port=0)
+    (tmp_path / "tgt" / "p" / "blocked").mkdir(parents=True)  # a folder is in the way
+    (tmp_path / "tgt" / "p" / "blocked" / "keep").write_bytes(b"x")
+    seen = []
+    unsub = engine.subscribe(lambda ev: seen.append(ev.id))
+    repset = ReplicationSet(src)
+    conn = engine.connect(repset, "127.0.0.1", t.port, "p")
+    engine.mirror(conn, repset, FULL)
+    unsub()
+    assert 4150 in seen
+    assert conn.call("state")[0]["state"] == "Mirror Required"
+    assert engine.statistics().value("target", "OpsDropped") >= 1
+
+
+def test_tls_crc_and_flow_control(tmp_path):
+    with Engine(secret=SECRET, EncryptNetworkData=1, EnableCRCCheck=1,
+                TGMirrorCapacityHigh=2, TGMirrorCapacityLow=1) as engine:
+        src = tmp_path / "src"
+        src.mkdir()
+        build(src)
+        # a tiny "system memory" so that the mirror must pause and resume
+        t = engine.start_target(tmp_path / "tgt", port=0, memory_bytes=8 << 20)
+        repset = ReplicationSet(src)
+        conn = engine.connect(repset, "127.0.0.1", t.port, "tls")
+        assert conn.link.ch.sock.version() == "TLSv1.2"
+        assert "AES256" in conn.link.ch.sock.cipher()[0]
+        engine.mirror(conn, repset, FULL)
+        assert_same(src, tmp_path / "tgt" / "tls")
+        assert t.flow_pauses >= 1
+
+
+def test_wrong_secret_is_refused_and_counted(engine, tmp_path):
+    t = engine.start_target(tmp_path / "tgt", port=0)
+    (tmp_path / "s").mkdir()
+    with Engine(secret="not the secret") as other:
+        with pytest.raises(AccessDeniedError):
+            other.connect(ReplicationSet(tmp_path / "s"), "127.0.0.1", t.port)
+    time.sleep(0.1)
+    assert engine.statistics().value("server", "FailedLogins") == 1
+
+
+def test_command_line_target_and_mirror(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    build(src, big=1 << 20)
+    env = {**os.environ, "DTCORE_SECRET": SECRET, "DTCORE_LOGDIR": str(tmp_path / "logs")}
+    exe = [sys.executable, "-m", "dtcore.cli"]
+    server = subprocess.Popen([*exe, "target", "--root", str(tmp_path / "tgt"), "--port", "0",
+                               "--host", "127.0.0.1"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        port = int(line.rsplit(":", 1)[1])
+        out = subprocess.run([*exe, "mirror", str(src), f"127.0.0.1:{port}:cli", "--full"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "full mirror" in out.stdout and "conBytesTx" in out.stdout
+        assert_same(src, tmp_path / "tgt" / "cli")
+        (tmp_path / "tgt" / "cli" / "docs" / "f10.txt").write_bytes(b"changed on the target")
+        out = subprocess.run([*exe, "verify", str(src), f"127.0.0.1:{port}:cli", "--log-dir",
+                              str(tmp_path / "v")], env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and "docs/f10.txt" in out.stdout
+    finally:
+        server.terminate()
+        server.wait(10)
