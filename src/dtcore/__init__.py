@@ -1,6 +1,7 @@
 """dtcore: a performance-tuned file replication engine with a native core.
 
-The public API: block checksums, the rolling delta, the op model with its
+The public API: the engine (targets, connections, mirrors, verify, restore),
+replication sets, block checksums, the rolling delta, the op model with its
 write merger, payload compression, the queues, settings (Config), the
 exception hierarchy, events, the engine log and statistics."""
 from __future__ import annotations
@@ -28,12 +29,19 @@ from dtcore.queues import DiskQueue, MemoryQueue, RecordBatch, ReplicationQueue
 from dtcore.stats import ConState, Snapshot, Statistics
 from dtcore.statserver import StatsServer
 from dtcore.stsfile import StatsFile, StatsLogger
+from dtcore.engine import Engine
+from dtcore.mirror import Mirror, MirrorOptions, MirrorResult
+from dtcore.repset import ReplicationSet, Rule
+from dtcore.restore import RestoreResult
+from dtcore.source import Connection
+from dtcore.target import Target
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Attrs", "BatchInfo", "Compressor", "ConState", "Config", "DTError", "Delta", "DiskQueue",
-    "EngineLog", "Event", "FileAccessError",
+    "Attrs", "BatchInfo", "Compressor", "ConState", "Config", "Connection", "DTError", "Delta",
+    "DiskQueue", "Engine", "EngineLog", "Event", "FileAccessError", "Mirror", "MirrorOptions",
+    "MirrorResult", "ReplicationSet", "RestoreResult", "Rule", "Target",
     "InvalidParameterError", "InvalidParameterTypeError", "InvalidStatisticsFileError",
     "MemoryQueue", "Op", "OpKind", "OutOfMemoryError", "Payload", "RecordBatch", "ReplicationQueue",
     "Signature", "Snapshot", "Statistics", "StatsFile", "StatsLogger", "StatsServer", "emit",

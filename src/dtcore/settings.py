@@ -233,6 +233,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     _s("TGMoveFilesPath", "", kind=PATH),
 )}
 
+#: settings of the guide's Windows list that dtcore honours on Linux too
+WINDOWS_HONOURED = ("EnableCRCCheck", "TGMoveFilesOnDelete", "TGMoveFilesPath")
+
 # case-insensitive lookup: DT.conf files in the field vary in capitalisation
 _BY_LOWER = {name.lower(): name for name in SETTINGS}
 
