@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from dtcore._native import _checksum
-from dtcore.errors import StreamError
+from dtcore.errors import InvalidPathError, StreamError
 from dtcore.events import emit
 from dtcore.ops import Attrs, Op, OpKind
 from dtcore.stats import Counters
@@ -90,6 +90,7 @@ class Applier:
 
     def _with_retries(self, op: Op | tuple) -> None:
         tries = 0
+        stale_checked = False
         path = op[3]
         while True:
             try:
@@ -99,6 +100,12 @@ class Applier:
                 return
             except OSError as e:
                 self.release()
+                if isinstance(e, FileNotFoundError) and not tries and not stale_checked:
+                    # a cached folder handle may point at a folder removed behind
+                    # our back: look the path up afresh before counting a retry
+                    stale_checked = True
+                    self.root.forget()
+                    continue
                 if e.errno in _PERMANENT or (
                         self.retry_limit and tries >= self.retry_limit) or self.stopping.is_set():
                     self._give_up(path, tries, e)
@@ -132,15 +139,22 @@ class Applier:
                 view, arg = view[n:], arg + n
         elif kind == OpKind.CREATE:
             self.release()
-            self._make_room(path)
-            self._fd = self.root.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-                                      arg & 0o7777 or 0o600, create_dirs=True)
+            flags, mode = os.O_WRONLY | os.O_CREAT | os.O_TRUNC, arg & 0o7777 or 0o600
+            try:
+                self._fd = self.root.open(path, flags, mode, create_dirs=True)
+            except (InvalidPathError, OSError):
+                self._make_room(path)  # a symlink or special file sits there: replace it
+                self._fd = self.root.open(path, flags, mode, create_dirs=True)
             self._fd_path = path
         elif kind == OpKind.TRUNCATE:
             os.ftruncate(self._file(path), arg)
         elif kind == OpKind.SETATTR:
-            self.release()
-            self._setattr(path, Attrs.unpack(bytes(data)))
+            if self._fd_path == path:  # the file just written: no path lookups
+                self._setattr_fd(self._fd, Attrs.unpack(bytes(data)))
+                self.release()
+            else:
+                self.release()
+                self._setattr(path, Attrs.unpack(bytes(data)))
         elif kind == OpKind.MKDIR:
             self.release()
             dfd, name = self.root.parent(path, create=True)
@@ -199,6 +213,15 @@ class Applier:
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, "a folder is in the way", os.fsdecode(path))
         os.unlink(name, dir_fd=dfd)
+
+    @staticmethod
+    def _setattr_fd(fd: int, attrs: Attrs) -> None:
+        if attrs.mask & Attrs.OWNER and _IS_ROOT:
+            os.fchown(fd, attrs.uid, attrs.gid)
+        if attrs.mask & Attrs.MODE:
+            os.fchmod(fd, attrs.mode & 0o7777)
+        if attrs.mask & Attrs.TIMES:
+            os.utime(fd, ns=(attrs.atime_ns, attrs.mtime_ns))
 
     def _setattr(self, path: bytes, attrs: Attrs) -> None:
         dfd, name = self.root.parent(path)

@@ -18,7 +18,7 @@ from dtcore.events import emit
 
 ENV_PREFIX = "DTCORE_"
 # DTCORE_ variables of ours that are not settings
-_RESERVED = {"DTCORE_CONF", "DTCORE_BENCH_DIR"}
+_RESERVED = {"DTCORE_CONF", "DTCORE_BENCH_DIR", "DTCORE_SECRET"}
 DEFAULT_PATH = "/etc/DT/DT.conf"
 
 

@@ -502,9 +502,11 @@ class Mirror:
     def _whole(self, batch: _Batch, e: Entry, fd: int, t: Entry | None) -> None:
         batch.add(Op(OpKind.CREATE, *self._next_op(), e.path, 0o600))
         size = os.fstat(fd).st_size
-        for start, end in _extents(fd, size, self.opts.sparse):
+        extents = _extents(fd, size, self.opts.sparse)
+        for start, end in extents:
             self._send_range(batch, e.path, fd, start, end)
-        batch.add(Op(OpKind.TRUNCATE, *self._next_op(), e.path, size))
+        if not extents or extents[-1][1] < size:  # a trailing hole
+            batch.add(Op(OpKind.TRUNCATE, *self._next_op(), e.path, size))
 
     def _send_range(self, batch: _Batch, path: bytes, fd: int, start: int, end: int) -> None:
         chunk = self.opts.block

@@ -61,6 +61,7 @@ class SafeRoot:
         if not path.strip(b"/"):
             return SafeRoot(self.path, reserved=self.reserved)
         parts = check_path(path.strip(b"/"), self.reserved)
+        self.forget()  # reach it afresh: a cached handle may be of a folder since removed
         fd = os.dup(self.dir_fd(parts, create=True))
         child = SafeRoot.__new__(SafeRoot)
         child.path = os.path.join(self.path, os.fsdecode(b"/".join(parts)))
