@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtcore-installed
 
-.PHONY: venv build demo test test-slow bench asan clean
+.PHONY: venv build demo test test-slow bench bench-mirror asan clean
 
 # The one system package the build needs: the lz4 C library's headers.
 LZ4_HEADER := /usr/include/lz4.h
@@ -44,6 +44,12 @@ bench: build
 	cd benchmarks && ../$(VPY) -m asv run --config asv.conf.json -E existing:$(abspath $(VPY)) \
 		--set-commit-hash $$(git rev-parse HEAD) --record-samples
 	$(VPY) benchmarks/summarize.py
+
+# Mirror vs rsync (Debian's rsync, installed when missing) on a ~1.4 GB dataset.
+bench-mirror: build
+	@command -v rsync >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q rsync; } || \
+		{ echo "the mirror benchmark needs rsync: sudo apt-get install rsync" >&2; exit 1; }
+	$(VPY) -m benchmarks.mirror_summary --scale 1.0 --runs 3
 
 # Native tests once under AddressSanitizer (extensions rebuilt, then restored).
 asan: $(STAMP)

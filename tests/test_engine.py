@@ -7,13 +7,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from dtcore.engine import Engine
 from dtcore.errors import AccessDeniedError
-from dtcore.mirror import BLOCK, DIFFERENCE, FULL, ROLLING, SKIPPED, WHOLE
+from dtcore.mirror import BLOCK, DIFFERENCE, FULL, ROLLING, SKIPPED
 from dtcore.repset import ReplicationSet
 from dtcore.target import DataStates
 from trees import assert_same, build

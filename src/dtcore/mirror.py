@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dtcore import manifest
-from dtcore._native import _checksum, _delta
+from dtcore._native import _checksum
 from dtcore.applier import LINK_ROOTED, PATCH_HEAD
 from dtcore.checksum import differing_ranges
 from dtcore.config import Config

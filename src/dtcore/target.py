@@ -21,7 +21,6 @@ import ssl
 import stat
 import struct
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,7 +32,7 @@ from dtcore.applier import Applier
 from dtcore.config import Config
 from dtcore.errors import (DTError, InvalidParameterError, InvalidPathError, ListenFailedError,
                            QueueClosedError, StreamError)
-from dtcore.events import emit, log
+from dtcore.events import emit
 from dtcore.ops import unpack_batch
 from dtcore.queues import MB, MIRROR, REPLICATION, MemoryQueue
 from dtcore.stats import Statistics
