@@ -18,7 +18,7 @@ from dtcore.mirror import DIFFERENCE, Mirror, MirrorOptions, MirrorResult
 from dtcore.repset import ReplicationSet, Rule, Totals
 from dtcore.restore import RestoreResult, restore
 from dtcore.source import Connection
-from dtcore.stats import Snapshot, Statistics
+from dtcore.stats import ConState, Snapshot, Statistics
 from dtcore.target import Target
 from dtcore.verifylog import VerifyLog
 
@@ -102,12 +102,7 @@ class Engine:
         with ``remirror`` send what differs."""
         opts = MirrorOptions.from_config(self.config, verify=True, remirror=remirror,
                                          checksum=checksum)
-        if log_dir is not None:
-            vlog = VerifyLog(log_dir, self.config["VerifyLogName"],
-                             append=bool(self.config["VerifyLogAppend"]),
-                             limit=self.config["VerifyLogLimit"], title=conn.label())
-        else:
-            vlog = VerifyLog.from_config(self.config, conn.label())
+        vlog = VerifyLog.from_config(self.config, conn.label(), log_dir)
         result: MirrorResult | None = None
         try:
             result = self._run(Mirror(conn, repset, opts, progress=progress, verify_log=vlog))
@@ -128,7 +123,7 @@ class Engine:
             except (NetworkFailedError, ConnectionFailedError) as e:
                 conn = m.conn
                 if not self.config["AutoReconnect"] or tries >= _RECONNECT_TRIES:
-                    conn.counters["conState"] = 8
+                    conn.counters["conState"] = int(ConState.ERROR)
                     raise
                 tries += 1
                 emit(4022, conn=conn.label(), detail=f"connection lost ({e}); reconnecting")

@@ -98,8 +98,7 @@ class Link:
             req_id = self._next_id
             self._next_id += 1
             self._pending[req_id] = fut
-        body = pack_rpc(req_id, {"method": method, **(params or {})}, data)
-        self.send(REQUEST, b"".join(body) if sum(map(len, body)) < 65536 else bytearray().join(body))
+        self.send(REQUEST, b"".join(pack_rpc(req_id, {"method": method, **(params or {})}, data)))
         return fut
 
     def call(self, method: str, params: dict[str, Any] | None = None, data: Any = b"",
@@ -107,8 +106,7 @@ class Link:
         return self.request(method, params, data).result(timeout)
 
     def reply(self, req_id: int, params: dict[str, Any], data: Any = b"") -> None:
-        parts = pack_rpc(req_id, params, data)
-        self.send(REPLY, b"".join(parts) if len(parts[2]) < 65536 else bytearray().join(parts))
+        self.send(REPLY, b"".join(pack_rpc(req_id, params, data)))
 
     def reply_error(self, req_id: int, err: DTError) -> None:
         self.reply(req_id, {"error": err.code, "message": err.args[0] if err.args else ""})

@@ -55,8 +55,9 @@ def unpack(data: bytes | memoryview) -> dict[bytes, Entry]:
     return out
 
 
-def file_hash(dir_fd: int, name: bytes | str) -> int:
-    """XXH3-64 of a small file's content, read without following a symlink."""
+def file_hash(dir_fd: int | None, name: bytes | str) -> int:
+    """XXH3-64 of a small file's content, read without following a symlink
+    (``name`` relative to ``dir_fd``, or a whole path with None)."""
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         return _checksum.xxh3_64(os.read(fd, os.fstat(fd).st_size + 1))

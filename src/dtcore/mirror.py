@@ -26,7 +26,6 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from collections import deque
 from typing import Any, Callable
 
 import numpy as np
@@ -139,6 +138,7 @@ class _Batch:
         self.m = mirror
         self.ops: list[Op] = []
         self.nbytes = 0
+        self.data_bytes = 0
         self.done: list[bytes] = []
         self.path: bytes | None = None
 
@@ -148,6 +148,7 @@ class _Batch:
         if self.nbytes >= _FRAME_BYTES or len(self.ops) >= _FRAME_OPS:
             self.flush()
         self.ops.append(op)
+        self.data_bytes += len(op.data)
         self.nbytes += len(op.data) + len(op.path)
 
     def file_done(self, path: bytes) -> None:
@@ -159,13 +160,13 @@ class _Batch:
                 self.m._mark_done(p)
             self.done = []
             return
-        ops, done = self.ops, self.done
-        self.ops, self.done, self.nbytes = [], [], 0
+        ops, done, data_bytes = self.ops, self.done, self.data_bytes
+        self.ops, self.done, self.nbytes, self.data_bytes = [], [], 0, 0
         started = time.perf_counter()
         sent = self.m.conn.send_ops(
             ops, mirror=True, path=ops[0].path if len(ops) < 64 else None,
             on_applied=(lambda: [self.m._mark_done(p) for p in done]) if done else None)
-        self.m._generated(len(ops), sum(len(o.data) for o in ops), sent)
+        self.m._generated(len(ops), data_bytes, sent)
         self.m.rates.sent(sent, time.perf_counter() - started)
 
 
@@ -192,7 +193,6 @@ class Mirror:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._sources: dict[tuple[int, int], bytes] = {}
-        self._fid = 0
 
     # -- bookkeeping -----------------------------------------------------------
     def _mark_done(self, path: bytes) -> None:
@@ -235,7 +235,7 @@ class Mirror:
     def _next_op(self) -> tuple[int, int]:
         with self._lock:
             self._seq += 1
-            return self._fid, self._seq
+            return 0, self._seq  # mirror ops carry no file identity
 
     def _set_status(self, status: str) -> None:
         self.status = status
@@ -348,8 +348,7 @@ class Mirror:
         for e in files:
             if e.kind == FILE and e.size < self.opts.small_file:
                 try:
-                    with open(os.path.join(root, e.path), "rb", buffering=0) as f:
-                        out[e.path] = _checksum.xxh3_64(f.read())
+                    out[e.path] = manifest.file_hash(None, os.path.join(root, e.path))
                 except OSError:
                     pass
         return out
@@ -376,7 +375,7 @@ class Mirror:
             t = theirs.get(e.path)
             # writing into a folder moves its time: set folder attributes last
             if e.kind == DIR and (touched or t is None or (t.mtime_ns, t.mode) != (e.mtime_ns, e.mode)):
-                batch.add(Op(OpKind.SETATTR, *self._next_op(), e.path, 0, _attrs(e)))
+                batch.add(Op(OpKind.SETATTR, *self._next_op(), e.path, 0, e.attrs()))
         batch.flush()
         self._set_status(WAITING)
         self.conn.flush()
@@ -467,7 +466,7 @@ class Mirror:
                 self._whole(batch, e, fd, t)
         finally:
             os.close(fd)
-        batch.add(Op(OpKind.SETATTR, *self._next_op(), e.path, 0, _attrs(e)))
+        batch.add(Op(OpKind.SETATTR, *self._next_op(), e.path, 0, e.attrs()))
         batch.file_done(e.path)
         if opts.verify:  # verify with remirror: say what was sent again
             self._difference(e.path, _why(e, t, strategy) + "; remirrored")
@@ -480,7 +479,7 @@ class Mirror:
                 self._difference(e.path, "attributes differ")
             self._account(e, SKIPPED, e.size)
             return
-        batch.add(Op(OpKind.SETATTR, *self._next_op(), e.path, 0, _attrs(e)))
+        batch.add(Op(OpKind.SETATTR, *self._next_op(), e.path, 0, e.attrs()))
         batch.file_done(e.path)
         self._account(e, ATTRIBUTES, e.size)
 
@@ -526,32 +525,15 @@ class Mirror:
         whether anything had to change."""
         block, per = self.opts.block, self.opts.max_checksum_blocks
         size = os.fstat(fd).st_size
-        starts = list(range(0, max(-(-size // block), 1), per))
-        futures: deque[Any] = deque()
-        asked = 0
-
-        def ask() -> None:
-            nonlocal asked
-            futures.append(self.conn.request("sums", path=e.path.hex(), first=starts[asked],
-                                             count=per, block=block))
-            asked += 1
-
-        while asked < len(starts) and len(futures) < _WINDOW:
-            ask()
         changed = False
         target_size = -1
-        for first in starts:
+        for first, reply, theirs in self.conn.block_sums(e.path, size, block, per, _WINDOW):
             offset = first * block
-            length = min(block * per, size - offset)
             t0 = time.perf_counter()
-            ours = _checksum.fd_checksums(fd, offset, length, block, "source file") if length > 0 \
-                else np.zeros(0, np.uint64)
-            self.rates.hashed(length, time.perf_counter() - t0)
-            reply, data = futures.popleft().result(600)
-            if asked < len(starts):
-                ask()
+            ours = _sums(fd, offset, min(block * per, size - offset), block)
+            self.rates.hashed(len(ours) * block, time.perf_counter() - t0)
             target_size = reply.get("size", -1)
-            for lo, hi in differing_ranges(ours, np.frombuffer(data, dtype=np.uint64)).tolist():
+            for lo, hi in differing_ranges(ours, theirs).tolist():
                 self._send_range(batch, e.path, fd, offset + lo * block, min(offset + hi * block, size))
                 changed = True
         if target_size != size:
@@ -624,15 +606,11 @@ class Mirror:
         self._account(e, SKIPPED, e.size)
 
     def _count_differing(self, e: Entry, fd: int) -> int:
-        block, k = self.opts.block, self.opts.max_checksum_blocks
-        nblocks = -(-e.size // block)
-        futures = [self.conn.request("sums", path=e.path.hex(), first=i, count=k, block=block)
-                   for i in range(0, nblocks, k)]
+        block, per = self.opts.block, self.opts.max_checksum_blocks
         differ = 0
-        for i, fut in zip(range(0, nblocks, k), futures):
-            ours = _checksum.fd_checksums(fd, i * block, min(k * block, e.size - i * block), block, "")
-            theirs = np.frombuffer(fut.result(600)[1], dtype=np.uint64)
-            differ += int(sum(hi - lo for lo, hi in differing_ranges(ours, theirs).tolist()))
+        for first, _, theirs in self.conn.block_sums(e.path, e.size, block, per, _WINDOW):
+            ours = _sums(fd, first * block, min(per * block, e.size - first * block), block)
+            differ += sum(hi - lo for lo, hi in differing_ranges(ours, theirs).tolist())
         return differ
 
     def _difference(self, path: bytes, reason: str) -> None:
@@ -650,9 +628,11 @@ def _why(e: Entry, t: Entry | None, strategy: str) -> str:
     return "attributes differ" if strategy == ATTRIBUTES else "content differs"
 
 
-def _attrs(e: Entry) -> bytes:
-    return Attrs(Attrs.MODE | Attrs.OWNER | Attrs.TIMES, e.mode, e.uid, e.gid, e.atime_ns,
-                 e.mtime_ns).pack()
+def _sums(fd: int, offset: int, length: int, block: int) -> np.ndarray:
+    """The source's own checksums of one range (none past the end)."""
+    if length <= 0:
+        return np.zeros(0, np.uint64)
+    return _checksum.fd_checksums(fd, offset, length, block, "source file")
 
 
 def _extents(fd: int, size: int, sparse: bool) -> list[tuple[int, int]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple
 
 from dtcore.errors import InvalidParameterError, InvalidSourcePathError
+from dtcore.ops import Attrs
 
 FILE, DIR, LINK = "f", "d", "l"
 
@@ -72,6 +73,11 @@ class Entry(NamedTuple):
     atime_ns: int
     #: XXH3-64 of a small file's content when a checksum manifest asked for it, else -1
     hash: int = -1
+
+    def attrs(self) -> bytes:
+        """A packed SETATTR payload giving this entry's mode, owner and times."""
+        return Attrs(Attrs.MODE | Attrs.OWNER | Attrs.TIMES, self.mode, self.uid, self.gid,
+                     self.atime_ns, self.mtime_ns).pack()
 
     @classmethod
     def of(cls, path: bytes, st: os.stat_result) -> "Entry":

@@ -19,7 +19,7 @@ from dtcore import manifest
 from dtcore.applier import Applier
 from dtcore.checksum import differing_ranges, file_checksums
 from dtcore.events import emit
-from dtcore.ops import Attrs, Op, OpKind
+from dtcore.ops import Op, OpKind
 from dtcore.repset import DIR, LINK, Entry
 from dtcore.source import Connection
 from dtcore.tree import SafeRoot
@@ -59,18 +59,13 @@ def restore(conn: Connection, destination: str | os.PathLike[str], *, overwrite:
                 if progress is not None:
                     progress(result)
             # folder times last: filling a folder changes them
-            applier.apply([Op(OpKind.SETATTR, 0, 0, t.path, 0, _attrs(t))
+            applier.apply([Op(OpKind.SETATTR, 0, 0, t.path, 0, t.attrs())
                            for t in reversed(list(theirs.values())) if t.kind == DIR])
         finally:
             applier.close()
     result.seconds = time.monotonic() - start
     emit(4057, conn=label)
     return result
-
-
-def _attrs(t: Entry) -> bytes:
-    return Attrs(Attrs.MODE | Attrs.OWNER | Attrs.TIMES, t.mode, t.uid, t.gid, t.atime_ns,
-                 t.mtime_ns).pack()
 
 
 def _entry_ops(conn: Connection, root: SafeRoot, t: Entry, overwrite: int, block: int,
@@ -98,7 +93,7 @@ def _entry_ops(conn: Connection, root: SafeRoot, t: Entry, overwrite: int, block
     else:
         yield Op(OpKind.CREATE, 0, 0, t.path, 0o600)
         yield from _fetch(conn, t.path, 0, t.size, result)
-    yield Op(OpKind.SETATTR, 0, 0, t.path, 0, _attrs(t))
+    yield Op(OpKind.SETATTR, 0, 0, t.path, 0, t.attrs())
 
 
 def _differing(conn: Connection, root: SafeRoot, t: Entry, block: int) -> list[tuple[int, int]]:
@@ -107,12 +102,9 @@ def _differing(conn: Connection, root: SafeRoot, t: Entry, block: int) -> list[t
         ours = file_checksums(fd, block)
     finally:
         os.close(fd)
-    nblocks = -(-t.size // block)
-    per = max(1, _CHUNK // block)
-    futures = [conn.request("sums", path=t.path.hex(), first=i, count=per, block=block)
-               for i in range(0, nblocks, per)]
-    theirs = np.concatenate([np.frombuffer(f.result(600)[1], dtype=np.uint64) for f in futures]) \
-        if futures else np.zeros(0, np.uint64)
+    parts = [sums for _, _, sums in conn.block_sums(t.path, t.size, block, max(1, _CHUNK // block),
+                                                   _WINDOW)]
+    theirs = np.concatenate(parts)
     # what the target has and we lack, or have differently
     return [(lo * block, min(hi * block, t.size))
             for lo, hi in differing_ranges(theirs, ours).tolist()]

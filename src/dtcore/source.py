@@ -13,8 +13,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections import OrderedDict
-from typing import Any, Callable
+from collections import OrderedDict, deque
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from dtcore import settings
 from dtcore.compression import Compressor
@@ -148,6 +150,21 @@ class Connection:
 
     def request(self, method: str, **params: Any) -> Any:
         return self._check().request(method, params)
+
+    def block_sums(self, path: bytes, size: int, block: int, per: int,
+                   window: int = 16) -> Iterator[tuple[int, dict[str, Any], np.ndarray]]:
+        """The target's checksums of a file's blocks, ``per`` blocks to a
+        request with ``window`` requests in flight: yields (first block, reply
+        fields, uint64 sums) in order.  An empty file still gets one request,
+        so the reply tells the target copy's size."""
+        starts = range(0, max(-(-size // block), 1), per)
+        futures: deque[Any] = deque()
+        for i, first in enumerate(starts):
+            while len(futures) < window and i + len(futures) < len(starts):
+                futures.append(self.request("sums", path=path.hex(), first=starts[i + len(futures)],
+                                            count=per, block=block))
+            reply, data = futures.popleft().result(600)
+            yield first, reply, np.frombuffer(data, dtype=np.uint64)
 
     # -- ops -----------------------------------------------------------------
     def send_ops(self, ops: list[Op], *, mirror: bool = True, path: bytes | None = None,

@@ -28,9 +28,11 @@ class VerifyLog:
         self._line(f"{time.strftime('%Y-%m-%d %H:%M:%S')} verify started {title}".rstrip())
 
     @classmethod
-    def from_config(cls, config: Config, title: str = "") -> "VerifyLog":
-        return cls(config["LogDir"], config["VerifyLogName"], append=bool(config["VerifyLogAppend"]),
-                   limit=config["VerifyLogLimit"], title=title)
+    def from_config(cls, config: Config, title: str = "",
+                    directory: str | os.PathLike[str] | None = None) -> "VerifyLog":
+        """The log the settings describe, in ``directory`` instead of LogDir if given."""
+        return cls(directory or config["LogDir"], config["VerifyLogName"],
+                   append=bool(config["VerifyLogAppend"]), limit=config["VerifyLogLimit"], title=title)
 
     def _line(self, text: str) -> None:
         data = text + "\n"
