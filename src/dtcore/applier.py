@@ -94,6 +94,7 @@ class Applier:
         path = op[3]
         while True:
             try:
+                self.root.refresh()
                 self._apply_one(op)
                 if tries:
                     emit(4120, path=os.fsdecode(path), retries=tries)

@@ -18,6 +18,7 @@ from dtcore.mirror import DIFFERENCE, FULL, Mirror, MirrorResult
 from dtcore.repset import ReplicationSet
 from dtcore.source import Connection, parse_address
 from dtcore.stats import PERCENT_SCALE, Snapshot
+from dtcore.target import APPLY_THREADS
 
 console = Console(stderr=True)
 
@@ -129,7 +130,7 @@ def _restore(args: argparse.Namespace) -> int:
 def _target(args: argparse.Namespace) -> int:
     engine = _engine(args)
     target = engine.start_target(args.root, host=args.host, port=args.port,
-                                 tls=True if args.tls else None)
+                                 tls=True if args.tls else None, apply_threads=args.apply_threads)
     print(f"dtcore target serving {os.path.abspath(args.root)} on {target.host}:{target.port}",
           flush=True)
     done = threading.Event()
@@ -160,6 +161,8 @@ def add_engine_commands(sub: Any) -> None:
     t.add_argument("--root", required=True, help="folder the target writes beneath")
     t.add_argument("--port", type=int, default=None, help="TCP port (default NetPort, 1500)")
     t.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    t.add_argument("--apply-threads", type=int, default=APPLY_THREADS,
+                   help=f"threads applying each connection's ops (default {APPLY_THREADS})")
     _common(t)
     t.set_defaults(run=_target)
 

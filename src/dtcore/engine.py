@@ -19,7 +19,7 @@ from dtcore.repset import ReplicationSet, Rule, Totals
 from dtcore.restore import RestoreResult, restore
 from dtcore.source import Connection
 from dtcore.stats import ConState, Snapshot, Statistics
-from dtcore.target import Target
+from dtcore.target import APPLY_THREADS, Target
 from dtcore.verifylog import VerifyLog
 
 _RECONNECT_TRIES = 5
@@ -60,10 +60,11 @@ class Engine:
     # -- targets ------------------------------------------------------------
     def start_target(self, root: str | os.PathLike[str], *, host: str = "127.0.0.1",
                      port: int | None = None, tls: bool | tuple[str, str] | None = None,
-                     memory_bytes: int | None = None) -> Target:
+                     memory_bytes: int | None = None, apply_threads: int = APPLY_THREADS) -> Target:
         """Start a target service writing beneath ``root`` (port 0: any free port)."""
         target = Target(root, host=host, port=port, secret=self.secret, config=self.config,
-                        stats=self.stats, tls=tls, memory_bytes=memory_bytes).start()
+                        stats=self.stats, tls=tls, memory_bytes=memory_bytes,
+                        apply_threads=apply_threads).start()
         self.targets.append(target)
         return target
 

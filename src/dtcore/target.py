@@ -39,6 +39,7 @@ from dtcore.stats import Statistics
 from dtcore.tree import SafeRoot, check_path
 from dtcore.wire import ACK, FLAG_MIRROR, FLOW, Channel, server_handshake, server_tls, self_signed
 from dtcore.wire import secret_bytes, tune_socket
+from dtcore.lanes import Lanes
 from dtcore.link import Link
 
 OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED = "OK", "Mirroring", "Mirror Required", "Restore Required"
@@ -46,6 +47,9 @@ DATA_STATES = (OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED)
 STATE_DIR = b".dtcore"  # the target's own folder beneath its root, never replicated into
 _SEQ = struct.Struct("<Q")
 _MAX_READ = 8 << 20
+# Lanes applying one connection's ops: file creation is kernel work that two
+# cores share well, and a lane waiting on the disk leaves the core to another.
+APPLY_THREADS = 4
 
 
 class DataStates:
@@ -87,13 +91,15 @@ class Target:
     ``secret`` (or $DTCORE_SECRET) is what sources must prove.  With
     EncryptNetworkData 1 (or ``tls=True``) connections run over TLS, with a
     self-signed certificate made in the state folder unless ``tls`` is a
-    (certfile, keyfile) pair."""
+    (certfile, keyfile) pair.  ``apply_threads`` is how many threads apply
+    each connection's ops (ops on different files run at once; see
+    :mod:`dtcore.lanes`)."""
 
     def __init__(self, root: str | os.PathLike[str], *, host: str = "127.0.0.1",
                  port: int | None = None, secret: str | bytes | None = None,
                  config: Config | None = None, stats: Statistics | None = None,
                  tls: bool | tuple[str, str] | None = None,
-                 memory_bytes: int | None = None) -> None:
+                 memory_bytes: int | None = None, apply_threads: int = APPLY_THREADS) -> None:
         self.config = config or Config(None)
         self.root = SafeRoot(root, reserved=STATE_DIR)
         self.state_dir = os.path.join(self.root.path, STATE_DIR.decode())
@@ -109,6 +115,9 @@ class Target:
         if tls:
             cert, key = tls if isinstance(tls, tuple) else self_signed(self.state_dir)
             self._tls = server_tls(cert, key)
+        if apply_threads < 1:
+            raise InvalidParameterError(f"apply_threads={apply_threads} must be at least 1")
+        self.apply_threads = apply_threads
         self.memory_bytes = memory_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         self._sock: socket.socket | None = None
         self._sessions: set[_Session] = set()
@@ -211,6 +220,8 @@ class _Session:
         self._applied = 0
         self._cv = threading.Condition()
         self._helpers = ThreadPoolExecutor(2, thread_name_prefix=f"dtcore-target-{conn_id}-rq")
+        self._views = threading.local()  # each request thread's clone of the root
+        self._clones: list[SafeRoot] = []
         self.gave_up = False
 
     def label(self) -> str:
@@ -242,6 +253,10 @@ class _Session:
         applier.start()
         self.link.start()
         applier.join()
+        self._helpers.shutdown(wait=True)
+        for root in self._clones:
+            root.close()
+        self.root.close()
 
     def _welcome(self, hello: dict[str, Any]) -> dict[str, Any]:
         path = hello.get("target_path", "")
@@ -279,9 +294,10 @@ class _Session:
         if cfg["TGMoveFilesOnDelete"] and cfg["TGMoveFilesPath"]:
             move = SafeRoot(cfg["TGMoveFilesPath"])
         assert self.root is not None and self.link is not None
-        applier = Applier(self.root, self.counters, retry_delay=cfg["TGRetryLocked"],
-                          retry_limit=cfg["TGExecutionRetryLimit"], move_deleted_to=move,
-                          stopping=self.stopping, on_gave_up=self._gave_up)
+        applier = Lanes(self.root, lambda root: Applier(
+            root, self.counters, retry_delay=cfg["TGRetryLocked"],
+            retry_limit=cfg["TGExecutionRetryLimit"], move_deleted_to=move,
+            stopping=self.stopping, on_gave_up=self._gave_up), self.target.apply_threads)
         try:
             while True:
                 try:
@@ -335,6 +351,7 @@ class _Session:
         assert self.link is not None
         with self._cv:
             self._cv.wait_for(lambda: self._applied >= barrier or self._applied < 0)
+        self.view().refresh()
         try:
             method = params.get("method")
             handler = _HANDLERS.get(method) if isinstance(method, str) else None
@@ -355,11 +372,20 @@ class _Session:
             except DTError:
                 pass
 
+    def view(self) -> SafeRoot:
+        """This request thread's own clone of the target path's root."""
+        root = getattr(self._views, "root", None)
+        if root is None:
+            assert self.root is not None
+            root = self._views.root = self.root.clone()
+            with self._cv:
+                self._clones.append(root)
+        return root
+
     def _file(self, params: dict[str, Any]) -> int:
         """Read-only handle of the file a request names, or -1 if missing."""
-        assert self.root is not None
         try:
-            return self.root.open(_path(params), os.O_RDONLY)
+            return self.view().open(_path(params), os.O_RDONLY)
         except FileNotFoundError:
             return -1
 
@@ -408,12 +434,12 @@ def _int(params: dict[str, Any], key: str, low: int = 0, high: int = 1 << 62) ->
 
 # -- request handlers: (session, params, data) -> (reply fields, reply data) --
 def _manifest(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
-    assert s.root is not None
-    skip = STATE_DIR if s.root.path == s.target.root.path else None
+    root = s.view()
+    skip = STATE_DIR if root.path == s.target.root.path else None
     hash_below = params.get("hash_below", 0)
     if not isinstance(hash_below, int) or not 0 <= hash_below <= 1 << 30:
         raise StreamError(f"hash_below={hash_below!r} is out of range")
-    return {}, manifest.pack(list(manifest.walk(s.root, skip, hash_below)))
+    return {}, manifest.pack(list(manifest.walk(root, skip, hash_below)))
 
 
 def _sums(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
@@ -464,14 +490,13 @@ def _read(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, A
 
 
 def _readlink(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
-    assert s.root is not None
-    dfd, name = s.root.parent(_path(params))
+    dfd, name = s.view().parent(_path(params))
     return {}, os.readlink(name, dir_fd=dfd)
 
 
 def _orphans(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
     """Remove (or move to MoveOrphansDir) the listed paths, deepest first."""
-    assert s.root is not None
+    root = s.view()
     paths = params.get("paths")
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise StreamError("orphans request lacks its list of paths")
@@ -480,7 +505,7 @@ def _orphans(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[str
     files = dirs = size = 0
     try:
         for path in sorted((bytes.fromhex(p) for p in paths), key=lambda p: -p.count(b"/")):
-            dfd, name = s.root.parent(path)
+            dfd, name = root.parent(path)
             try:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except FileNotFoundError:
@@ -502,7 +527,7 @@ def _orphans(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[str
             else:
                 files += 1
                 size += st.st_size
-        s.root.forget()
+        root.forget()
     finally:
         if mover is not None:
             mover.close()

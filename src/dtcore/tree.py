@@ -43,8 +43,20 @@ def check_path(path: bytes, reserved: bytes | None = None) -> tuple[bytes, ...]:
     return parts
 
 
+class _Generation:
+    """Bumped by any clone's forget(): every clone then drops its cache."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 class SafeRoot:
-    """An open root folder and a small cache of its sub-folder handles."""
+    """An open root folder and a small cache of its sub-folder handles.
+
+    The cache belongs to one thread; threads working beneath the same root
+    each take a :meth:`clone`, and a forget() in any clone reaches them all."""
 
     def __init__(self, root: str | os.PathLike[str], create: bool = True,
                  reserved: bytes | None = None) -> None:
@@ -54,6 +66,18 @@ class SafeRoot:
         self.fd = os.open(self.path, _DIR_FLAGS & ~os.O_NOFOLLOW)
         self.reserved = reserved
         self._dirs: OrderedDict[tuple[bytes, ...], int] = OrderedDict()
+        self._gen = _Generation()
+        self._seen = 0
+
+    def _child(self, path: str, fd: int, reserved: bytes | None, gen: _Generation) -> "SafeRoot":
+        child = SafeRoot.__new__(SafeRoot)
+        child.path, child.fd, child.reserved, child._dirs = path, fd, reserved, OrderedDict()
+        child._gen, child._seen = gen, gen.value
+        return child
+
+    def clone(self) -> "SafeRoot":
+        """The same root with a cache of its own, for another thread."""
+        return self._child(self.path, os.dup(self.fd), self.reserved, self._gen)
 
     def sub(self, path: bytes) -> "SafeRoot":
         """A root for a folder beneath this one (created if missing), reached
@@ -63,19 +87,29 @@ class SafeRoot:
         parts = check_path(path.strip(b"/"), self.reserved)
         self.forget()  # reach it afresh: a cached handle may be of a folder since removed
         fd = os.dup(self.dir_fd(parts, create=True))
-        child = SafeRoot.__new__(SafeRoot)
-        child.path = os.path.join(self.path, os.fsdecode(b"/".join(parts)))
-        child.fd, child.reserved, child._dirs = fd, None, OrderedDict()
-        return child
+        return self._child(os.path.join(self.path, os.fsdecode(b"/".join(parts))), fd, None,
+                           _Generation())
 
     def close(self) -> None:
-        self.forget()
+        self._drop()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
 
     def forget(self) -> None:
-        """Drop cached folder handles (after a rename or removal of folders)."""
+        """Drop cached folder handles (after a rename or removal of folders),
+        here and, at their next lookup, in every clone."""
+        self._gen.value += 1
+        self._drop()
+
+    def refresh(self) -> None:
+        """Drop this clone's cache if another clone forgot since; called
+        between ops, never while a borrowed handle is in use."""
+        if self._seen != self._gen.value:
+            self._drop()
+
+    def _drop(self) -> None:
+        self._seen = self._gen.value
         while self._dirs:
             os.close(self._dirs.popitem()[1])
 
