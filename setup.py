@@ -35,6 +35,7 @@ MODULES = {
     "_ops": ["dt_ops.c", "dt_merge.c"],
     "_compress": ["dt_compress.c"],
     "_queue": ["dt_crc32c.c", "dt_memq.c", "dt_journal.c"],
+    "_walk": ["dt_xxh3.c", "dt_walk.c"],
 }
 # System libraries a binding links (Debian: liblz4-dev, installed by `make`).
 LIBRARIES = {"_compress": ["lz4"]}

@@ -30,7 +30,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dtcore import manifest
 from dtcore._native import _checksum
 from dtcore.applier import LINK_ROOTED, PATCH_HEAD
 from dtcore.checksum import differing_ranges
@@ -39,7 +38,9 @@ from dtcore.delta import Signature, file_delta
 from dtcore.errors import FileAccessError
 from dtcore.events import emit
 from dtcore.ops import Attrs, Op, OpKind
-from dtcore.repset import DIR, FILE, LINK, Entry, ReplicationSet
+from dtcore.manifest import (FILE, HASHED, KIND_DIR, KIND_FILE, KIND_LINK, LINK, NEWER, SAME_HASH,
+                             SAME_KIND, SAME_MODE, SAME_MTIME, SAME_SIZE, THERE, Entry, Listing)
+from dtcore.repset import ReplicationSet
 from dtcore.source import Connection
 from dtcore.stats import PERCENT_SCALE
 from dtcore.verifylog import VerifyLog
@@ -208,12 +209,16 @@ class Mirror:
             self.result.wire_bytes += wire
 
     def _account(self, entry: Entry, strategy: str, skipped: int = 0) -> None:
-        c = self.conn.counters
         with self._lock:
             self.result.strategies[strategy] += 1
             self._remaining -= entry.size
             self.result.bytes_skipped += skipped
-            remaining = max(self._remaining, 0)
+        self._progressed(skipped)
+
+    def _progressed(self, skipped: int) -> None:
+        """Counters and progress after entries were accounted."""
+        c = self.conn.counters
+        remaining = max(self._remaining, 0)
         c["conMirrorBytesRemaining"] = remaining
         if skipped:
             c.add("conBytesSkipped", skipped)
@@ -255,11 +260,20 @@ class Mirror:
         start = time.monotonic()
         label = conn.label()
         self._set_status(CALCULATING)
-        entries = [e for e in self.repset.walk() if e.path not in self.done]
-        files = [e for e in entries if e.kind != DIR]
-        self._total = self._remaining = sum(e.size for e in files)
-        self.result.files = len(files)
-        self.result.directories = len(entries) - len(files)
+        need_manifest = opts.mode == DIFFERENCE or opts.orphans or opts.overwrite != 1 or \
+            opts.verify or resume
+        # ask first: the target lists (and hashes) its copy while we list ours
+        pending = conn.request("manifest", hash_below=opts.small_file if opts.checksum else 0) \
+            if need_manifest else None
+        ours = self.repset.listing(opts.small_file if opts.checksum and pending is not None else 0)
+        kinds, sizes = ours.columns()
+        is_dir, is_file, is_link = kinds == KIND_DIR, kinds == KIND_FILE, kinds == KIND_LINK
+        todo = np.ones(len(ours), dtype=bool)
+        if self.done:  # resuming: what the target acknowledged stays as it is
+            todo = np.fromiter((ours.path(i) not in self.done for i in range(len(ours))), bool, len(ours))
+        self._total = self._remaining = int(sizes[todo].sum())
+        self.result.files = int((todo & ~is_dir).sum())
+        self.result.directories = int((todo & is_dir).sum())
         self.result.bytes_total = self._total
         if resume:
             self.result.resumed += 1
@@ -269,41 +283,47 @@ class Mirror:
         c["ConMirrorStartTime"] = int(time.time())
         c["ConMirrorEndTime"] = 0
         emit(4058 if opts.verify else 4019, conn=label)
-        need_manifest = opts.mode == DIFFERENCE or opts.orphans or opts.overwrite != 1 or \
-            opts.verify or resume
-        pending = conn.request("manifest", hash_below=opts.small_file if opts.checksum else 0) \
-            if need_manifest else None
-        local_hashes: dict[bytes, int] = {}
-        if pending is not None and opts.checksum:
-            local_hashes = self._hash_small(files)  # while the target hashes its own
-        theirs = manifest.unpack(pending.result(600)[1]) if pending is not None else {}
+        theirs = Listing.parse(pending.result(600)[1]) if pending is not None else Listing.parse(b"")
+        flags, match = ours.compare(theirs)
         if not verify_only:
             conn.call("state", set="Mirroring")
         self._set_status(VERIFYING if opts.verify else IN_PROGRESS)
+        there = (flags & (THERE | SAME_KIND)) == (THERE | SAME_KIND)
         batch = _Batch(self)
         if not verify_only:
-            for e in entries:
-                t = theirs.get(e.path)
-                if e.kind == DIR and (t is None or t.kind != DIR):
-                    batch.add(Op(OpKind.MKDIR, *self._next_op(), e.path, e.mode))
+            for i in np.flatnonzero(todo & is_dir & ~there).tolist():
+                e = ours.entry(i)
+                batch.add(Op(OpKind.MKDIR, *self._next_op(), e.path, e.mode))
             batch.flush()
-        work: queue.Queue[Entry | None] = queue.Queue(max(1, opts.file_queue))
-        workers = [threading.Thread(target=self._worker, args=(work, theirs, local_hashes, resume),
+        skip = todo & self._unchanged(flags, there, is_file, is_link, sizes, verify_only)
+        if self.started:  # files cut short by a lost connection are compared again
+            skip &= np.fromiter((ours.path(i) not in self.started for i in range(len(ours))),
+                                bool, len(ours))
+        self._account_many(int(skip.sum()), int(sizes[skip].sum()))
+        work: queue.Queue[tuple[Entry, Entry | None] | None] = queue.Queue(max(1, opts.file_queue))
+        workers = [threading.Thread(target=self._worker, args=(work, resume),
                                     name=f"dtcore-mirror-{i}", daemon=True)
                    for i in range(max(1, opts.workers))]
         for t in workers:
             t.start()
-        links: list[Entry] = []
+        links: list[tuple[Entry, Entry | None]] = []
         try:
-            for e in files:
+            assert ours.ids is not None
+            twin = is_file & (ours.ids[:, 2] > 1)  # hard-linked: even skipped ones name a first
+            for i in np.flatnonzero(todo & ~is_dir & (~skip | twin)).tolist():
                 if self._stop.is_set() or self._error is not None:
                     break
-                if e.kind == FILE and e.nlink > 1:
+                e = ours.entry(i)
+                t = theirs.entry(int(match[i])) if match[i] >= 0 else None
+                if twin[i]:
+                    # hard links: the first name is sent, the others link to it
                     first = self._sources.setdefault((e.dev, e.ino), e.path)
-                    if first != e.path:
-                        links.append(e)
+                    if skip[i]:
                         continue
-                while not self._put(work, e):
+                    if first != e.path:
+                        links.append((e, t))
+                        continue
+                while not self._put(work, (e, t)):
                     if self._error is not None:
                         break
         finally:
@@ -313,12 +333,18 @@ class Mirror:
                 t.join()
         if self._error is not None:
             raise self._error
+        matched = np.zeros(len(theirs), dtype=bool)
+        matched[match[match >= 0]] = True
         if not verify_only:
-            self._finish(batch, entries, links, theirs)
+            touched = self.result.bytes_sent > 0 or any(self.result.strategies[k] for k in (
+                WHOLE, BLOCK, ROLLING, ATTRIBUTES))
+            attrs_differ = (flags & (SAME_MTIME | SAME_MODE)) != (SAME_MTIME | SAME_MODE)
+            dirs = todo & is_dir & (~there | attrs_differ | touched)
+            self._finish(batch, [ours.entry(i) for i in np.flatnonzero(dirs)[::-1].tolist()], links)
         if opts.orphans and not verify_only:
-            self._orphans(entries, theirs)
+            self._orphans([theirs.entry(j) for j in np.flatnonzero(~matched).tolist()])
         elif opts.verify:
-            for path in sorted(set(theirs) - {e.path for e in entries}):
+            for path in sorted(theirs.path(j) for j in np.flatnonzero(~matched).tolist()):
                 self._difference(path, "on the target only")
         if self._stop.is_set():
             emit(4061 if opts.verify else 4022, conn=label, detail="stopped by request")
@@ -335,31 +361,49 @@ class Mirror:
         self.result.seconds = time.monotonic() - start
         return self.result
 
-    def _put(self, work: "queue.Queue[Entry | None]", e: Entry) -> bool:
+    def _unchanged(self, flags: np.ndarray, there: np.ndarray, is_file: np.ndarray,
+                   is_link: np.ndarray, sizes: np.ndarray, verify_only: bool) -> np.ndarray:
+        """Entries left as they are without a look at their content: the
+        bulk of a mirror of a set that barely changed, decided at once."""
+        opts = self.opts
+        same = there & ((flags & (SAME_SIZE | SAME_MTIME | SAME_MODE)) == (SAME_SIZE | SAME_MTIME | SAME_MODE))
+        keep = np.zeros(len(flags), dtype=bool)
+        if not verify_only and opts.overwrite == 0:
+            keep |= there
+        elif not verify_only and opts.overwrite == 2:
+            keep |= there & ((flags & NEWER) != 0)
+        if opts.checksum:
+            keep |= same & ((flags & (HASHED | SAME_HASH)) == (HASHED | SAME_HASH)) & (sizes < opts.small_file)
+        elif opts.mode == DIFFERENCE:
+            keep |= same
+        keep &= is_file
+        if opts.mode == DIFFERENCE:
+            keep |= is_link & there & ((flags & SAME_MTIME) != 0)
+        return keep
+
+    def _account_many(self, count: int, nbytes: int) -> None:
+        """Account ``count`` entries of ``nbytes`` in all as skipped."""
+        if not count:
+            return
+        with self._lock:
+            self.result.strategies[SKIPPED] += count
+            self._remaining -= nbytes
+            self.result.bytes_skipped += nbytes
+        self._progressed(nbytes)
+
+    def _put(self, work: "queue.Queue[tuple[Entry, Entry | None] | None]",
+             item: tuple[Entry, Entry | None]) -> bool:
         try:
-            work.put(e, timeout=0.5)
+            work.put(item, timeout=0.5)
             return True
         except queue.Full:
             return False
 
-    def _hash_small(self, files: list[Entry]) -> dict[bytes, int]:
-        out = {}
-        root = os.fsencode(self.repset.root)
-        for e in files:
-            if e.kind == FILE and e.size < self.opts.small_file:
-                try:
-                    out[e.path] = manifest.file_hash(None, os.path.join(root, e.path))
-                except OSError:
-                    pass
-        return out
-
-    def _finish(self, batch: _Batch, entries: list[Entry], links: list[Entry],
-                theirs: dict[bytes, Entry]) -> None:
-        """Hard links once their first names exist, then folder attributes,
-        then wait for the target to apply everything."""
+    def _finish(self, batch: _Batch, dirs: list[Entry], links: list[tuple[Entry, Entry | None]]) -> None:
+        """Hard links once their first names exist, then folder attributes
+        (deepest first), then wait for the target to apply everything."""
         self.conn.flush()
-        for e in links:
-            t = theirs.get(e.path)
+        for e, t in links:
             first = self._sources[(e.dev, e.ino)]
             if t is not None and self.opts.mode == DIFFERENCE and t.kind == FILE and \
                     t.size == e.size and t.mtime_ns == e.mtime_ns:
@@ -369,22 +413,16 @@ class Mirror:
             batch.file_done(e.path)
             self.result.hard_links += 1
             self._account(e, WHOLE)
-        touched = self.result.bytes_sent > 0 or any(self.result.strategies[k] for k in (
-            WHOLE, BLOCK, ROLLING, ATTRIBUTES))
-        for e in reversed(entries):
-            t = theirs.get(e.path)
-            # writing into a folder moves its time: set folder attributes last
-            if e.kind == DIR and (touched or t is None or (t.mtime_ns, t.mode) != (e.mtime_ns, e.mode)):
-                batch.add(Op(OpKind.SETATTR, *self._next_op(), e.path, 0, e.attrs()))
+        # writing into a folder moves its time: set folder attributes last
+        for e in dirs:
+            batch.add(Op(OpKind.SETATTR, *self._next_op(), e.path, 0, e.attrs()))
         batch.flush()
         self._set_status(WAITING)
         self.conn.flush()
 
-    def _orphans(self, entries: list[Entry], theirs: dict[bytes, Entry]) -> None:
-        ours = {e.path for e in entries}
+    def _orphans(self, candidates: list[Entry]) -> None:
         cutoff = time.time_ns() - self.opts.orphan_minutes * 60 * 10**9
-        orphans = [p for p, t in theirs.items() if p not in ours and (
-            self.opts.remove_all_orphans or t.mtime_ns < cutoff)]
+        orphans = [t.path for t in candidates if self.opts.remove_all_orphans or t.mtime_ns < cutoff]
         if not orphans:
             return
         label = self.conn.label()
@@ -399,18 +437,17 @@ class Mirror:
         emit(4052, conn=label)
 
     # -- per file --------------------------------------------------------------
-    def _worker(self, work: "queue.Queue[Entry | None]", theirs: dict[bytes, Entry],
-                local_hashes: dict[bytes, int], resume: bool) -> None:
+    def _worker(self, work: "queue.Queue[tuple[Entry, Entry | None] | None]", resume: bool) -> None:
         batch = _Batch(self)
         try:
             while True:
-                e = work.get()
-                if e is None:
+                item = work.get()
+                if item is None:
                     break
                 if self._error is not None:
                     continue
-                self._file(batch, e, theirs.get(e.path), local_hashes.get(e.path, -1),
-                           resume and e.path in self.started)
+                e, t = item
+                self._file(batch, e, t, resume and e.path in self.started)
             batch.flush()
         except BaseException as exc:  # noqa: BLE001 - handed to run() to raise
             if self._error is None:
@@ -418,13 +455,13 @@ class Mirror:
             while work.get() is not None:
                 pass
 
-    def _file(self, batch: _Batch, e: Entry, t: Entry | None, local_hash: int,
-              cut_short: bool) -> None:
+    def _file(self, batch: _Batch, e: Entry, t: Entry | None, cut_short: bool) -> None:
         opts = self.opts
         if e.kind == LINK:
             self._symlink(batch, e, t)
             return
-        if t is not None and t.kind == FILE and not cut_short:
+        verify_only = opts.verify and not opts.remirror
+        if t is not None and t.kind == FILE and not cut_short and not verify_only:
             if opts.overwrite == 0 or (opts.overwrite == 2 and t.mtime_ns >= e.mtime_ns):
                 self._account(e, SKIPPED, e.size)
                 return
@@ -433,8 +470,8 @@ class Mirror:
             return
         same_attrs = t is not None and t.kind == FILE and t.size == e.size and t.mtime_ns == e.mtime_ns
         if t is not None and t.kind == FILE and not cut_short:
-            if opts.checksum and e.size < opts.small_file and local_hash >= 0 and t.hash >= 0:
-                if local_hash == t.hash and t.size == e.size:
+            if opts.checksum and e.size < opts.small_file and e.hash >= 0 and t.hash >= 0:
+                if e.hash == t.hash and t.size == e.size:
                     self._same_content(batch, e, t)
                     return
             elif opts.mode == DIFFERENCE and same_attrs and not opts.checksum:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import stat
 from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple
 
-from dtcore.errors import InvalidParameterError, InvalidSourcePathError
-from dtcore.ops import Attrs
+import numpy as np
 
-FILE, DIR, LINK = "f", "d", "l"
+from dtcore.errors import InvalidParameterError, InvalidSourcePathError
+from dtcore.manifest import KIND_DIR, Entry, Listing, listing_of
 
 
 @dataclass(frozen=True)
@@ -57,36 +56,6 @@ class Rule:
                         + (["Rec"] if self.recursive else []))
 
 
-class Entry(NamedTuple):
-    """One protected item: its path relative to the root and what ``lstat`` said."""
-
-    path: bytes
-    kind: str
-    size: int
-    mtime_ns: int
-    mode: int
-    uid: int
-    gid: int
-    ino: int
-    dev: int
-    nlink: int
-    atime_ns: int
-    #: XXH3-64 of a small file's content when a checksum manifest asked for it, else -1
-    hash: int = -1
-
-    def attrs(self) -> bytes:
-        """A packed SETATTR payload giving this entry's mode, owner and times."""
-        return Attrs(Attrs.MODE | Attrs.OWNER | Attrs.TIMES, self.mode, self.uid, self.gid,
-                     self.atime_ns, self.mtime_ns).pack()
-
-    @classmethod
-    def of(cls, path: bytes, st: os.stat_result) -> "Entry":
-        kind = DIR if stat.S_ISDIR(st.st_mode) else LINK if stat.S_ISLNK(st.st_mode) else FILE
-        return cls(path, kind, st.st_size if kind == FILE else 0, st.st_mtime_ns,
-                   stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_ino, st.st_dev,
-                   st.st_nlink, st.st_atime_ns)
-
-
 class Totals(NamedTuple):
     """What CalculateOnConnect works out: bytes, files and folders."""
 
@@ -114,6 +83,8 @@ class ReplicationSet:
             raise InvalidParameterError("a replication set needs at least one rule")
         self.name = name or os.path.basename(self.root) or "root"
         self._compiled = [(r.parts, r) for r in self.rules]
+        # one Inc,Rec rule on the root and nothing else: no entry needs checking
+        self._all = [(r.parts, r.include, r.recursive) for r in self.rules] == [((), True, True)]
 
     def _verdict(self, parts: tuple[bytes, ...], is_dir: bool) -> tuple[int, bool] | None:
         """(depth, include) of the deciding rule for an entry, or None."""
@@ -143,42 +114,39 @@ class ReplicationSet:
         return any(rule.include and len(pattern) > n and _match(pattern[:n], parts)
                    for pattern, rule in self._compiled)
 
+    def listing(self, hash_below: int = 0) -> Listing:
+        """Every protected entry (with inode, device and link count), folders
+        before what they hold, in a stable order.  Folders that only lead to
+        included entries are listed too, so the target can hold them.  With
+        ``hash_below``, regular files smaller than that carry their hash."""
+        everything = listing_of(self.root, None, hash_below, ids=True)
+        if self._all:
+            return everything
+        return everything.take(self._keep(everything))
+
+    def _keep(self, listing: Listing) -> np.ndarray:
+        keep = np.zeros(len(listing), dtype=bool)
+        kinds, _ = listing.columns()
+        kept_dirs: set[bytes] = {b""}
+        for i in range(len(listing)):
+            path = listing.path(i)
+            if path.rpartition(b"/")[0] not in kept_dirs:
+                continue  # beneath a folder the rules leave out
+            parts = tuple(path.split(b"/"))
+            if kinds[i] == KIND_DIR:
+                if self._may_hold(parts):
+                    keep[i] = True
+                    kept_dirs.add(path)
+            else:
+                keep[i] = self.includes(path)
+        return keep
+
     def walk(self) -> Iterator[Entry]:
-        """Every protected entry, folders before what they hold, in a stable
-        (sorted) order.  Folders that only lead to included entries are listed too,
-        so the target can hold them."""
-        stack: list[tuple[bytes, tuple[bytes, ...]]] = [(os.fsencode(self.root), ())]
-        while stack:
-            dirpath, parts = stack.pop()
-            try:
-                with os.scandir(dirpath) as it:
-                    items = sorted(it, key=lambda e: e.name)
-            except OSError:
-                continue  # vanished or unreadable while walking: the next mirror sees it
-            subdirs = []
-            for item in items:
-                child = parts + (item.name,)
-                rel = b"/".join(child)
-                try:
-                    st = item.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    if self._may_hold(child):
-                        yield Entry.of(rel, st)
-                        subdirs.append((item.path, child))
-                elif (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)) and \
-                        self.includes(rel):
-                    yield Entry.of(rel, st)
-            stack.extend(reversed(subdirs))
+        """The entries of :meth:`listing`, one by one."""
+        return iter(self.listing())
 
     def calculate(self) -> Totals:
         """Size and counts of the set (CalculateOnConnect)."""
-        size = files = dirs = 0
-        for e in self.walk():
-            if e.kind == DIR:
-                dirs += 1
-            else:
-                files += 1
-                size += e.size
-        return Totals(size, files, dirs)
+        kinds, sizes = self.listing().columns()
+        dirs = int((kinds == KIND_DIR).sum())
+        return Totals(int(sizes.sum()), len(kinds) - dirs, dirs)

@@ -15,12 +15,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from dtcore import manifest
 from dtcore.applier import Applier
 from dtcore.checksum import differing_ranges, file_checksums
 from dtcore.events import emit
 from dtcore.ops import Op, OpKind
-from dtcore.repset import DIR, LINK, Entry
+from dtcore.manifest import DIR, LINK, Entry, Listing
 from dtcore.source import Connection
 from dtcore.tree import SafeRoot
 
@@ -49,18 +48,18 @@ def restore(conn: Connection, destination: str | os.PathLike[str], *, overwrite:
     emit(4053, conn=label)
     start = time.monotonic()
     result = RestoreResult()
-    theirs = manifest.unpack(conn.call("manifest")[1])
+    theirs = list(Listing.parse(conn.call("manifest")[1]))
     with SafeRoot(destination) as root:
         applier = Applier(root, retry_delay=cfg["TGRetryLocked"], retry_limit=max(1, cfg["TGExecutionRetryLimit"]))
         try:
-            for t in theirs.values():
+            for t in theirs:
                 for op in _entry_ops(conn, root, t, overwrite, block, small_file, result):
                     applier.apply([op])
                 if progress is not None:
                     progress(result)
             # folder times last: filling a folder changes them
             applier.apply([Op(OpKind.SETATTR, 0, 0, t.path, 0, t.attrs())
-                           for t in reversed(list(theirs.values())) if t.kind == DIR])
+                           for t in reversed(theirs) if t.kind == DIR])
         finally:
             applier.close()
     result.seconds = time.monotonic() - start

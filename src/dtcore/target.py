@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from dtcore import manifest
 from dtcore._native import _checksum, _delta
 from dtcore.applier import Applier
 from dtcore.config import Config
@@ -41,6 +40,7 @@ from dtcore.wire import ACK, FLAG_MIRROR, FLOW, Channel, server_handshake, serve
 from dtcore.wire import secret_bytes, tune_socket
 from dtcore.lanes import Lanes
 from dtcore.link import Link
+from dtcore.manifest import Listing
 
 OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED = "OK", "Mirroring", "Mirror Required", "Restore Required"
 DATA_STATES = (OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED)
@@ -439,7 +439,7 @@ def _manifest(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[st
     hash_below = params.get("hash_below", 0)
     if not isinstance(hash_below, int) or not 0 <= hash_below <= 1 << 30:
         raise StreamError(f"hash_below={hash_below!r} is out of range")
-    return {}, manifest.pack(list(manifest.walk(root, skip, hash_below)))
+    return {}, Listing.walk(root.fd, skip, hash_below).data
 
 
 def _sums(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:

@@ -157,6 +157,24 @@ cdef extern from "dt_journal.h" nogil:
     int dt_journal_close(dt_journal *j, dt_err *err)
 
 
+cdef extern from "dt_walk.h" nogil:
+    ctypedef struct dt_walk_out:
+        uint8_t *recs
+        size_t recs_len
+        uint64_t *offsets
+        size_t count
+        uint64_t *ids
+    int dt_walk(int root_fd, const char *skip, uint64_t hash_below, int want_ids,
+                dt_walk_out *out, dt_err *err)
+    void dt_walk_out_free(dt_walk_out *out)
+    int dt_manifest_index(const uint8_t *buf, size_t length, dt_walk_out *out, dt_err *err)
+    int dt_manifest_compare(const uint8_t *ours, const uint64_t *ours_off, size_t ours_n,
+                            const uint8_t *theirs, const uint64_t *theirs_off, size_t theirs_n,
+                            uint16_t *flags, int64_t *match, dt_err *err)
+    void dt_manifest_columns(const uint8_t *buf, const uint64_t *off, size_t n, uint8_t *kind,
+                             int64_t *size)
+
+
 # Below this many bytes, releasing the GIL costs more than it frees.
 cdef enum:
     GIL_RELEASE_MIN = 65536

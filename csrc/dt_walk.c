@@ -1,0 +1,363 @@
+#define _GNU_SOURCE
+#include "dt_walk.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dt_le.h"
+#include "dt_xxh3.h"
+
+typedef struct walk_ctx {
+    dt_walk_out *out;
+    dt_err *err;
+    const char *skip;
+    uint64_t hash_below;
+    int want_ids;
+    uint8_t *buf;   /* file content being hashed */
+    size_t buf_cap;
+    char path[DT_MAX_PATH + 1];
+} walk_ctx;
+
+/* One folder's names, gathered before any is used. */
+typedef struct names {
+    char *arena;
+    size_t len, cap;
+    size_t *at;     /* offsets into arena, then sorted */
+    size_t n, at_cap;
+    char **sorted;
+} names;
+
+static void names_free(names *s)
+{
+    free(s->arena);
+    free(s->at);
+    free(s->sorted);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Read the folder's names (without . and ..) and sort them bytewise. */
+static int read_names(int dfd, names *s)
+{
+    int fd = dup(dfd);
+    if (fd < 0)
+        return -1;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return -1;
+    }
+    rewinddir(d); /* the handle's position is shared with whoever read it before */
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        const char *nm = de->d_name;
+        if (nm[0] == '.' && (nm[1] == 0 || (nm[1] == '.' && nm[2] == 0)))
+            continue;
+        size_t k = strlen(nm) + 1;
+        char *a = dt_grow(s->arena, &s->cap, s->len + k, 1, 4096);
+        size_t *at = dt_grow(s->at, &s->at_cap, s->n + 1, sizeof(size_t), 64);
+        if (!a || !at) {
+            if (a)
+                s->arena = a;
+            if (at)
+                s->at = at;
+            closedir(d);
+            errno = ENOMEM;
+            return -1;
+        }
+        s->arena = a;
+        s->at = at;
+        memcpy(s->arena + s->len, nm, k);
+        s->at[s->n++] = s->len;
+        s->len += k;
+    }
+    int failed = errno != 0;
+    closedir(d);
+    if (failed)
+        return -1;
+    s->sorted = malloc((s->n ? s->n : 1) * sizeof(char *));
+    if (!s->sorted) {
+        errno = ENOMEM;
+        return -1;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        s->sorted[i] = s->arena + s->at[i];
+    qsort(s->sorted, s->n, sizeof(char *), cmp_name);
+    return 0;
+}
+
+/* XXH3-64 of a small file read through its folder; 0 when it cannot be read. */
+static int hash_file(walk_ctx *c, int dfd, const char *name, uint64_t size, uint64_t *out)
+{
+    if (size + 1 > c->buf_cap) {
+        uint8_t *b = realloc(c->buf, size + 1);
+        if (!b)
+            return -1;
+        c->buf = b;
+        c->buf_cap = size + 1;
+    }
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return 0;
+    size_t got = 0;
+    /* read one byte past the listed size, as a file growing meanwhile would */
+    while (got < size + 1) {
+        ssize_t r = read(fd, c->buf + got, size + 1 - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r < 0) {
+                close(fd);
+                return 0;
+            }
+            break;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *out = dt_xxh3_64(c->buf, got);
+    return 1;
+}
+
+static int emit(walk_ctx *c, size_t plen, const struct stat *st, int kind, int has_hash,
+                uint64_t hash)
+{
+    dt_walk_out *o = c->out;
+    uint8_t *r = dt_grow(o->recs, &o->recs_cap, o->recs_len + DT_MREC + plen, 1, 1 << 16);
+    if (!r)
+        return dt_fail(c->err, DT_E_NOMEM, "manifest records", -1, -1, -1, -1);
+    o->recs = r;
+    uint64_t *off = dt_grow(o->offsets, &o->offsets_cap, o->count + 1, sizeof(uint64_t), 1024);
+    if (!off)
+        return dt_fail(c->err, DT_E_NOMEM, "manifest index", -1, -1, -1, -1);
+    o->offsets = off;
+    if (c->want_ids) {
+        uint64_t *ids = dt_grow(o->ids, &o->ids_cap, 3 * (o->count + 1), sizeof(uint64_t), 3072);
+        if (!ids)
+            return dt_fail(c->err, DT_E_NOMEM, "manifest ids", -1, -1, -1, -1);
+        o->ids = ids;
+        ids[3 * o->count] = (uint64_t)st->st_ino;
+        ids[3 * o->count + 1] = (uint64_t)st->st_dev;
+        ids[3 * o->count + 2] = (uint64_t)st->st_nlink;
+    }
+    off[o->count++] = o->recs_len;
+    uint8_t *p = r + o->recs_len;
+    put16(p, (uint16_t)plen);
+    p[2] = (uint8_t)kind;
+    p[3] = (uint8_t)has_hash;
+    put32(p + 4, (uint32_t)(st->st_mode & 07777));
+    put64(p + 8, kind == DT_KIND_FILE ? (uint64_t)st->st_size : 0);
+    put64(p + 16, (uint64_t)((int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec));
+    put64(p + 24, (uint64_t)((int64_t)st->st_atim.tv_sec * 1000000000 + st->st_atim.tv_nsec));
+    put32(p + 32, (uint32_t)st->st_uid);
+    put32(p + 36, (uint32_t)st->st_gid);
+    put64(p + 40, has_hash ? hash : 0);
+    memcpy(p + DT_MREC, c->path, plen);
+    o->recs_len += DT_MREC + plen;
+    return DT_OK;
+}
+
+/* List the folder open as dfd, whose path (relative to the root) fills
+ * c->path[0..plen).  Returns a status; unreadable sub-folders are skipped. */
+static int walk_dir(walk_ctx *c, int dfd, size_t plen, int top)
+{
+    names s = {0};
+    if (read_names(dfd, &s) < 0) {
+        int e = errno;
+        names_free(&s);
+        if (e == ENOMEM)
+            return dt_fail(c->err, DT_E_NOMEM, "folder names", -1, -1, -1, -1);
+        if (top) {
+            if (c->err)
+                c->err->sys_errno = e;
+            return dt_fail(c->err, DT_E_IO, "list the root folder", -1, -1, -1, -1);
+        }
+        return DT_OK; /* vanished or unreadable while walking: the next walk sees it */
+    }
+    char *is_dir = calloc(s.n ? s.n : 1, 1);
+    if (!is_dir) {
+        names_free(&s);
+        return dt_fail(c->err, DT_E_NOMEM, "folder names", -1, -1, -1, -1);
+    }
+    int rc = DT_OK;
+    size_t base = plen ? plen + 1 : 0;
+    for (size_t i = 0; i < s.n && rc == DT_OK; i++) {
+        const char *nm = s.sorted[i];
+        size_t k = strlen(nm);
+        if (top && c->skip && strcmp(nm, c->skip) == 0)
+            continue;
+        if (base + k > DT_MAX_PATH)
+            continue; /* deeper than any path a peer may name */
+        struct stat st;
+        if (fstatat(dfd, nm, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        int kind = S_ISREG(st.st_mode) ? DT_KIND_FILE : S_ISDIR(st.st_mode) ? DT_KIND_DIR
+                 : S_ISLNK(st.st_mode) ? DT_KIND_LINK : 0;
+        if (!kind)
+            continue; /* sockets, pipes and devices are not replicated */
+        if (plen)
+            c->path[plen] = '/';
+        memcpy(c->path + base, nm, k);
+        uint64_t hash = 0;
+        int has_hash = 0;
+        if (kind == DT_KIND_FILE && (uint64_t)st.st_size < c->hash_below) {
+            has_hash = hash_file(c, dfd, nm, (uint64_t)st.st_size, &hash);
+            if (has_hash < 0) {
+                rc = dt_fail(c->err, DT_E_NOMEM, "file content", -1, -1, -1, -1);
+                break;
+            }
+        }
+        rc = emit(c, base + k, &st, kind, has_hash, hash);
+        is_dir[i] = kind == DT_KIND_DIR;
+    }
+    for (size_t i = 0; i < s.n && rc == DT_OK; i++) {
+        if (!is_dir[i])
+            continue;
+        const char *nm = s.sorted[i];
+        size_t k = strlen(nm);
+        int fd = openat(dfd, nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (plen)
+            c->path[plen] = '/';
+        memcpy(c->path + base, nm, k);
+        rc = walk_dir(c, fd, base + k, 0);
+        close(fd);
+    }
+    free(is_dir);
+    names_free(&s);
+    return rc;
+}
+
+int dt_walk(int root_fd, const char *skip, uint64_t hash_below, int want_ids,
+            dt_walk_out *out, dt_err *err)
+{
+    walk_ctx c = {.out = out, .err = err, .skip = skip, .hash_below = hash_below,
+                  .want_ids = want_ids};
+    int rc = walk_dir(&c, root_fd, 0, 1);
+    free(c.buf);
+    return rc;
+}
+
+void dt_walk_out_free(dt_walk_out *out)
+{
+    free(out->recs);
+    free(out->offsets);
+    free(out->ids);
+    memset(out, 0, sizeof(*out));
+}
+
+int dt_manifest_index(const uint8_t *buf, size_t len, dt_walk_out *out, dt_err *err)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        if (len - pos < DT_MREC)
+            return dt_fail(err, DT_E_FORMAT, "manifest cut short", (int64_t)out->count,
+                           (int64_t)pos, DT_MREC, (int64_t)(len - pos));
+        size_t plen = get16(buf + pos);
+        uint8_t kind = buf[pos + 2];
+        if (plen == 0 || plen > DT_MAX_PATH || len - pos - DT_MREC < plen)
+            return dt_fail(err, DT_E_FORMAT, "manifest path length", (int64_t)out->count,
+                           (int64_t)pos, DT_MAX_PATH, (int64_t)plen);
+        if (kind < DT_KIND_FILE || kind > DT_KIND_LINK)
+            return dt_fail(err, DT_E_FORMAT, "manifest entry kind", (int64_t)out->count,
+                           (int64_t)pos, DT_KIND_LINK, kind);
+        uint64_t *off = dt_grow(out->offsets, &out->offsets_cap, out->count + 1, sizeof(uint64_t), 1024);
+        if (!off)
+            return dt_fail(err, DT_E_NOMEM, "manifest index", -1, -1, -1, -1);
+        out->offsets = off;
+        off[out->count++] = pos;
+        pos += DT_MREC + plen;
+    }
+    return DT_OK;
+}
+
+static inline uint64_t path_hash(const uint8_t *rec)
+{
+    return dt_xxh3_64(rec + DT_MREC, get16(rec));
+}
+
+int dt_manifest_compare(const uint8_t *ours, const uint64_t *ours_off, size_t ours_n,
+                        const uint8_t *theirs, const uint64_t *theirs_off, size_t theirs_n,
+                        uint16_t *flags, int64_t *match, dt_err *err)
+{
+    size_t cap = 16;
+    while (cap < 2 * theirs_n)
+        cap *= 2;
+    /* open addressing: slot holds their index + 1, and the hash beside it */
+    uint64_t *slot = calloc(cap, sizeof(uint64_t));
+    uint64_t *hashes = malloc(cap * sizeof(uint64_t));
+    if (!slot || !hashes) {
+        free(slot);
+        free(hashes);
+        return dt_fail(err, DT_E_NOMEM, "manifest table", -1, -1, -1, -1);
+    }
+    for (size_t j = 0; j < theirs_n; j++) {
+        uint64_t h = path_hash(theirs + theirs_off[j]);
+        size_t at = h & (cap - 1);
+        while (slot[at])
+            at = (at + 1) & (cap - 1);
+        slot[at] = j + 1;
+        hashes[at] = h;
+    }
+    for (size_t i = 0; i < ours_n; i++) {
+        const uint8_t *a = ours + ours_off[i];
+        size_t alen = get16(a);
+        uint64_t h = path_hash(a);
+        size_t at = h & (cap - 1);
+        int64_t found = -1;
+        while (slot[at]) {
+            const uint8_t *b = theirs + theirs_off[slot[at] - 1];
+            if (hashes[at] == h && get16(b) == alen && memcmp(a + DT_MREC, b + DT_MREC, alen) == 0) {
+                found = (int64_t)slot[at] - 1;
+                break;
+            }
+            at = (at + 1) & (cap - 1);
+        }
+        match[i] = found;
+        if (found < 0) {
+            flags[i] = 0;
+            continue;
+        }
+        const uint8_t *b = theirs + theirs_off[found];
+        uint16_t f = DT_CMP_THERE;
+        if (a[2] == b[2])
+            f |= DT_CMP_KIND;
+        if (get64(a + 8) == get64(b + 8))
+            f |= DT_CMP_SIZE;
+        if (get64(a + 16) == get64(b + 16))
+            f |= DT_CMP_MTIME;
+        if ((int64_t)get64(b + 16) >= (int64_t)get64(a + 16))
+            f |= DT_CMP_NEWER;
+        if (get32(a + 4) == get32(b + 4))
+            f |= DT_CMP_MODE;
+        if (get32(a + 32) == get32(b + 32) && get32(a + 36) == get32(b + 36))
+            f |= DT_CMP_OWNER;
+        if (a[3] && b[3]) {
+            f |= DT_CMP_HASHED;
+            if (get64(a + 40) == get64(b + 40))
+                f |= DT_CMP_HASH;
+        }
+        flags[i] = f;
+    }
+    free(slot);
+    free(hashes);
+    return DT_OK;
+}
+
+void dt_manifest_columns(const uint8_t *buf, const uint64_t *off, size_t n, uint8_t *kind,
+                         int64_t *size)
+{
+    for (size_t i = 0; i < n; i++) {
+        kind[i] = buf[off[i] + 2];
+        size[i] = (int64_t)get64(buf + off[i] + 8);
+    }
+}

@@ -1,0 +1,92 @@
+"""Binding for csrc/dt_walk.c: listing a tree into a manifest and comparing
+manifests.  The GIL is released for the walk and the comparison."""
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
+from libc.string cimport memset
+
+import numpy as np
+
+from dtcore._native._c cimport (dt_err, dt_manifest_columns, dt_manifest_compare,
+                                dt_manifest_index, dt_walk, dt_walk_out, dt_walk_out_free,
+                                raise_status)
+
+cdef const uint8_t EMPTY[1]
+
+
+def walk(int root_fd, bytes skip, uint64_t hash_below, bint want_ids):
+    """(records, offsets, ids or None) of everything beneath ``root_fd``."""
+    cdef dt_walk_out out
+    cdef dt_err err
+    cdef int rc
+    cdef const char *skip_c = NULL
+    memset(&out, 0, sizeof(out))
+    if skip is not None:
+        skip_c = skip
+    with nogil:
+        rc = dt_walk(root_fd, skip_c, hash_below, want_ids, &out, &err)
+    try:
+        if rc:
+            raise_status(rc, &err, "walk")
+        recs = (<char *>out.recs)[:out.recs_len] if out.recs_len else b""
+        offsets = np.empty(out.count, dtype=np.uint64)
+        ids = np.empty((out.count, 3), dtype=np.uint64) if want_ids else None
+        if out.count:
+            offsets[:] = <uint64_t[:out.count]>out.offsets
+            if want_ids:
+                ids.reshape(-1)[:] = <uint64_t[:3 * out.count]>out.ids
+        return recs, offsets, ids
+    finally:
+        dt_walk_out_free(&out)
+
+
+def index(const uint8_t[::1] buf not None):
+    """Record offsets of a manifest, its framing checked (-229 if broken)."""
+    cdef dt_walk_out out
+    cdef dt_err err
+    cdef int rc
+    cdef size_t n = buf.shape[0]
+    memset(&out, 0, sizeof(out))
+    with nogil:
+        rc = dt_manifest_index(&buf[0] if n else EMPTY, n, &out, &err)
+    try:
+        if rc:
+            raise_status(rc, &err, "manifest")
+        offsets = np.empty(out.count, dtype=np.uint64)
+        if out.count:
+            offsets[:] = <uint64_t[:out.count]>out.offsets
+        return offsets
+    finally:
+        dt_walk_out_free(&out)
+
+
+def compare(const uint8_t[::1] ours not None, const uint64_t[::1] ours_off not None,
+            const uint8_t[::1] theirs not None, const uint64_t[::1] theirs_off not None):
+    """(flags, match): DT_CMP_* flags of each of our records and the index of
+    the record of the same path in theirs (-1 if none)."""
+    cdef size_t on = ours_off.shape[0], tn = theirs_off.shape[0]
+    flags = np.zeros(on, dtype=np.uint16)
+    match = np.full(on, -1, dtype=np.int64)
+    if on == 0:
+        return flags, match
+    cdef uint16_t[::1] fv = flags
+    cdef int64_t[::1] mv = match
+    cdef dt_err err
+    cdef int rc
+    cdef const uint8_t *tp = &theirs[0] if theirs.shape[0] else EMPTY
+    cdef const uint64_t *to = &theirs_off[0] if tn else <const uint64_t *>EMPTY
+    with nogil:
+        rc = dt_manifest_compare(&ours[0], &ours_off[0], on, tp, to, tn, &fv[0], &mv[0], &err)
+    if rc:
+        raise_status(rc, &err, "manifest compare")
+    return flags, match
+
+
+def columns(const uint8_t[::1] buf not None, const uint64_t[::1] off not None):
+    """(kind, size) arrays of a manifest's records."""
+    cdef size_t n = off.shape[0]
+    kind = np.zeros(n, dtype=np.uint8)
+    size = np.zeros(n, dtype=np.int64)
+    cdef uint8_t[::1] kv = kind
+    cdef int64_t[::1] sv = size
+    if n:
+        dt_manifest_columns(&buf[0], &off[0], n, &kv[0], &sv[0])
+    return kind, size
