@@ -97,7 +97,8 @@ class Connection:
                 if self.compression else None
             ch = Channel(sock, crc=bool(cfg["EnableCRCCheck"]), compressor=compressor)
             welcome = client_handshake(ch, self.secret, {"target_path": self.target_path,
-                                                         "repset": self.repset})
+                                                         "repset": self.repset,
+                                                         "compress": compressor is not None})
             sock.settimeout(None)
         except (OSError, DTError) as e:
             sock.close()

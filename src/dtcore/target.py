@@ -28,6 +28,7 @@ import numpy as np
 
 from dtcore._native import _checksum, _delta
 from dtcore.applier import Applier
+from dtcore.compression import Compressor
 from dtcore.config import Config
 from dtcore.errors import (DTError, InvalidParameterError, InvalidPathError, ListenFailedError,
                            QueueClosedError, StreamError)
@@ -236,7 +237,9 @@ class _Session:
             if self.target._tls is not None:
                 sock = self.target._tls.wrap_socket(sock, server_side=True)
             ch = Channel(sock)
-            server_handshake(ch, self.target.secret, self._welcome)
+            hello = server_handshake(ch, self.target.secret, self._welcome)
+            if hello.get("compress") is True:  # replies (manifests, checksums) too
+                ch.compressor = Compressor(max_payload=ch.max_frame)
             sock.settimeout(None)
         except (DTError, OSError, ValueError) as e:
             if isinstance(e, DTError) and e.code == -138:
