@@ -1,9 +1,10 @@
 """Mirrors: make the target path hold what the replication set holds.
 
-The source walks the set, asks the target for its manifest (one request;
-with checksums, the target hashes its small files while listing and the
-source hashes its own meanwhile), and feeds a bounded file queue
-(``FileQueueSize``) to worker threads.  Per file a worker chooses:
+The source asks the target for its manifest (one request; with checksums,
+the target hashes its small files while listing), lists and hashes its own
+set meanwhile, and compares the two in bulk: entries that are the same on
+both sides are accounted at once, and only the rest go through a bounded file
+queue (``FileQueueSize``) to worker threads.  Per file a worker chooses:
 
 * skip: the target copy is the same (attributes, or checksums), or
   ``MirrorOverwrite``/``MirrorZeroKFiles`` say to leave it;
