@@ -5,7 +5,6 @@ bench-results/kernels.json and bench-results/summary.md.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

@@ -12,7 +12,7 @@ import google_crc32c
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from dtcore._native import _queue
 from dtcore.errors import (InvalidParameterError, QueueClosedError, QueueCorruptError,

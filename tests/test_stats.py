@@ -1,5 +1,4 @@
 import io
-import os
 import struct
 import time
 from pathlib import Path
