@@ -107,6 +107,10 @@ class Listing:
             self._columns = _walk.columns(self.data, self.offsets)
         return self._columns
 
+    def among(self, paths: set[bytes]) -> np.ndarray:
+        """Which entries have one of ``paths``."""
+        return np.fromiter((self.path(i) in paths for i in range(len(self))), bool, len(self))
+
     def take(self, keep: np.ndarray) -> "Listing":
         """The entries where ``keep`` is true (records are shared, not copied)."""
         return Listing(self.data, self.offsets[keep], None if self.ids is None else self.ids[keep])

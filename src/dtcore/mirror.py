@@ -271,7 +271,7 @@ class Mirror:
         is_dir, is_file, is_link = kinds == KIND_DIR, kinds == KIND_FILE, kinds == KIND_LINK
         todo = np.ones(len(ours), dtype=bool)
         if self.done:  # resuming: what the target acknowledged stays as it is
-            todo = np.fromiter((ours.path(i) not in self.done for i in range(len(ours))), bool, len(ours))
+            todo = ~ours.among(self.done)
         self._total = self._remaining = int(sizes[todo].sum())
         self.result.files = int((todo & ~is_dir).sum())
         self.result.directories = int((todo & is_dir).sum())
@@ -298,8 +298,7 @@ class Mirror:
             batch.flush()
         skip = todo & self._unchanged(flags, there, is_file, is_link, sizes, verify_only)
         if self.started:  # files cut short by a lost connection are compared again
-            skip &= np.fromiter((ours.path(i) not in self.started for i in range(len(ours))),
-                                bool, len(ours))
+            skip &= ~ours.among(self.started)
         self._account_many(int(skip.sum()), int(sizes[skip].sum()))
         work: queue.Queue[tuple[Entry, Entry | None] | None] = queue.Queue(max(1, opts.file_queue))
         workers = [threading.Thread(target=self._worker, args=(work, resume),

@@ -138,7 +138,8 @@ class ReplicationSet:
                     keep[i] = True
                     kept_dirs.add(path)
             else:
-                keep[i] = self.includes(path)
+                verdict = self._verdict(parts, False)  # includes(), without splitting again
+                keep[i] = bool(verdict and verdict[1])
         return keep
 
     def walk(self) -> Iterator[Entry]:

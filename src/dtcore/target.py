@@ -217,6 +217,7 @@ class _Session:
         self._high = target.memory_bytes * cfg["TGMirrorCapacityHigh"] // 100
         self._low = target.memory_bytes * min(cfg["TGMirrorCapacityLow"], cfg["TGMirrorCapacityHigh"]) // 100
         self._paused = False
+        self._flow = threading.Lock()
         self._received = 0
         self._applied = 0
         self._cv = threading.Condition()
@@ -284,11 +285,24 @@ class _Session:
             self.counters.add("Mirror Ops Received", info)
         if not self.queue.push([record], info, kind):
             raise StreamError("the target queue is closed")
-        if kind == MIRROR and not self._paused and self.queue.counts()["mir_bytes"] > self._high:
-            self._paused = True
-            self.target.flow_pauses += 1
-            assert self.link is not None
-            self.link.send_json(FLOW, {"pause": True, "code": -147})
+        if kind == MIRROR:
+            self._flow_check()
+
+    def _flow_check(self) -> None:
+        """Pause the source's mirror above TGMirrorCapacityHigh, resume it at
+        or below TGMirrorCapacityLow.  The reader and the applier both call
+        this; under one lock the queue is read where the decision is made, so
+        a pause can never follow the applier's last look at a drained queue."""
+        assert self.link is not None
+        with self._flow:
+            queued = self.queue.counts()["mir_bytes"]
+            if not self._paused and queued > self._high:
+                self._paused = True
+                self.target.flow_pauses += 1
+                self.link.send_json(FLOW, {"pause": True, "code": -147})
+            elif self._paused and queued <= self._low:
+                self._paused = False
+                self.link.send_json(FLOW, {"pause": False, "code": -148})
 
     # -- applier thread ----------------------------------------------------
     def _apply_loop(self) -> None:
@@ -318,9 +332,7 @@ class _Session:
                 counts = self.queue.counts()
                 self.counters["Bytes In Target Queue"] = counts["rep_bytes"] + counts["mir_bytes"]
                 self.counters["Ops Remaining"] = counts["rep_ops"] + counts["mir_ops"]
-                if self._paused and counts["mir_bytes"] <= self._low:
-                    self._paused = False
-                    self.link.send_json(FLOW, {"pause": False, "code": -148})
+                self._flow_check()
                 self.link.send(ACK, seq=last)
         except (InvalidPathError, StreamError) as e:
             emit(6002, detail=f"op {self.label()} refused: {e}")
