@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "dt_crc32c.h"
@@ -21,6 +22,9 @@
 #define REC_MARKER 0x52515444u /* "DTQR" */
 #define MAX_RECORD (1u << 30)
 #define WBUF_FLUSH (1u << 20)
+/* Records from this size on are written from the caller's buffer rather
+ * than copied into wbuf (see gather). */
+#define DIRECT_RECORD (16u << 10)
 #define FIRST_SEGNO ((uint64_t)1 << 32) /* room below for prepended segments */
 #define FIRST_SEQ ((uint64_t)1 << 40)
 static const char SEG_MAGIC[8] = {'D', 'T', 'Q', 'S', 'E', 'G', '0', '1'};
@@ -92,6 +96,30 @@ static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
         p += w;
         n -= (size_t)w;
         off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* pwritev all of iov[0..n), resuming after short writes; iov is consumed. */
+static int writev_all(int fd, struct iovec *iov, int n, uint64_t off)
+{
+    while (n) {
+        ssize_t w = pwritev(fd, iov, n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        off += (uint64_t)w;
+        while (n && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n) {
+            iov->iov_base = (uint8_t *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
     }
     return 0;
 }
@@ -368,6 +396,73 @@ static int flush_wbuf(dt_journal *j, dt_err *err)
     return DT_OK;
 }
 
+/* Large records of one push, written from the caller's buffers by one
+ * pwritev (after what wbuf held), headers and padding in between: no copy,
+ * and writes as large as wbuf's, since the page cache takes unaligned 64 KiB
+ * writes far slower than 1 MiB ones.  Records are counted as they are
+ * gathered; a failed write restores the counters and the sequence. */
+#define GATHER_RECORDS 64
+typedef struct {
+    struct iovec iov[1 + 3 * GATHER_RECORDS];
+    uint8_t hdr[GATHER_RECORDS][REC_HEADER];
+    int n, records, has_wbuf;
+    uint64_t bytes; /* excluding wbuf's */
+    size_t first;   /* index in the push of the first gathered record */
+    dt_journal_counts saved_c;
+    uint64_t saved_seq;
+} gather;
+
+static void gather_add(dt_journal *j, gather *g, size_t i, const uint8_t *src, uint32_t len,
+                       uint32_t meta)
+{
+    static const uint8_t zeros[8];
+    if (!g->records) {
+        g->first = i;
+        g->saved_c = j->c;
+        g->saved_seq = j->next_seq;
+        g->has_wbuf = j->wlen > 0;
+        if (g->has_wbuf)
+            g->iov[g->n++] = (struct iovec){j->wbuf, j->wlen};
+    }
+    uint8_t *h = g->hdr[g->records++];
+    frame_header(h, src, len, meta, j->next_seq++);
+    g->iov[g->n++] = (struct iovec){h, REC_HEADER};
+    g->iov[g->n++] = (struct iovec){(void *)src, len};
+    if (pad8(len) != len)
+        g->iov[g->n++] = (struct iovec){(void *)zeros, (size_t)(pad8(len) - len)};
+    g->bytes += REC_HEADER + pad8(len);
+}
+
+/* Write what is gathered; on failure *i goes back to the first record gathered. */
+static int gather_flush(dt_journal *j, gather *g, size_t *i, dt_err *err)
+{
+    if (!g->records)
+        return DT_OK;
+    uint64_t size = g->bytes + (g->has_wbuf ? j->wlen : 0);
+    int rc = DT_OK;
+    if (writev_all(j->wfd, g->iov, g->n, j->w_size)) {
+        rc = io_fail(err, "cannot write the queue log file", j->w_segno, j->w_size);
+        /* a short write may have left whole records that were never counted:
+         * cut them, so that a reopen cannot find them (best effort: the
+         * write's error is the one reported) */
+        int e = errno;
+        if (ftruncate(j->wfd, (off_t)j->w_size))
+            errno = e;
+        j->c = g->saved_c;
+        j->next_seq = g->saved_seq;
+        *i = g->first;
+    } else {
+        j->w_size += size;
+        if (j->r.segno == j->w_segno)
+            j->r.end = j->w_size;
+        if (g->has_wbuf)
+            j->wlen = 0;
+    }
+    g->n = g->records = g->has_wbuf = 0;
+    g->bytes = 0;
+    return rc;
+}
+
 static int roll(dt_journal *j, dt_err *err)
 {
     if (j->w_segno + 1 - j->first_segno >= DT_J_MAX_SEGMENTS)
@@ -473,6 +568,9 @@ int dt_journal_push(dt_journal *j, size_t n, const uint8_t *const *rec, const ui
     if (!fstatvfs(j->wfd, &vfs))
         free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
     size_t i = 0;
+    gather g;
+    g.n = g.records = g.has_wbuf = 0;
+    g.bytes = 0;
     for (; i < n; i++) {
         if (len[i] > MAX_RECORD) {
             rc = dt_fail(err, DT_E_ARG, "record larger than the queue allows", (int64_t)i, -1,
@@ -491,23 +589,41 @@ int dt_journal_push(dt_journal *j, size_t n, const uint8_t *const *rec, const ui
                          (int64_t)j->cfg.free_min, (int64_t)(free_bytes - need_all));
             break;
         }
-        if (j->w_size + j->wlen + need > j->cfg.segment_bytes && j->w_size + j->wlen > SEG_HEADER &&
-            (rc = roll(j, err)) != DT_OK)
+        int direct = len[i] >= DIRECT_RECORD;
+        /* wbuf may move when a small record is framed into it */
+        if (g.records && (!direct || g.records == GATHER_RECORDS) &&
+            (rc = gather_flush(j, &g, &i, err)) != DT_OK)
+            break;
+        uint64_t pending = j->wlen + g.bytes;
+        if (j->w_size + pending + need > j->cfg.segment_bytes && j->w_size + pending > SEG_HEADER &&
+            ((rc = gather_flush(j, &g, &i, err)) != DT_OK || (rc = roll(j, err)) != DT_OK))
             break;
         uint32_t k = kind[i] ? 1 : 0;
-        if (reserve_wbuf(j, (size_t)need)) {
+        if (direct) {
+            gather_add(j, &g, i, rec[i], len[i], ops[i] << 1 | k);
+        } else if (reserve_wbuf(j, (size_t)need)) {
             rc = dt_fail(err, DT_E_NOMEM, "cannot buffer a queue record", (int64_t)i, -1,
                          (int64_t)need, 0);
             break;
+        } else {
+            j->wlen += frame(j->wbuf + j->wlen, rec[i], len[i], ops[i] << 1 | k, j->next_seq++);
         }
-        j->wlen += frame(j->wbuf + j->wlen, rec[i], len[i], ops[i] << 1 | k, j->next_seq++);
         j->c.disk_bytes += need;
         j->c.records++;
         j->c.pushed++;
         j->c.ops[k] += ops[i];
         j->c.bytes[k] += len[i];
+        if (g.bytes >= WBUF_FLUSH && (rc = gather_flush(j, &g, &i, err)) != DT_OK)
+            break;
         if (j->wlen >= WBUF_FLUSH && !j->syncing && (rc = flush_wbuf(j, err)) != DT_OK)
             break;
+    }
+    /* the caller's buffers are not ours past this call */
+    size_t at = i;
+    int frc = gather_flush(j, &g, &at, err);
+    if (frc != DT_OK) {
+        rc = frc;
+        i = at;
     }
     *pushed = i;
     if (i && j->cfg.write_through) {

@@ -7,11 +7,13 @@ from dtcore.queues import DiskQueue
 
 
 def record(i: int) -> bytes:
-    return (b"%08d|" % i) * (1 + i % 37)
+    """Small records, and now and then one large enough (18-45 KB) to be
+    written from the caller's buffer rather than copied."""
+    return (b"%08d|" % i) * ((1 + i % 37) if i % 29 else (2000 + i % 3000))
 
 
 def main() -> None:
-    directory, start, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    directory, start = sys.argv[1], int(sys.argv[2])
     q = DiskQueue(directory, segment_bytes=64 * 1024, write_through=True, free_min_mb=0)
     out = sys.stdout.buffer
     i = start
