@@ -11,6 +11,7 @@ memory passes ``TGMirrorCapacityHigh`` percent of system memory the source
 is told to pause its mirror, and to resume below ``TGMirrorCapacityLow``."""
 from __future__ import annotations
 
+import collections
 import errno
 import itertools
 import json
@@ -19,7 +20,6 @@ import os
 import socket
 import ssl
 import stat
-import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -46,7 +46,6 @@ from dtcore.manifest import Listing
 OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED = "OK", "Mirroring", "Mirror Required", "Restore Required"
 DATA_STATES = (OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED)
 STATE_DIR = b".dtcore"  # the target's own folder beneath its root, never replicated into
-_SEQ = struct.Struct("<Q")
 _MAX_READ = 8 << 20
 # Lanes applying one connection's ops: file creation is kernel work that two
 # cores share well, and a lane waiting on the disk leaves the core to another.
@@ -220,6 +219,9 @@ class _Session:
         self._flow = threading.Lock()
         self._received = 0
         self._applied = 0
+        # the frame number of each record in the queue, in queue order (one
+        # reader appends, one applier takes): the body goes in uncopied
+        self._seqs: collections.deque[int] = collections.deque()
         self._cv = threading.Condition()
         self._helpers = ThreadPoolExecutor(2, thread_name_prefix=f"dtcore-target-{conn_id}-rq")
         self._views = threading.local()  # each request thread's clone of the root
@@ -277,13 +279,13 @@ class _Session:
     def _on_ops(self, seq: int, flags: int, body: Any) -> None:
         kind = MIRROR if flags & FLAG_MIRROR else REPLICATION
         info = _count_ops(body)
-        record = bytearray(_SEQ.pack(seq)) + body
         with self._cv:
             self._received = seq
         self.counters.add("Ops Received", info)
         if kind == MIRROR:
             self.counters.add("Mirror Ops Received", info)
-        if not self.queue.push([record], info, kind):
+        self._seqs.append(seq)  # before the push, so the applier always finds it
+        if not self.queue.push([body], info, kind):
             raise StreamError("the target queue is closed")
         if kind == MIRROR:
             self._flow_check()
@@ -318,14 +320,13 @@ class _Session:
         try:
             while True:
                 try:
-                    records = self.queue.pop(64, timeout=None, max_bytes=16 * MB, meta=True)
+                    records = self.queue.pop(64, timeout=None, max_bytes=16 * MB, batch=True)
                 except QueueClosedError:
                     break  # closed and drained
                 last = 0
-                for record, _, _ in records:
-                    view = memoryview(record)
-                    last = _SEQ.unpack_from(view)[0]
-                    applier.apply(unpack_batch(view[_SEQ.size:]))
+                for record in records:
+                    last = self._seqs.popleft()
+                    applier.apply(unpack_batch(record))
                 with self._cv:
                     self._applied = last
                     self._cv.notify_all()
