@@ -10,7 +10,7 @@ try:
     from dtcore._native import _checksum as _probe  # noqa: F401
 except ImportError as _e:  # pragma: no cover - only in an unbuilt checkout
     raise ImportError(
-        "dtcore's native extensions are not built; run `make dev` (or "
+        "dtcore's native extensions are not built; run `make build` (or "
         "`pip install -e . --no-build-isolation`) in the project root") from _e
 
 from dtcore.checksum import block_checksums, differing_ranges, file_checksums, xxh3_64
