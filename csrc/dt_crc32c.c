@@ -136,19 +136,18 @@ static uint64_t xpow_reflected(unsigned n) /* (x^n mod P), as clmul's 64-bit ope
     return (uint64_t)r << 32;
 }
 
-static uint64_t fold_k[4][2]; /* distances of 2048, 512, 384, 256 and 128 bits */
-static uint64_t fold_k16[2];
+/* distances of 2048, 512, 384, 256 and 128 bits */
+enum { K256B, K64B, K48B, K32B, K16B };
+static uint64_t fold_k[5][2];
 static int fold_ready;
 
 static void build_fold(void)
 {
-    static const unsigned dist[4] = {2048, 512, 384, 256};
-    for (int i = 0; i < 4; i++) {
+    static const unsigned dist[5] = {2048, 512, 384, 256, 128};
+    for (int i = 0; i < 5; i++) {
         fold_k[i][0] = xpow_reflected(dist[i] + 63);
         fold_k[i][1] = xpow_reflected(dist[i] - 1);
     }
-    fold_k16[0] = xpow_reflected(128 + 63);
-    fold_k16[1] = xpow_reflected(128 - 1);
     __atomic_store_n(&fold_ready, 1, __ATOMIC_RELEASE);
 }
 
@@ -172,8 +171,8 @@ VPCLMUL_TARGET static uint32_t crc_vpclmul(uint32_t crc, const uint8_t *p, size_
         return crc_sse42(crc, p, n);
     if (!__atomic_load_n(&fold_ready, __ATOMIC_ACQUIRE))
         build_fold(); /* idempotent, like build_table */
-    __m512i k256 = _mm512_broadcast_i32x4(_mm_set_epi64x((long long)fold_k[0][1], (long long)fold_k[0][0]));
-    __m512i k64 = _mm512_broadcast_i32x4(_mm_set_epi64x((long long)fold_k[1][1], (long long)fold_k[1][0]));
+    __m512i k256 = _mm512_broadcast_i32x4(_mm_set_epi64x((long long)fold_k[K256B][1], (long long)fold_k[K256B][0]));
+    __m512i k64 = _mm512_broadcast_i32x4(_mm_set_epi64x((long long)fold_k[K64B][1], (long long)fold_k[K64B][0]));
     /* the running CRC enters as the message's first 32 bits */
     __m512i a0 = _mm512_xor_si512(_mm512_loadu_si512(p),
                                   _mm512_mask_set1_epi32(_mm512_setzero_si512(), 1, (int)crc));
@@ -193,11 +192,11 @@ VPCLMUL_TARGET static uint32_t crc_vpclmul(uint32_t crc, const uint8_t *p, size_
     for (; n >= 64; p += 64, n -= 64)
         a3 = fold512(a3, k64, _mm512_loadu_si512(p));
     __m128i x = _mm_xor_si128(_mm512_extracti32x4_epi32(a3, 3),
-                              fold128(_mm512_extracti32x4_epi32(a3, 0), fold_k[2]));
-    x = _mm_xor_si128(x, fold128(_mm512_extracti32x4_epi32(a3, 1), fold_k[3]));
-    x = _mm_xor_si128(x, fold128(_mm512_extracti32x4_epi32(a3, 2), fold_k16));
+                              fold128(_mm512_extracti32x4_epi32(a3, 0), fold_k[K48B]));
+    x = _mm_xor_si128(x, fold128(_mm512_extracti32x4_epi32(a3, 1), fold_k[K32B]));
+    x = _mm_xor_si128(x, fold128(_mm512_extracti32x4_epi32(a3, 2), fold_k[K16B]));
     for (; n >= 16; p += 16, n -= 16)
-        x = _mm_xor_si128(fold128(x, fold_k16), _mm_loadu_si128((const __m128i *)p));
+        x = _mm_xor_si128(fold128(x, fold_k[K16B]), _mm_loadu_si128((const __m128i *)p));
     uint64_t c = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(x));
     c = _mm_crc32_u64(c, (uint64_t)_mm_extract_epi64(x, 1));
     return crc_sse42((uint32_t)c, p, n);

@@ -85,22 +85,6 @@ static int io_fail(dt_err *err, const char *what, uint64_t segno, uint64_t off)
 
 static void seg_name(char *out, uint64_t segno) { sprintf(out, "dtq%016" PRIx64 ".seg", segno); }
 
-static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
-{
-    while (n) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
 /* pwritev all of iov[0..n), resuming after short writes; iov is consumed. */
 static int writev_all(int fd, struct iovec *iov, int n, uint64_t off)
 {
@@ -123,6 +107,12 @@ static int writev_all(int fd, struct iovec *iov, int n, uint64_t off)
         }
     }
     return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
+{
+    struct iovec one = {(void *)p, n};
+    return writev_all(fd, &one, n ? 1 : 0, off);
 }
 
 static int read_full(int fd, uint8_t *p, size_t n, uint64_t off, size_t *got)
