@@ -311,6 +311,30 @@ def test_record_batch_matches_the_list_form(tmp_path_factory, recs, take):
             a.close()
 
 
+
+def test_record_batch_keeps_its_buffer_until_released():
+    """A batch's buffer is reused only once no view of it is left: batches
+    kept alive (more of them than the pool holds) keep their bytes, and a
+    released one's buffer serves the next pop."""
+    q = MemoryQueue(1 << 20)
+    kept = []
+    for i in range(6):
+        q.push([bytes([i]) * 1000, bytes([i + 100]) * 10])
+        kept.append(q.pop(10, timeout=0, batch=True))
+    for i, batch in enumerate(kept):
+        assert [bytes(r) for r in batch] == [bytes([i]) * 1000, bytes([i + 100]) * 10]
+    with pytest.raises(TypeError):
+        kept[0][0][0] = 1  # read-only: the queue owns the bytes
+    record = kept[0][1]
+    owner = kept[0].data.obj
+    del kept[0]
+    q.push([b"x" * 1000])
+    assert q.pop(10, timeout=0, batch=True).data.obj is not owner  # a record view holds it
+    del record
+    q.push([b"y" * 1000])
+    again = q.pop(10, timeout=0, batch=True)
+    assert again.data.obj is owner and bytes(again[0]) == b"y" * 1000
+
 def test_prepend_puts_records_in_front(tmp_path):
     q = disk(tmp_path)
     q.push([b"3", b"4", b"5"])

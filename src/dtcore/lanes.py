@@ -3,10 +3,12 @@
 Creating and writing files is kernel work that scales with cores, so the
 target spreads the ops of different files over lanes, each an
 :class:`~dtcore.applier.Applier` on its own clone of the root.  Ops on one
-file keep their order (a file always goes to the same lane), and any op that
-touches names or folders (mkdir, delete, rename, links, a folder's
-attributes) waits until every op before it is applied and then runs alone,
-so the result is the same as applying the stream in order."""
+file keep their order (a file always goes to the same lane: its folder's
+when it is created, so that one folder's lock is not fought over, else the
+lane with the least work, so that large files are written side by side),
+and any op that touches names or folders (mkdir, delete, rename, links, a
+folder's attributes) waits until every op before it is applied and then runs
+alone, so the result is the same as applying the stream in order."""
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +20,8 @@ from dtcore.tree import SafeRoot
 
 # Ops confined to the content of one file, which may run beside other files'.
 _FILE_KINDS = frozenset((OpKind.CREATE, OpKind.WRITE, OpKind.TRUNCATE, OpKind.PATCH))
+# What an op costs a lane besides the bytes it writes, in bytes' worth.
+_OP_COST = 4096
 
 
 class Lanes:
@@ -37,18 +41,27 @@ class Lanes:
             self.main.apply(ops)
             return
         lanes: list[list[Op | tuple]] = [[] for _ in range(self.count)]
-        files: set[bytes] = set()
+        load = [0] * self.count  # bytes (and a page per op) given to each lane so far
+        files: dict[bytes, int] = {}
         for op in ops:
             kind, path = op[0], op[3]
             # a SETATTR right after a file's content is that file's; any
             # other may be a folder's, whose time the writes inside would move
             if kind in _FILE_KINDS or (kind == OpKind.SETATTR and path in files):
-                # by folder: creating in one folder takes that folder's lock
-                lanes[hash(path[:path.rfind(b"/") + 1]) % self.count].append(op)
-                files.add(path)
+                lane = files.get(path)
+                if lane is None:
+                    if kind == OpKind.CREATE:
+                        # by folder: creating in one folder takes that folder's lock
+                        lane = hash(path[:path.rfind(b"/") + 1]) % self.count
+                    else:  # a file made before this batch: the least busy lane
+                        lane = load.index(min(load))
+                    files[path] = lane
+                lanes[lane].append(op)
+                load[lane] += _OP_COST + (len(op[5]) if kind == OpKind.WRITE else 0)
             else:
                 self._run(lanes)
                 files.clear()
+                load = [0] * self.count
                 self.main.apply([op])
         self._run(lanes)
 

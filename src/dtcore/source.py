@@ -215,13 +215,13 @@ class Connection:
         assert self.queue is not None and self.link is not None
         while True:
             try:
-                records = self.queue.pop(64, timeout=None, max_bytes=8 * MB, meta=True)
+                records = self.queue.pop(64, timeout=None, max_bytes=8 * MB, batch=True)
             except QueueClosedError:
                 return
-            if any(kind == MIRROR for _, _, kind in records):
+            if MIRROR in records.kinds:
                 self._resume.wait()
             try:
-                self.link.send_parts([r for r, _, _ in records])
+                self.link.send_parts(list(records))
             except DTError as e:
                 self.link.fail(e)
                 return

@@ -344,6 +344,10 @@ class _Session:
         except OSError as e:
             emit(6002, detail=f"applying ops {self.label()} failed: {e}")
             self.link.fail(e)
+        except Exception as e:  # a bug: say so, instead of the closed queue it leaves
+            emit(6002, detail=f"applying ops {self.label()} failed: {type(e).__name__}: {e}")
+            self.link.fail(e)
+            raise
         finally:
             applier.close()
             if move is not None:

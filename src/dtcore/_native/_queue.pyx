@@ -2,7 +2,8 @@
 disk queue).  Records go in as a list of bytes-like objects and come out as a
 list of bytes or as one RecordBatch; the GIL is released while a call waits,
 copies or syncs."""
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_ND, PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release,
+                             PyObject_GetBuffer)
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
@@ -25,8 +26,12 @@ cdef extern from "dt_status.h":
     int DT_E_TIMEOUT, DT_E_CLOSED, DT_E_SPACE
 
 cdef const uint8_t EMPTY[1]
+cdef char *BYTE_FORMAT = "B"
 # A record is at most 4 GiB - 1 bytes; the journal takes up to 1 GiB.
 cdef uint64_t MAX_LEN = 0xFFFFFFFF
+# Pop buffers a consumer keeps for reuse: one in use, one lent to the records
+# being applied, a spare for a consumer holding more.
+cdef Py_ssize_t POOL = 3
 
 
 cdef int fail(int rc, dt_err *err, str context) except -1:
@@ -100,14 +105,21 @@ cdef class _Batch:
 
 
 cdef class _PopBuffer:
-    """Where popped records land before they become bytes objects."""
+    """Where popped records land.  A RecordBatch lends it out through the
+    buffer protocol, and its consumer takes it again once no view of it is
+    left: the pages stay mapped and warm instead of being faulted in and
+    copied once more into a fresh bytes object on every pop."""
     cdef uint8_t *data
     cdef size_t cap, slots
     cdef uint32_t *length
     cdef uint32_t *ops
     cdef uint8_t *kind
+    cdef Py_ssize_t exports
+    cdef Py_ssize_t shape
 
     cdef int reserve(self, size_t cap, size_t slots) except -1:
+        if self.exports:
+            raise BufferError("a pop buffer still lent out cannot grow")
         if cap > self.cap:
             free(self.data)
             self.data = <uint8_t *>malloc(cap)
@@ -122,9 +134,29 @@ cdef class _PopBuffer:
             raise MemoryError(f"cannot allocate a pop buffer of {cap} bytes")
         return 0
 
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("popped records are read-only")
+        self.shape = <Py_ssize_t>self.cap
+        view.buf = self.data if self.data != NULL else <void *>EMPTY
+        view.obj = self
+        view.len = self.shape
+        view.readonly = 1
+        view.itemsize = 1
+        view.format = BYTE_FORMAT if flags & PyBUF_FORMAT else NULL
+        view.ndim = 1
+        view.shape = &self.shape if flags & PyBUF_ND else NULL
+        view.strides = NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
     cdef RecordBatch batch(self, size_t n, size_t used):
         cdef RecordBatch b = RecordBatch.__new__(RecordBatch)
-        b.data = PyBytes_FromStringAndSize(<const char *>self.data, used)
+        b.data = memoryview(self)[:used]
         ends = PyBytes_FromStringAndSize(NULL, (n + 1) * sizeof(uint64_t))
         meta = PyBytes_FromStringAndSize(NULL, n * sizeof(uint32_t) + n)
         cdef uint64_t *e = <uint64_t *>PyBytes_AS_STRING(ends)
@@ -156,11 +188,11 @@ cdef class _PopBuffer:
 
 
 cdef class RecordBatch:
-    """Popped records in one buffer: record i is data[ends[i]:ends[i + 1]],
-    with ops[i] ops of kind kinds[i] (0 replication, 1 mirror).  No object is
-    made per record until one is asked for."""
-    cdef readonly bytes data
-    cdef readonly object ends, ops, kinds
+    """Popped records in one read-only buffer: record i is
+    data[ends[i]:ends[i + 1]], with ops[i] ops of kind kinds[i] (0
+    replication, 1 mirror).  No object is made per record until one is asked
+    for, and the buffer goes back to its queue once nothing refers to it."""
+    cdef readonly object data, ends, ops, kinds
     cdef Py_ssize_t n
 
     def __len__(self):
@@ -171,10 +203,10 @@ cdef class RecordBatch:
             i += self.n
         if not 0 <= i < self.n:
             raise IndexError("record index out of range")
-        return memoryview(self.data)[self.ends[i]:self.ends[i + 1]]
+        return self.data[self.ends[i]:self.ends[i + 1]]
 
     def __iter__(self):
-        view = memoryview(self.data)
+        view = self.data
         ends = self.ends
         for i in range(self.n):
             yield view[ends[i]:ends[i + 1]]
@@ -203,42 +235,54 @@ cdef dict memq_counts(dt_q_counts *c):
 
 
 cdef class _Consumer:
-    """The pop loop both queues share: records land in a reused buffer that
-    grows when the next record is larger, then become bytes objects."""
-    cdef _PopBuffer buf
-    cdef bint popping
+    """The pop loop both queues share: records land in a pooled buffer that
+    grows when the next record is larger, then become bytes objects or a
+    RecordBatch lending that buffer."""
+    cdef list pool
 
     def __cinit__(self, *args, **kwargs):
-        self.buf = _PopBuffer()
+        self.pool = []
 
     cdef int pop_into(self, _PopBuffer pb, size_t max_records, int64_t ns, size_t *n,
                       size_t *used, dt_err *err) except? -100:
         raise NotImplementedError
 
+    cdef _PopBuffer lend(self):
+        """A buffer nothing else refers to: neither a view of it (exports) nor
+        a second thread popping at once (a misuse, which gets its own)."""
+        cdef _PopBuffer pb
+        for pb in self.pool:
+            if pb.exports == 0:
+                return pb
+        pb = _PopBuffer()
+        if len(self.pool) < POOL:
+            self.pool.append(pb)
+        return pb
+
     cdef object take(self, size_t max_records, int64_t ns, size_t max_bytes, bint meta,
                      bint batch, str context):
         if max_records == 0:
             return EMPTY_BATCH if batch else []
-        # a second thread popping at once (a misuse) gets a buffer of its own
-        cdef _PopBuffer pb = self.buf if not self.popping else _PopBuffer()
+        cdef _PopBuffer pb = self.lend()
         cdef size_t n = 0, used = 0
         cdef dt_err err
         cdef int rc
-        self.popping = True
+        pb.reserve(max_bytes, max_records)
+        pb.exports += 1  # held for the pop itself, so no other pop takes it
         try:
-            pb.reserve(max_bytes, max_records)
             rc = self.pop_into(pb, max_records, ns, &n, &used, &err)
             while rc == DT_E_SPACE:
+                pb.exports -= 1
                 pb.reserve(<size_t>err.expected, max_records)
+                pb.exports += 1
                 rc = self.pop_into(pb, max_records, ns, &n, &used, &err)
-            if rc == DT_E_TIMEOUT:
-                return EMPTY_BATCH if batch else []
-            if rc:
-                fail(rc, &err, context)
-            return pb.batch(n, used) if batch else pb.records(n, meta)
         finally:
-            if pb is self.buf:
-                self.popping = False
+            pb.exports -= 1
+        if rc == DT_E_TIMEOUT:
+            return EMPTY_BATCH if batch else []
+        if rc:
+            fail(rc, &err, context)
+        return pb.batch(n, used) if batch else pb.records(n, meta)
 
 
 cdef class MemQ(_Consumer):
