@@ -1064,7 +1064,9 @@ int dt_journal_close(dt_journal *j, dt_err *err)
 {
     pthread_mutex_lock(&j->lock);
     int rc = flush_wbuf(j, err);
-    if (rc == DT_OK && fdatasync(j->wfd))
+    /* buffered records outlive the process once written, and buffered mode
+     * never promised more (a machine crash may lose them): no sync for it */
+    if (rc == DT_OK && j->cfg.write_through && fdatasync(j->wfd))
         rc = io_fail(err, "cannot sync the queue log file", j->w_segno, j->w_size);
     if (rc == DT_OK && j->cfg.write_through && ftruncate(j->wfd, (off_t)j->w_size))
         rc = io_fail(err, "cannot trim a queue segment", j->w_segno, j->w_size);

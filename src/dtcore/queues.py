@@ -93,7 +93,10 @@ class DiskQueue:
     """A journal of segment files in ``directory`` (QJournalDir).
 
     ``write_through`` (QLogWriteThrough) makes each push durable before it
-    returns, concurrent pushes sharing one fdatasync.  Popped records are
+    returns, concurrent pushes sharing one fdatasync.  Without it, a push may
+    wait in the queue's write buffer until that fills or the queue closes;
+    after that the record outlives this process, but a crash of the machine
+    before the kernel writes it back may lose it.  Popped records are
     consumed for good once :meth:`commit` (or close, or moving past a
     segment) records the position."""
 
