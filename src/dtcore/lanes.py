@@ -1,16 +1,19 @@
 """Several appliers working through one ordered op stream at once.
 
 Creating and writing files is kernel work that scales with cores, so the
-target spreads the ops of different files over lanes, each an
-:class:`~dtcore.applier.Applier` on its own clone of the root.  Ops on one
-file keep their order (a file always goes to the same lane: its folder's
-when it is created, so that one folder's lock is not fought over, else the
-lane with the least work, so that large files are written side by side),
-and any op that touches names or folders (mkdir, delete, rename, links, a
-folder's attributes) waits until every op before it is applied and then runs
-alone, so the result is the same as applying the stream in order."""
+target splits the ops between two ops that touch names or folders into
+units, and its lanes (each an :class:`~dtcore.applier.Applier` on its own
+clone of the root) take units from one shared list until it is empty, so a
+lane held up by slow creations leaves the rest to the others.  A unit is
+every op of the files created in one folder (one lane at a time takes that
+folder's lock) or, for a file made before, every op of that file: the ops of
+one file stay in order.  An op that touches names or folders (mkdir, delete,
+rename, links, a folder's attributes) waits until every op before it is
+applied and then runs alone, so the result is the same as applying the
+stream in order."""
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Sequence
 
@@ -20,8 +23,8 @@ from dtcore.tree import SafeRoot
 
 # Ops confined to the content of one file, which may run beside other files'.
 _FILE_KINDS = frozenset((OpKind.CREATE, OpKind.WRITE, OpKind.TRUNCATE, OpKind.PATCH))
-# What an op costs a lane besides the bytes it writes, in bytes' worth.
-_OP_COST = 4096
+
+_Unit = list  # ops, in stream order
 
 
 class Lanes:
@@ -40,41 +43,39 @@ class Lanes:
         if self._pool is None:
             self.main.apply(ops)
             return
-        lanes: list[list[Op | tuple]] = [[] for _ in range(self.count)]
-        load = [0] * self.count  # bytes (and a page per op) given to each lane so far
-        files: dict[bytes, int] = {}
+        units: dict[bytes, _Unit] = {}
+        files: dict[bytes, bytes] = {}  # file path -> its unit's key
         for op in ops:
             kind, path = op[0], op[3]
             # a SETATTR right after a file's content is that file's; any
             # other may be a folder's, whose time the writes inside would move
             if kind in _FILE_KINDS or (kind == OpKind.SETATTR and path in files):
-                lane = files.get(path)
-                if lane is None:
-                    if kind == OpKind.CREATE:
-                        # by folder: creating in one folder takes that folder's lock
-                        lane = hash(path[:path.rfind(b"/") + 1]) % self.count
-                    else:  # a file made before this batch: the least busy lane
-                        lane = load.index(min(load))
-                    files[path] = lane
-                lanes[lane].append(op)
-                load[lane] += _OP_COST + (len(op[5]) if kind == OpKind.WRITE else 0)
+                key = files.get(path)
+                if key is None:
+                    # a folder's key ends in "/", a file's never does
+                    key = path[:path.rfind(b"/") + 1] if kind == OpKind.CREATE else path
+                    files[path] = key
+                unit = units.get(key)
+                if unit is None:
+                    unit = units[key] = []
+                unit.append(op)
             else:
-                self._run(lanes)
+                self._run(units)
                 files.clear()
-                load = [0] * self.count
                 self.main.apply([op])
-        self._run(lanes)
+        self._run(units)
 
-    def _run(self, lanes: list[list[Op | tuple]]) -> None:
-        busy = [i for i, ops in enumerate(lanes) if ops]
-        if not busy:
+    def _run(self, units: dict[bytes, _Unit]) -> None:
+        if not units:
             return
         assert self._pool is not None
-        futures: list[Future[int]] = [self._pool.submit(self._appliers[i].apply, lanes[i])
-                                      for i in busy[1:]]
+        work = deque(units.values())
+        units.clear()
+        futures: list[Future[None]] = [self._pool.submit(_drain, a, work)
+                                       for a in self._appliers[1:min(self.count, len(work))]]
         error: BaseException | None = None
         try:
-            self._appliers[busy[0]].apply(lanes[busy[0]])
+            _drain(self.main, work)
         except BaseException as e:  # noqa: BLE001 - raised once the other lanes finish
             error = e
         for f in futures:
@@ -82,8 +83,6 @@ class Lanes:
                 f.result()
             except BaseException as e:  # noqa: BLE001
                 error = error or e
-        for i in busy:
-            lanes[i].clear()
         if error is not None:
             raise error
 
@@ -94,3 +93,13 @@ class Lanes:
             a.close()
         for r in self._roots:
             r.close()
+
+
+def _drain(applier: Applier, work: deque[_Unit]) -> None:
+    """Apply units from ``work`` until none is left (deque pops are atomic)."""
+    while True:
+        try:
+            unit = work.popleft()
+        except IndexError:
+            return
+        applier.apply(unit)
