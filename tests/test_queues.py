@@ -334,6 +334,10 @@ def test_record_batch_keeps_its_buffer_until_released():
     q.push([b"y" * 1000])
     again = q.pop(10, timeout=0, batch=True)
     assert again.data.obj is owner and bytes(again[0]) == b"y" * 1000
+    del again
+    q.push([b"z" * 50_000])  # larger than the buffer asked for: it grows, still pooled
+    big = q.pop(10, timeout=0, max_bytes=16, batch=True)
+    assert big.data.obj is owner and bytes(big[0]) == b"z" * 50_000
 
 def test_prepend_puts_records_in_front(tmp_path):
     q = disk(tmp_path)

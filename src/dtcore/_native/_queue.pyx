@@ -118,7 +118,7 @@ cdef class _PopBuffer:
     cdef Py_ssize_t shape
 
     cdef int reserve(self, size_t cap, size_t slots) except -1:
-        if self.exports:
+        if self.exports > 1:  # one is the pop that calls this
             raise BufferError("a pop buffer still lent out cannot grow")
         if cap > self.cap:
             free(self.data)
@@ -267,14 +267,12 @@ cdef class _Consumer:
         cdef size_t n = 0, used = 0
         cdef dt_err err
         cdef int rc
-        pb.reserve(max_bytes, max_records)
         pb.exports += 1  # held for the pop itself, so no other pop takes it
         try:
+            pb.reserve(max_bytes, max_records)
             rc = self.pop_into(pb, max_records, ns, &n, &used, &err)
             while rc == DT_E_SPACE:
-                pb.exports -= 1
                 pb.reserve(<size_t>err.expected, max_records)
-                pb.exports += 1
                 rc = self.pop_into(pb, max_records, ns, &n, &used, &err)
         finally:
             pb.exports -= 1
