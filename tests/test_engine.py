@@ -275,3 +275,24 @@ def test_command_line_target_and_mirror(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_manifest_larger_than_a_reply_comes_in_parts(setup, tmp_path, monkeypatch):
+    """A listing over one reply's part is fetched in several: the difference
+    mirror still finds what changed and what is orphaned, and restore still
+    brings everything back."""
+    import dtcore.target
+    monkeypatch.setattr(dtcore.target, "MANIFEST_PART", 100)
+    engine, src, root, dst, conn, repset = setup
+    engine.mirror(conn, repset, FULL)
+    (dst / "orphan.txt").write_bytes(b"only on the target")
+    (src / "docs" / "f03.txt").write_bytes(b"changed at the source")
+    assert len(conn.manifest()) > 5 * 100  # really several parts
+    r = engine.mirror(conn, repset, DIFFERENCE, checksum=True, orphans=True)
+    assert_same(src, dst)
+    assert r.bytes_sent < 10_000
+    fresh = tmp_path / "fresh"
+    engine.restore(conn, fresh)
+    files = sorted(p.relative_to(dst) for p in dst.rglob("*") if p.is_file() and not p.is_symlink())
+    assert len(files) > 10
+    assert all((fresh / f).read_bytes() == (dst / f).read_bytes() for f in files)

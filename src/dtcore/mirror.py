@@ -1,6 +1,6 @@
 """Mirrors: make the target path hold what the replication set holds.
 
-The source asks the target for its manifest (one request; with checksums,
+The source asks the target for its manifest (in parts when large; with checksums,
 the target hashes its small files while listing), lists and hashes its own
 set meanwhile, and compares the two in bulk: entries that are the same on
 both sides are accounted at once, and only the rest go through a bounded file
@@ -284,7 +284,7 @@ class Mirror:
         c["ConMirrorStartTime"] = int(time.time())
         c["ConMirrorEndTime"] = 0
         emit(4058 if opts.verify else 4019, conn=label)
-        theirs = Listing.parse(pending.result(600)[1]) if pending is not None else Listing.parse(b"")
+        theirs = Listing.parse(conn.manifest(pending) if pending is not None else b"")
         flags, match = ours.compare(theirs)
         if not verify_only:
             conn.call("state", set="Mirroring")

@@ -48,7 +48,7 @@ def restore(conn: Connection, destination: str | os.PathLike[str], *, overwrite:
     emit(4053, conn=label)
     start = time.monotonic()
     result = RestoreResult()
-    theirs = list(Listing.parse(conn.call("manifest")[1]))
+    theirs = list(Listing.parse(conn.manifest()))
     with SafeRoot(destination) as root:
         applier = Applier(root, retry_delay=cfg["TGRetryLocked"], retry_limit=max(1, cfg["TGExecutionRetryLimit"]))
         try:

@@ -21,7 +21,7 @@ import numpy as np
 from dtcore import settings
 from dtcore.compression import Compressor
 from dtcore.config import Config
-from dtcore.errors import ConnectionFailedError, DTError, QueueClosedError
+from dtcore.errors import ConnectionFailedError, DTError, QueueClosedError, StreamError
 from dtcore.events import emit
 from dtcore.link import Link
 from dtcore.ops import Op, pack_batch
@@ -151,6 +151,22 @@ class Connection:
 
     def request(self, method: str, **params: Any) -> Any:
         return self._check().request(method, params)
+
+    def manifest(self, first: Any = None, **params: Any) -> memoryview:
+        """The target's listing of its path.  ``first`` is the pending reply
+        of an earlier ``request("manifest", ...)``; the rest of a listing too
+        large for one frame is fetched part by part."""
+        reply, data = first.result(600) if first is not None else self.call("manifest", **params)
+        total = int(reply.get("total", len(data)))
+        if len(data) >= total:
+            return data
+        parts = bytearray(data)
+        while len(parts) < total:
+            _, more = self.call("manifest", offset=len(parts), **params)
+            if not more:
+                raise StreamError(f"the target's manifest ended at {len(parts)} of {total} bytes")
+            parts += more
+        return memoryview(parts)
 
     def block_sums(self, path: bytes, size: int, block: int, per: int,
                    window: int = 16) -> Iterator[tuple[int, dict[str, Any], np.ndarray]]:

@@ -47,6 +47,8 @@ OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED = "OK", "Mirroring", "Mirror Re
 DATA_STATES = (OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED)
 STATE_DIR = b".dtcore"  # the target's own folder beneath its root, never replicated into
 _MAX_READ = 8 << 20
+# A manifest larger than this goes in several replies (a reply is one frame).
+MANIFEST_PART = 16 << 20
 # Lanes applying one connection's ops: file creation is kernel work that two
 # cores share well, and a lane waiting on the disk leaves the core to another.
 APPLY_THREADS = 4
@@ -225,6 +227,7 @@ class _Session:
         self._cv = threading.Condition()
         self._helpers = ThreadPoolExecutor(2, thread_name_prefix=f"dtcore-target-{conn_id}-rq")
         self._views = threading.local()  # each request thread's clone of the root
+        self.listing = b""  # the last manifest walked, sent part by part
         self._clones: list[SafeRoot] = []
         self.gave_up = False
 
@@ -459,7 +462,12 @@ def _manifest(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[st
     hash_below = params.get("hash_below", 0)
     if not isinstance(hash_below, int) or not 0 <= hash_below <= 1 << 30:
         raise StreamError(f"hash_below={hash_below!r} is out of range")
-    return {}, Listing.walk(root.fd, skip, hash_below).data
+    offset = _int({"offset": 0, **params}, "offset")
+    if offset == 0:  # a new listing; the source asks for the rest part by part
+        s.listing = Listing.walk(root.fd, skip, hash_below).data
+    elif offset > len(s.listing):
+        raise StreamError(f"manifest offset {offset} is past its end ({len(s.listing)} bytes)")
+    return {"total": len(s.listing)}, memoryview(s.listing)[offset:offset + MANIFEST_PART]
 
 
 def _sums(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
