@@ -448,8 +448,9 @@ def _path(params: dict[str, Any]) -> bytes:
         raise StreamError("request path is not hex") from None
 
 
-def _int(params: dict[str, Any], key: str, low: int = 0, high: int = 1 << 62) -> int:
-    value = params.get(key)
+def _int(params: dict[str, Any], key: str, low: int = 0, high: int = 1 << 62,
+         default: int | None = None) -> int:
+    value = params.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise StreamError(f"request field {key}={value!r} is out of range")
     return value
@@ -462,7 +463,7 @@ def _manifest(s: _Session, params: dict[str, Any], data: bytes) -> tuple[dict[st
     hash_below = params.get("hash_below", 0)
     if not isinstance(hash_below, int) or not 0 <= hash_below <= 1 << 30:
         raise StreamError(f"hash_below={hash_below!r} is out of range")
-    offset = _int({"offset": 0, **params}, "offset")
+    offset = _int(params, "offset", default=0)
     if offset == 0:  # a new listing; the source asks for the rest part by part
         s.listing = Listing.walk(root.fd, skip, hash_below).data
     elif offset > len(s.listing):
