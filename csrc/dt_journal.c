@@ -56,7 +56,7 @@ struct dt_journal {
     uint64_t w_segno, w_size, next_seq, durable_seq;
     uint8_t *wbuf;
     size_t wlen, wcap;
-    int syncing, gathering;
+    int leading, syncing, gathering;
     pthread_cond_t joined;  /* a push arrived while a leader gathers */
     uint32_t calls_pending; /* write-through pushes not yet in a sync */
     uint32_t group_hint;    /* pushes the last sync served */
@@ -66,6 +66,11 @@ struct dt_journal {
     uint64_t r_seq, first_segno;
     dt_journal_counts c;
 };
+
+/* Fields that group commit polls without the lock (see sync_through) are
+ * written under it with release stores and read with acquire loads. */
+#define PEEK(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define POKE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
 
 static inline uint64_t pad8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 static inline void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -467,7 +472,7 @@ static int roll(dt_journal *j, dt_err *err)
     if (j->cfg.write_through) {
         if (fdatasync(j->wfd))
             return io_fail(err, "cannot sync the queue log file", j->w_segno, j->w_size);
-        j->durable_seq = j->next_seq - 1;
+        POKE(j->durable_seq, j->next_seq - 1);
     }
     int fd;
     rc = new_segment(j, j->w_segno + 1, j->next_seq, j->cfg.write_through, &fd, err);
@@ -495,71 +500,84 @@ static int reserve_wbuf(dt_journal *j, size_t more)
     return 0;
 }
 
-/* Group commit: the first waiter writes out and syncs for everyone.  Before
- * syncing, the leader gives the pushers of the last round (those it served
- * and those that arrived during it) a window as long as that sync took, at
- * most 1 ms, to join: they were just woken and are usually on their way back
- * with their next record.  A lone producer never waits.
+/* Group commit: one pusher at a time leads; it gathers, writes out and syncs
+ * for everyone, while the others follow, waiting for their sequence to
+ * become durable.  Before syncing, the leader gives the pushers of the last
+ * round (those it served and those that arrived during it) a window as long
+ * as that sync took, at most 1 ms, to join: they were just released and are
+ * usually on their way back with their next record.  A lone producer never
+ * waits.
  *
- * Both waits poll (yielding the CPU) for up to POLL_S before they sleep: a
- * sync takes about 100 us, and on a virtual machine a futex wake-up costs
- * nearly as much again, which showed as half the group-commit rate. */
+ * Both waits poll for up to POLL_S, yielding the CPU and without the lock,
+ * before they sleep: a sync takes about 100 us, and on a virtual machine a
+ * futex wake-up costs tens of microseconds, paid once per pusher per round
+ * when each had to take the lock (or be woken) to learn its record was
+ * durable. */
 #define POLL_S 300e-6
 
 static double min_d(double a, double b) { return a < b ? a : b; }
 
-/* Wait, the lock held on entry and return, until the sync under way ends. */
-static void wait_sync(dt_journal *j)
+/* Wait, the lock held on entry, while another pusher leads.  Returns 1, the
+ * lock released, once seq is durable; 0, the lock held, when the leader has
+ * stopped short of seq (so this pusher may lead next). */
+static int follow(dt_journal *j, uint64_t seq)
 {
-    double until = dt_now() + min_d(2 * j->last_sync_s, POLL_S);
+    double until = dt_now() + POLL_S;
     pthread_mutex_unlock(&j->lock);
-    while (__atomic_load_n(&j->syncing, __ATOMIC_ACQUIRE) && dt_now() < until)
+    while (PEEK(j->leading) && PEEK(j->durable_seq) < seq && dt_now() < until)
         sched_yield();
+    if (PEEK(j->durable_seq) >= seq)
+        return 1;
     pthread_mutex_lock(&j->lock);
-    while (j->syncing)
+    while (j->leading && j->durable_seq < seq)
         pthread_cond_wait(&j->synced, &j->lock);
+    if (j->durable_seq < seq)
+        return 0;
+    pthread_mutex_unlock(&j->lock);
+    return 1;
 }
 
 /* Give the last round's pushers until `window` from now to join. */
-static void gather_round(dt_journal *j, uint64_t seq, double window)
+static void gather_round(dt_journal *j, double window)
 {
     double start = dt_now(), poll_until = start + min_d(window, POLL_S);
-#define WAITING (j->calls_pending < j->group_hint && !j->syncing && j->durable_seq < seq)
-    while (WAITING && dt_now() < poll_until) {
-        pthread_mutex_unlock(&j->lock);
+    uint32_t hint = j->group_hint;
+    pthread_mutex_unlock(&j->lock);
+    while (PEEK(j->calls_pending) < hint && dt_now() < poll_until)
         sched_yield();
-        pthread_mutex_lock(&j->lock);
-    }
-    if (!WAITING || window <= POLL_S)
+    pthread_mutex_lock(&j->lock);
+    if (j->calls_pending >= hint || window <= POLL_S)
         return;
     struct timespec dl;
     dt_deadline(&dl, (int64_t)((window - (dt_now() - start)) * 1e9));
     j->gathering = 1;
-    while (WAITING && !dt_cond_wait(&j->joined, &j->lock, &dl))
+    while (j->calls_pending < hint && !dt_cond_wait(&j->joined, &j->lock, &dl))
         ;
     j->gathering = 0;
-#undef WAITING
 }
 
+/* Make records up to seq durable; the lock held on entry, released on return. */
 static int sync_through(dt_journal *j, uint64_t seq, dt_err *err)
 {
+    int rc = DT_OK, led = 0;
     while (j->durable_seq < seq) {
-        if (j->syncing) {
-            wait_sync(j);
+        if (j->leading) {
+            if (follow(j, seq))
+                return DT_OK;
             continue;
         }
-        if (j->calls_pending < j->group_hint) {
-            gather_round(j, seq, min_d(j->last_sync_s, 1e-3));
-            if (j->syncing || j->durable_seq >= seq)
-                continue;
-        }
-        int rc = flush_wbuf(j, err);
-        if (rc)
-            return rc;
-        __atomic_store_n(&j->syncing, 1, __ATOMIC_RELEASE);
+        POKE(j->leading, 1);
+        led = 1;
+        if (j->calls_pending < j->group_hint)
+            gather_round(j, min_d(j->last_sync_s, 1e-3));
+        if (j->durable_seq >= seq) /* a roll synced meanwhile */
+            break;
+        if ((rc = flush_wbuf(j, err)) != DT_OK)
+            break;
+        POKE(j->syncing, 1);
         uint64_t target = j->next_seq - 1;
         uint32_t calls = j->calls_pending;
-        j->calls_pending = 0;
+        POKE(j->calls_pending, 0);
         int fd = j->wfd;
         pthread_mutex_unlock(&j->lock);
         double t0 = dt_now();
@@ -567,19 +585,24 @@ static int sync_through(dt_journal *j, uint64_t seq, dt_err *err)
         int e = errno;
         double took = dt_now() - t0;
         pthread_mutex_lock(&j->lock);
-        __atomic_store_n(&j->syncing, 0, __ATOMIC_RELEASE);
         j->c.syncs++;
         j->last_sync_s = took;
         j->group_hint = calls + j->calls_pending; /* served + arrived meanwhile */
-        pthread_cond_broadcast(&j->synced);
         if (failed) {
             errno = e;
-            return io_fail(err, "cannot sync the queue log file", j->w_segno, j->w_size);
+            rc = io_fail(err, "cannot sync the queue log file", j->w_segno, j->w_size);
+        } else if (target > j->durable_seq) {
+            POKE(j->durable_seq, target);
         }
-        if (target > j->durable_seq)
-            j->durable_seq = target;
+        POKE(j->syncing, 0);
+        break;
     }
-    return DT_OK;
+    if (led) {
+        POKE(j->leading, 0);
+        pthread_cond_broadcast(&j->synced);
+    }
+    pthread_mutex_unlock(&j->lock);
+    return rc;
 }
 
 int dt_journal_push(dt_journal *j, size_t n, const uint8_t *const *rec, const uint32_t *len,
@@ -652,7 +675,7 @@ int dt_journal_push(dt_journal *j, size_t n, const uint8_t *const *rec, const ui
     }
     *pushed = i;
     if (i && j->cfg.write_through) {
-        j->calls_pending++;
+        POKE(j->calls_pending, j->calls_pending + 1);
         if (j->gathering)
             pthread_cond_signal(&j->joined);
         int src = sync_through(j, j->next_seq - 1, err);
@@ -660,6 +683,7 @@ int dt_journal_push(dt_journal *j, size_t n, const uint8_t *const *rec, const ui
             rc = src;
             *pushed = 0; /* nothing is known to be durable */
         }
+        return rc;
     }
     pthread_mutex_unlock(&j->lock);
     return rc;
@@ -1008,7 +1032,13 @@ int dt_journal_open(const dt_journal_cfg *cfg, dt_journal **out, dt_err *err)
     snprintf(j->dir, sizeof j->dir, "%s", cfg->dir);
     j->cfg.dir = j->dir;
     j->wfd = j->r.fd = -1;
-    pthread_mutex_init(&j->lock, NULL);
+    /* pushers of one round arrive together and hold the lock briefly:
+     * spinning a little beats a futex sleep and wake-up on a virtual machine */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&j->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&j->synced, NULL);
     dt_cond_init(&j->joined);
     mkdir(j->dir, 0755);

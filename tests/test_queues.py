@@ -435,11 +435,13 @@ def test_damaged_position_file_is_reported(tmp_path):
 
 # ---- crash ----
 
-def crash_trial(path, rng):
+def crash_trial(path, rng, producers=1):
+    """SIGKILL a child pushing write-through records at a random instant;
+    reopened, the queue holds each producer's acknowledged records in its
+    order, perhaps some unacknowledged ones after them, and nothing else."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE)] + sys.path))
-    child = subprocess.Popen([sys.executable, str(HERE / "queue_child.py"), str(path), "0"],
-                             stdout=subprocess.PIPE, env=env)
-    acked = 0
+    child = subprocess.Popen([sys.executable, str(HERE / "queue_child.py"), str(path), "0",
+                              str(producers)], stdout=subprocess.PIPE, env=env)
     deadline = time.monotonic() + rng.uniform(0.3, 1.2)
     os.set_blocking(child.stdout.fileno(), False)
     buf = b""
@@ -450,16 +452,25 @@ def crash_trial(path, rng):
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     buf += child.stdout.read() or b""
-    lines = buf.split(b"\n")
-    acked = int(lines[-2]) if len(lines) > 1 else 0
+    acked = [0] * producers
+    for line in buf.split(b"\n")[:-1]:  # the last piece may be cut short
+        *thread, n = line.split()
+        t = int(thread[0]) if thread else 0
+        acked[t] = max(acked[t], int(n))
     q = disk(path, segment_bytes=64 * 1024)
     got = []
     while batch := q.pop(1000, max_bytes=8 << 20):
         got.extend(batch)
     q.close()
-    assert len(got) >= acked, f"lost acknowledged records: {len(got)} < {acked}"
-    assert got == [record(i) for i in range(len(got))]  # in order, nothing else
-    return acked
+    if producers == 1:
+        mine = [got]
+    else:
+        mine = [[r for r in got if r.startswith(b"%02d:" % t)] for t in range(producers)]
+        assert sum(map(len, mine)) == len(got), "records no producer pushed"
+    for t, recs in enumerate(mine):
+        assert len(recs) >= acked[t], f"producer {t} lost acknowledged records: {len(recs)} < {acked[t]}"
+        assert recs == [record(i, t if producers > 1 else -1) for i in range(len(recs))]
+    return sum(acked)
 
 
 def test_sigkill_keeps_every_acknowledged_record(tmp_path):
@@ -468,11 +479,18 @@ def test_sigkill_keeps_every_acknowledged_record(tmp_path):
     assert total > 0
 
 
+def test_sigkill_keeps_every_producers_acknowledged_records(tmp_path):
+    """Four producers sharing syncs (group commit) across segment rolls."""
+    rng = random.Random(3)
+    total = sum(crash_trial(tmp_path / f"t{i}", rng, producers=4) for i in range(4))
+    assert total > 0
+
+
 @pytest.mark.slow
 def test_sigkill_many_trials(tmp_path):
     rng = random.Random(2)
     for i in range(50):
-        crash_trial(tmp_path / f"t{i}", rng)
+        crash_trial(tmp_path / f"t{i}", rng, producers=1 + i % 4)
 
 
 # ---- the combined queue ----
