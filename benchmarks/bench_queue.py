@@ -222,3 +222,6 @@ class DiskQueueWrites:
 
     def time_fdatasync_each(self):
         fdatasync_each(500)
+
+    def time_group_bound_4(self):
+        group_bound(500)
