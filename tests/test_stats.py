@@ -1,5 +1,6 @@
 import io
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -161,12 +162,20 @@ def test_live_dtstat_from_the_server_prints_only_changes(tmp_path):
         server.stop()
 
 
+def written(path):
+    """Snapshots in a file the logger may be appending to: a record caught
+    half written counts as not yet there (the check after stop() is strict)."""
+    try:
+        return len(list(read(path))) if path.exists() else 0
+    except InvalidStatisticsFileError:
+        return 0
+
+
 def test_stats_logger_writes_on_its_interval(tmp_path):
     stats = engine_stats()
     logger = StatsLogger(stats, StatsFile(tmp_path / "statistic.sts"), interval=0.02).start()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (
-            not (tmp_path / "statistic.sts").exists() or len(list(read(tmp_path / "statistic.sts"))) < 3):
+    while time.monotonic() < deadline and written(tmp_path / "statistic.sts") < 3:
         time.sleep(0.02)
     logger.stop()
     assert len(list(read(tmp_path / "statistic.sts"))) >= 3
@@ -190,3 +199,33 @@ def test_queue_counters_feed_the_connection_in_bulk():
 def test_no_server_is_a_clear_error(capsys):
     assert dtstat.main(["-server", "127.0.0.1", "1", "-count", "1"]) == 1
     assert "no statistics server at 127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_a_started_over_file_is_never_seen_without_its_header(tmp_path):
+    """The file starts over every few records; a reader checking it all the
+    while never finds it empty or with half a header."""
+    stats = engine_stats()
+    snap = stats.snapshot(now=T0)
+    path = tmp_path / "statistic.sts"
+    f = StatsFile(path, max_size=3 * len(encode(snap)) + len(header()))
+    stop, seen, bad = threading.Event(), [], []
+
+    def check():
+        while not stop.is_set():
+            try:
+                seen.append(len(list(read(path))))
+            except FileNotFoundError:
+                pass
+            except InvalidStatisticsFileError as e:
+                if "header" in str(e):
+                    bad.append(str(e))
+
+    reader = threading.Thread(target=check)
+    reader.start()
+    try:
+        for _ in range(300):
+            f.append(snap)
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+    assert seen and not reader.is_alive() and not bad, bad[:1]

@@ -189,10 +189,17 @@ class StatsFile:
                 else:
                     self.path.unlink()
                 size = 0
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            if size == 0:
+                # a new file appears whole, header and first record, so that a
+                # reader never finds it empty
+                tmp = self.path.with_name(self.path.name + ".new")
+                tmp.write_bytes(header() + record)
+                os.replace(tmp, self.path)
+                return
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
             try:
                 # one write per record: a crash can only cut the last one short
-                os.write(fd, (header() if size == 0 else b"") + record)
+                os.write(fd, record)
             finally:
                 os.close(fd)
 
