@@ -34,9 +34,10 @@ def main() -> None:
 
     if producers == 1:
         produce(-1)
-    for t in range(producers):
-        threading.Thread(target=produce, args=(t,), daemon=True).start()
-    threading.Event().wait()
+    else:
+        for t in range(producers):
+            threading.Thread(target=produce, args=(t,), daemon=True).start()
+        threading.Event().wait()  # until killed
 
 
 if __name__ == "__main__":
