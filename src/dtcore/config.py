@@ -8,11 +8,11 @@ a value it does not allow raises the invalid-parameter error (-101)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from dtcore import settings
+from dtcore._files import replace_whole
 from dtcore.errors import InvalidParameterError
 from dtcore.events import emit
 
@@ -153,12 +153,7 @@ class Config(Mapping[str, Any]):
                 out.append(line)
         out += [f"{n}={self.text(n)}" for n in sorted(wanted - written)]
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".DT.conf.")
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(out) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        replace_whole(target, ("\n".join(out) + "\n").encode())
         return target
 
     def text(self, name: str) -> str:

@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from dtcore import settings
+from dtcore._files import replace_whole
 from dtcore.errors import InvalidStatisticsFileError
 from dtcore.stats import SECTIONS, Snapshot, Statistics
 
@@ -192,9 +193,7 @@ class StatsFile:
             if size == 0:
                 # a new file appears whole, header and first record, so that a
                 # reader never finds it empty
-                tmp = self.path.with_name(self.path.name + ".new")
-                tmp.write_bytes(header() + record)
-                os.replace(tmp, self.path)
+                replace_whole(self.path, header() + record)
                 return
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
             try:

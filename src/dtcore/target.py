@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from dtcore._files import replace_whole
 from dtcore._native import _checksum, _delta
 from dtcore.applier import Applier
 from dtcore.compression import Compressor
@@ -78,12 +79,7 @@ class DataStates:
             if self._states.get(path) == state:
                 return
             self._states[path] = state
-            tmp = self.file + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(self._states, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.file)
+            replace_whole(self.file, json.dumps(self._states).encode())
         emit(4065, conn=f"for target path /{path}", reason=f"now {state}" + (f" ({reason})" if reason else ""))
 
 
