@@ -30,7 +30,7 @@ build: $(STAMP)
 	$(VPY) setup.py -q build_ext --inplace -j 2
 
 demo: build
-	$(VPY) -m dtcore.demo
+	$(VPY) -m dtcore.cli.demo
 
 test: build
 	$(VPY) -m pytest

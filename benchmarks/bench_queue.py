@@ -9,7 +9,8 @@ import threading
 import time
 
 from dtcore._native import _queue
-from dtcore.queues import DiskQueue, MemoryQueue
+from dtcore.queues.journal import DiskQueue
+from dtcore.queues.memory import MemoryQueue
 
 from .common import MiB
 

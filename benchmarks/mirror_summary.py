@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from dtcore.engine import Engine
-from dtcore.mirror import DIFFERENCE, FULL
-from dtcore.repset import ReplicationSet
+from dtcore.model.repset import ReplicationSet
+from dtcore.source.mirror.mirror import DIFFERENCE, FULL
 
 SECRET = "bench-secret"
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results"
@@ -116,7 +116,7 @@ class DtTarget:
 
     def __init__(self, root: Path) -> None:
         env = {**os.environ, "DTCORE_SECRET": SECRET}
-        self.proc = subprocess.Popen([sys.executable, "-m", "dtcore.cli", "target", "--root", str(root),
+        self.proc = subprocess.Popen([sys.executable, "-m", "dtcore.cli.main", "target", "--root", str(root),
                                       "--port", "0", "--host", "127.0.0.1"], env=env,
                                      stdout=subprocess.PIPE, text=True)
         self.port = int(self.proc.stdout.readline().rsplit(":", 1)[1])

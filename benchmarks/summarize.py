@@ -13,11 +13,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dtcore  # noqa: E402
-from dtcore._native import _checksum  # noqa: E402
-
 from benchmarks import bench_checksum, bench_compression, bench_delta, bench_merge  # noqa: E402
 from benchmarks.common import MiB, best_of, paired, row, write_results  # noqa: E402
-
+from dtcore._native import _checksum  # noqa: E402
 
 COMMAND = ".venv/bin/python -m benchmarks.summarize"
 

@@ -47,7 +47,7 @@ def guide_lines():
 @pytest.fixture
 def seen_events():
     """Every event emitted while the test runs."""
-    from dtcore import events
+    from dtcore.control import events
     got = []
     unsubscribe = events.subscribe(got.append)
     yield got

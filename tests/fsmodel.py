@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dtcore.ops import Op, OpKind
+from dtcore.model.ops import Op, OpKind
 
 
 @dataclass

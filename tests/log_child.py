@@ -2,7 +2,7 @@
 two-process test)."""
 import sys
 
-from dtcore.enginelog import EngineLog
+from dtcore.control.enginelog import EngineLog
 
 if __name__ == "__main__":
     directory, tag, count, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

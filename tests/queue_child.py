@@ -5,7 +5,7 @@ records and reports "thread number"."""
 import sys
 import threading
 
-from dtcore.queues import DiskQueue
+from dtcore.queues.journal import DiskQueue
 
 
 def record(i: int, thread: int = -1) -> bytes:

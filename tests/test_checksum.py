@@ -7,10 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dtcore
-from threads import run_threads
 from dtcore._native import _checksum
-from dtcore.errors import (DTError, FileAccessError, InvalidParameterError,
-                           InvalidParameterTypeError)
+from dtcore.errors import DTError, FileAccessError, InvalidParameterError, InvalidParameterTypeError
+from threads import run_threads
 
 IMPLS = {1: "scalar", 2: "sse2", 3: "avx2"}
 

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dtcore import Compressor, StreamError
-from dtcore.compression import HEADER_SIZE
 from dtcore.errors import InvalidParameterError, InvalidParameterTypeError
+from dtcore.model.compression import HEADER_SIZE
 
 
 def test_round_trip(sample, as_buffer):

@@ -2,8 +2,9 @@ import re
 
 import pytest
 
-from dtcore import cli, settings
-from dtcore.config import Config
+from dtcore.cli import main as cli
+from dtcore.control import settings
+from dtcore.control.config import Config
 from dtcore.errors import InvalidParameterError, InvalidParameterTypeError
 
 

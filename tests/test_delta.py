@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 import dtcore
 from dtcore._native import _delta
-from dtcore.delta import Delta
 from dtcore.errors import InvalidParameterError, InvalidParameterTypeError, StreamError
+from dtcore.model.delta import Delta
 
 
 def weak_model(block: bytes) -> int:

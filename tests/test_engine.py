@@ -12,9 +12,9 @@ import pytest
 
 from dtcore.engine import Engine
 from dtcore.errors import AccessDeniedError
-from dtcore.mirror import BLOCK, DIFFERENCE, FULL, ROLLING, SKIPPED
-from dtcore.repset import ReplicationSet
-from dtcore.target import DataStates
+from dtcore.model.repset import ReplicationSet
+from dtcore.source.mirror.mirror import BLOCK, DIFFERENCE, FULL, ROLLING, SKIPPED
+from dtcore.target.states import DataStates
 from trees import assert_same, build
 
 pytestmark = pytest.mark.timeout(120)
@@ -257,7 +257,7 @@ def test_command_line_target_and_mirror(tmp_path):
     src.mkdir()
     build(src, big=1 << 20)
     env = {**os.environ, "DTCORE_SECRET": SECRET, "DTCORE_LOGDIR": str(tmp_path / "logs")}
-    exe = [sys.executable, "-m", "dtcore.cli"]
+    exe = [sys.executable, "-m", "dtcore.cli.main"]
     server = subprocess.Popen([*exe, "target", "--root", str(tmp_path / "tgt"), "--port", "0",
                                "--host", "127.0.0.1"], env=env, stdout=subprocess.PIPE, text=True)
     try:
@@ -281,8 +281,8 @@ def test_manifest_larger_than_a_reply_comes_in_parts(setup, tmp_path, monkeypatc
     """A listing over one reply's part is fetched in several: the difference
     mirror still finds what changed and what is orphaned, and restore still
     brings everything back."""
-    import dtcore.target
-    monkeypatch.setattr(dtcore.target, "MANIFEST_PART", 100)
+    import dtcore.target.requests
+    monkeypatch.setattr(dtcore.target.requests, "MANIFEST_PART", 100)
     engine, src, root, dst, conn, repset = setup
     engine.mirror(conn, repset, FULL)
     (dst / "orphan.txt").write_bytes(b"only on the target")

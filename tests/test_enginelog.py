@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dtcore import events
-from dtcore.enginelog import ALERT, RELEASE, EngineLog, format_line, log_name, series_after
-from dtcore.logviewer import Filter, files_in_order, id_set, lines, main, parse
+from dtcore.cli.logviewer import Filter, files_in_order, id_set, lines, main, parse
+from dtcore.control import events
+from dtcore.control.enginelog import ALERT, RELEASE, EngineLog, format_line, log_name, series_after
 from threads import run_threads
 
 HERE = Path(__file__).resolve().parent

@@ -2,9 +2,10 @@ import re
 
 import pytest
 
-from dtcore import errors, events
+from dtcore import errors
 from dtcore._error_table import CODES
-from dtcore.catalogue import EVENTS, connection_label, render
+from dtcore.control import events
+from dtcore.control.catalogue import EVENTS, connection_label, render
 
 
 def test_every_error_code_of_the_guide_has_a_class_in_our_words(guide_lines):

@@ -8,12 +8,13 @@ import stat
 import tempfile
 from pathlib import Path
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from dtcore.applier import Applier
-from dtcore.lanes import Lanes
-from dtcore.ops import Attrs, Op, OpKind
-from dtcore.tree import SafeRoot
+from dtcore.apply.applier import Applier
+from dtcore.apply.lanes import Lanes
+from dtcore.apply.safe_paths import SafeRoot
+from dtcore.model.ops import Attrs, Op, OpKind
 
 DIRS = [b"a", b"a/b", b"c"]
 FILES = [b"x", b"a/x", b"a/y", b"a/b/z", b"c/w"]

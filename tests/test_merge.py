@@ -6,10 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dtcore
-from threads import run_threads
 from dtcore import Attrs, Op, OpKind
 from dtcore._twin.merge import merge_ops
 from fsmodel import FsModel
+from threads import run_threads
 
 PATHS = [b"a", b"b", b"c", b"d/e"]
 

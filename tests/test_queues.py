@@ -15,9 +15,17 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from dtcore._native import _queue
-from dtcore.errors import (InvalidParameterError, QueueClosedError, QueueCorruptError,
-                           QueueLogFileError, TargetDiskFullError)
-from dtcore.queues import MIRROR, REPLICATION, DiskQueue, MemoryQueue, ReplicationQueue
+from dtcore.errors import (
+    InvalidParameterError,
+    QueueClosedError,
+    QueueCorruptError,
+    QueueLogFileError,
+    TargetDiskFullError,
+)
+from dtcore.queues.journal import DiskQueue
+from dtcore.queues.memory import MemoryQueue
+from dtcore.queues.records import MIRROR, REPLICATION
+from dtcore.queues.replication import ReplicationQueue
 from queue_child import record
 from threads import run_threads
 
@@ -184,7 +192,7 @@ def test_consumed_segments_are_deleted(tmp_path):
 
 
 def test_uncommitted_pops_come_back_after_a_crash(tmp_path):
-    script = ("import os, sys; from dtcore.queues import DiskQueue; "
+    script = ("import os, sys; from dtcore.queues.journal import DiskQueue; "
               "q = DiskQueue(sys.argv[1], segment_bytes=1 << 20, free_min_mb=0); "
               "q.push([b'a', b'b', b'c']); q.commit(); assert q.pop(2) == [b'a', b'b']; "
               "os._exit(0)")  # no close: the position stays where it was committed
@@ -214,7 +222,7 @@ def test_write_through_segments_are_preallocated_then_trimmed(tmp_path):
 
 
 def test_crash_leaves_zeros_that_reopen_reads_as_the_end(tmp_path):
-    script = ("import os, sys; from dtcore.queues import DiskQueue; "
+    script = ("import os, sys; from dtcore.queues.journal import DiskQueue; "
               "q = DiskQueue(sys.argv[1], segment_bytes=1 << 20, free_min_mb=0, write_through=True); "
               "q.push([b'a' * 10, b'b' * 20]); os._exit(0)")
     subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=60)
@@ -258,7 +266,7 @@ def test_failed_write_leaves_counts_true(tmp_path):
     script = r"""
 import resource, signal, sys
 from dtcore.errors import QueueLogFileError
-from dtcore.queues import DiskQueue
+from dtcore.queues.journal import DiskQueue
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
 q = DiskQueue(sys.argv[1], segment_bytes=1 << 20, free_min_mb=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dtcore.errors import InvalidParameterError, InvalidSourcePathError
-from dtcore.repset import ReplicationSet, Rule
+from dtcore.model.repset import ReplicationSet, Rule
 
 
 @pytest.fixture

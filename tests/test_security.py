@@ -11,14 +11,20 @@ import threading
 
 import pytest
 
+from dtcore.apply.safe_paths import SafeRoot, check_path
 from dtcore.engine import Engine
-from dtcore.errors import (AccessDeniedError, DataOverloadError, IncompatibleVersionError,
-                           InvalidPathError, StreamError)
-from dtcore.mirror import FULL
-from dtcore.ops import Op, OpKind, pack_batch
-from dtcore.repset import ReplicationSet
-from dtcore.tree import SafeRoot, check_path
-from dtcore.wire import HEADER, HELLO, MAGIC, OPS, Channel, client_handshake
+from dtcore.errors import (
+    AccessDeniedError,
+    DataOverloadError,
+    IncompatibleVersionError,
+    InvalidPathError,
+    StreamError,
+)
+from dtcore.model.ops import Op, OpKind, pack_batch
+from dtcore.model.repset import ReplicationSet
+from dtcore.protocol.frames import HEADER, HELLO, MAGIC, OPS, Channel
+from dtcore.protocol.handshake import client_handshake
+from dtcore.source.mirror.mirror import FULL
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = "hostile-test-secret"
@@ -46,7 +52,7 @@ def refusal(ch: Channel) -> BaseException:
         while True:
             ftype, _, _, body = ch.recv()
             if ftype == 5:  # REFUSE
-                from dtcore.wire import refuse_error
+                from dtcore.protocol.frames import refuse_error
                 raise refuse_error(body)
     return info.value
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dtcore import dtstat
+from dtcore.cli import dtstat
+from dtcore.control.stats import ConState, Statistics
+from dtcore.control.statserver import StatsServer
+from dtcore.control.stsfile import OLD_NAME, StatsFile, StatsLogger, encode, header, read, to_numpy
 from dtcore.errors import InvalidStatisticsFileError
-from dtcore.stats import ConState, Statistics
-from dtcore.statserver import StatsServer
-from dtcore.stsfile import OLD_NAME, StatsFile, StatsLogger, encode, header, read, to_numpy
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
 T0 = 1789908309.25  # 2026-09-20 12:45:09.250 UTC
@@ -182,7 +182,7 @@ def test_stats_logger_writes_on_its_interval(tmp_path):
 
 
 def test_queue_counters_feed_the_connection_in_bulk():
-    from dtcore.queues import ReplicationQueue
+    from dtcore.queues.replication import ReplicationQueue
     stats = Statistics()
     q = ReplicationQueue(memory_bytes=32 << 20)
     stats.feed(4, q.counts)

@@ -10,11 +10,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xxhash
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dtcore.errors import StreamError
-from dtcore.manifest import (HASHED, NEWER, SAME_HASH, SAME_KIND, SAME_MODE, SAME_MTIME, SAME_OWNER,
-                             SAME_SIZE, THERE, Listing, listing_of)
+from dtcore.model.manifest import (
+    HASHED,
+    NEWER,
+    SAME_HASH,
+    SAME_KIND,
+    SAME_MODE,
+    SAME_MTIME,
+    SAME_OWNER,
+    SAME_SIZE,
+    THERE,
+    Listing,
+    listing_of,
+)
 
 names = st.sampled_from(["a", "b", "B", "z.txt", "é", "sub", "x y", ".hidden"])
 trees = st.recursive(

@@ -13,28 +13,53 @@ except ImportError as _e:  # pragma: no cover - only in an unbuilt checkout
         "dtcore's native extensions are not built; run `make build` (or "
         "`pip install -e . --no-build-isolation`) in the project root") from _e
 
-from dtcore.checksum import block_checksums, differing_ranges, file_checksums, xxh3_64
-from dtcore.compression import Compressor, Payload
-from dtcore.delta import (Delta, Signature, apply_delta, delta, file_delta, file_signature,
-                          signature)
-from dtcore.errors import (DTError, FileAccessError, InvalidParameterError,
-                           InvalidParameterTypeError, InvalidStatisticsFileError,
-                           OutOfMemoryError, StreamError)
-from dtcore.ops import (Attrs, BatchInfo, Op, OpKind, merge_batch, merge_bound, pack_batch, scan_batch,
-                        unpack_batch)
-from dtcore.config import Config
-from dtcore.enginelog import EngineLog
-from dtcore.events import Event, emit, subscribe
-from dtcore.queues import DiskQueue, MemoryQueue, RecordBatch, ReplicationQueue
-from dtcore.stats import ConState, Snapshot, Statistics
-from dtcore.statserver import StatsServer
-from dtcore.stsfile import StatsFile, StatsLogger
+from dtcore._native._queue import RecordBatch
+from dtcore.control.config import Config
+from dtcore.control.enginelog import EngineLog
+from dtcore.control.events import Event, emit, subscribe
+from dtcore.control.stats import ConState, Snapshot, Statistics
+from dtcore.control.statserver import StatsServer
+from dtcore.control.stsfile import StatsFile, StatsLogger
 from dtcore.engine import Engine
-from dtcore.mirror import Mirror, MirrorOptions, MirrorResult
-from dtcore.repset import ReplicationSet, Rule
-from dtcore.restore import RestoreResult
-from dtcore.source import Connection
-from dtcore.target import Target
+from dtcore.errors import (
+    DTError,
+    FileAccessError,
+    InvalidParameterError,
+    InvalidParameterTypeError,
+    InvalidStatisticsFileError,
+    OutOfMemoryError,
+    StreamError,
+)
+from dtcore.model.checksum import block_checksums, differing_ranges, file_checksums, xxh3_64
+from dtcore.model.compression import Compressor, Payload
+from dtcore.model.delta import (
+    Delta,
+    Signature,
+    apply_delta,
+    delta,
+    file_delta,
+    file_signature,
+    signature,
+)
+from dtcore.model.ops import (
+    Attrs,
+    BatchInfo,
+    Op,
+    OpKind,
+    merge_batch,
+    merge_bound,
+    pack_batch,
+    scan_batch,
+    unpack_batch,
+)
+from dtcore.model.repset import ReplicationSet, Rule
+from dtcore.queues.journal import DiskQueue
+from dtcore.queues.memory import MemoryQueue
+from dtcore.queues.replication import ReplicationQueue
+from dtcore.source.connection import Connection
+from dtcore.source.mirror.mirror import Mirror, MirrorOptions, MirrorResult
+from dtcore.source.restore import RestoreResult
+from dtcore.target.service import Target
 
 __version__ = "0.1.0"
 

@@ -10,17 +10,17 @@ import os
 import time
 from typing import Any, Callable, Iterable
 
-from dtcore.config import Config
-from dtcore.enginelog import EngineLog
+from dtcore.control.config import Config
+from dtcore.control.enginelog import EngineLog
+from dtcore.control.events import Event, emit, subscribe
+from dtcore.control.stats import ConState, Snapshot, Statistics
 from dtcore.errors import ConnectionFailedError, NetworkFailedError
-from dtcore.events import Event, emit, subscribe
-from dtcore.mirror import DIFFERENCE, Mirror, MirrorOptions, MirrorResult
-from dtcore.repset import ReplicationSet, Rule, Totals
-from dtcore.restore import RestoreResult, restore
-from dtcore.source import Connection
-from dtcore.stats import ConState, Snapshot, Statistics
-from dtcore.target import APPLY_THREADS, Target
-from dtcore.verifylog import VerifyLog
+from dtcore.model.repset import ReplicationSet, Rule, Totals
+from dtcore.source.connection import Connection
+from dtcore.source.mirror.mirror import DIFFERENCE, Mirror, MirrorOptions, MirrorResult
+from dtcore.source.restore import RestoreResult, restore
+from dtcore.source.verifylog import VerifyLog
+from dtcore.target.service import APPLY_THREADS, Target
 
 _RECONNECT_TRIES = 5
 

@@ -1,5 +1,5 @@
 """Binding for csrc/dt_xxh3.c and csrc/dt_checksum.c.  Arguments are checked
-by dtcore.checksum; every call here releases the GIL on large inputs."""
+by dtcore.model.checksum; every call here releases the GIL on large inputs."""
 from libc.stdint cimport uint8_t, uint64_t
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Binding for csrc/dt_delta.c.  Arguments are checked by dtcore.delta; the
+"""Binding for csrc/dt_delta.c.  Arguments are checked by dtcore.model.delta; the
 signature, delta and apply calls release the GIL."""
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free

@@ -35,7 +35,7 @@ cdef Py_ssize_t POOL = 3
 
 
 cdef int fail(int rc, dt_err *err, str context) except -1:
-    from dtcore.queues import queue_error
+    from dtcore.queues.records import queue_error
     what = err.what.decode() if err.what != NULL else "failure"
     raise queue_error(rc, what, err.index, err.offset, err.expected, err.actual, err.sys_errno,
                       context)
@@ -284,7 +284,7 @@ cdef class _Consumer:
 
 
 cdef class MemQ(_Consumer):
-    """The native ring queue; dtcore.queues.MemoryQueue is its public face."""
+    """The native ring queue; dtcore.queues.records.MemoryQueue is its public face."""
     cdef dt_memq *q
 
     def __cinit__(self, size_t capacity, uint64_t max_ops):
@@ -339,7 +339,7 @@ cdef class MemQ(_Consumer):
 
 
 cdef class Journal(_Consumer):
-    """The native disk queue; dtcore.queues.DiskQueue is its public face."""
+    """The native disk queue; dtcore.queues.records.DiskQueue is its public face."""
     cdef dt_journal *j
     cdef readonly object directory
 
@@ -367,7 +367,7 @@ cdef class Journal(_Consumer):
 
     cdef dt_journal *live(self) except NULL:
         if self.j == NULL:
-            from dtcore.queues import QueueClosedError
+            from dtcore.queues.records import QueueClosedError
             raise QueueClosedError(f"disk queue {self.directory} is closed")
         return self.j
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from dtcore.ops import Op, OpKind
+from dtcore.model.ops import Op, OpKind
 
 _PER_FILE_BARRIERS = (OpKind.TRUNCATE, OpKind.SETATTR)
 

@@ -1,0 +1,1 @@
+"""The programs people run: dtcore, dtstat and logviewer, and the demo."""

@@ -1,0 +1,189 @@
+"""The engine's commands: ``dtcore target``, ``mirror``, ``verify`` and
+``restore``, with a progress bar and a statistics summary."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Table
+
+from dtcore.control.config import Config, default_path
+from dtcore.control.stats import PERCENT_SCALE, Snapshot
+from dtcore.engine import Engine
+from dtcore.model.repset import ReplicationSet
+from dtcore.source.connection import Connection, parse_address
+from dtcore.source.mirror.mirror import DIFFERENCE, FULL, Mirror, MirrorResult
+from dtcore.target.service import APPLY_THREADS
+
+console = Console(stderr=True)
+
+
+def _secret(args: argparse.Namespace) -> str | None:
+    if args.secret_file:
+        with open(args.secret_file) as f:
+            return f.read().strip()
+    return None  # $DTCORE_SECRET
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    conf = args.conf or default_path()
+    return Engine(Config(conf if os.path.exists(conf) else None), secret=_secret(args))
+
+
+def _connect(engine: Engine, args: argparse.Namespace, root: str) -> tuple[Connection, ReplicationSet]:
+    host, port, path = parse_address(args.target, engine.config["NetPort"])
+    repset = ReplicationSet(root, args.rule or ("",))
+    return engine.connect(repset, host, port, path, tls=True if args.tls else None), repset
+
+
+class _Bar:
+    """A progress bar fed by mirror callbacks (from worker threads)."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("{task.fields[status]:<16}"), BarColumn(),
+                                 TaskProgressColumn(), TextColumn("{task.fields[left]}"),
+                                 console=console, transient=False)
+        self.task = self.progress.add_task("mirror", total=100, status="Calculating", left="")
+
+    def __call__(self, m: Mirror) -> None:
+        self.progress.update(self.task, completed=m.percent, status=m.status,
+                             left=f"{m.bytes_remaining / 2**20:,.1f} MiB left")
+
+    def __enter__(self) -> "_Bar":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def print_result(title: str, r: MirrorResult) -> None:
+    t = Table(title=title, show_header=False)
+    t.add_row("files / folders", f"{r.files:,} / {r.directories:,}")
+    t.add_row("set size", f"{r.bytes_total:,} bytes")
+    t.add_row("bytes sent (before compression)", f"{r.bytes_sent:,}")
+    t.add_row("bytes on the wire", f"{r.wire_bytes:,}")
+    t.add_row("bytes skipped", f"{r.bytes_skipped:,}")
+    t.add_row("per-file transfer", ", ".join(f"{k} {v}" for k, v in r.strategies.items()))
+    if r.hard_links:
+        t.add_row("hard links", str(r.hard_links))
+    if any(r.orphans.values()):
+        t.add_row("orphans removed", ", ".join(f"{k} {v:,}" for k, v in r.orphans.items()))
+    if r.resumed:
+        t.add_row("resumed after reconnecting", f"{r.resumed} times")
+    t.add_row("time", f"{r.seconds:.2f} s ({r.bytes_total / max(r.seconds, 1e-9) / 2**20:,.0f} MiB/s of set)")
+    Console().print(t)
+
+
+def print_connection_stats(snap: Snapshot, conn_row: int = 0) -> None:
+    t = Table(title="statistics", show_header=False)
+    for name in ("conBytesTx", "conBytesCompressedTx", "conOpsTx", "conBytesSkipped",
+                 "conMirrorBytesRemaining", "conMirrorPercent"):
+        value = snap.value("connection", name, conn_row)
+        if name == "conMirrorPercent":
+            value = f"{int(value) / PERCENT_SCALE:.2f}%"
+        t.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
+    for name in ("MirOpsGenerated", "MirBytesGenerated", "Logins", "FailedLogins"):
+        t.add_row(name, f"{snap.value('server', name):,}")
+    Console().print(t)
+
+
+def _mirror(args: argparse.Namespace) -> int:
+    with _engine(args) as engine:
+        conn, repset = _connect(engine, args, args.source)
+        with _Bar() as bar:
+            result = engine.mirror(conn, repset, FULL if args.full else DIFFERENCE,
+                                   checksum=args.checksum, orphans=args.orphans, progress=bar)
+        print_result(f"{'full' if args.full else 'difference'} mirror of {repset.root}", result)
+        print_connection_stats(engine.statistics())
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    with _engine(args) as engine:
+        conn, repset = _connect(engine, args, args.source)
+        with _Bar() as bar:
+            result = engine.verify(conn, repset, remirror=args.remirror, log_dir=args.log_dir,
+                                   progress=bar)
+        for path, reason in result.differences[:50]:
+            print(f"DIFFERS  {path}: {reason}")
+        print(f"{len(result.differences)} differences" + (" (remirrored)" if args.remirror else ""))
+    return 1 if result.differences and not args.remirror else 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    with _engine(args) as engine:
+        host, port, path = parse_address(args.target, engine.config["NetPort"])
+        conn = engine.connect(ReplicationSet(args.destination), host, port, path,
+                              tls=True if args.tls else None)
+        r = engine.restore(conn, args.destination, overwrite=args.overwrite)
+        print(f"restored {r.files} files and {r.directories} folders ({r.bytes_fetched:,} bytes "
+              f"fetched, {r.skipped} left as they were) in {r.seconds:.2f} s")
+    return 0
+
+
+def _target(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    target = engine.start_target(args.root, host=args.host, port=args.port,
+                                 tls=True if args.tls else None, apply_threads=args.apply_threads)
+    print(f"dtcore target serving {os.path.abspath(args.root)} on {target.host}:{target.port}",
+          flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    engine.close()
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--conf", help="the DT.conf to use (default: $DTCORE_CONF or /etc/DT/DT.conf)")
+    p.add_argument("--secret-file", help="file holding the shared secret (default: $DTCORE_SECRET)")
+    p.add_argument("--tls", action="store_true", help="encrypt the connection (EncryptNetworkData 1)")
+
+
+def _source_args(p: argparse.ArgumentParser, first: str, help_first: str) -> None:
+    p.add_argument(first, help=help_first)
+    p.add_argument("target", metavar="HOST[:PORT][:TARGETPATH]", help="the target and the path beneath its root")
+    p.add_argument("--rule", action="append", help="replication set rule PATH[,Inc|Exc][,Rec] (repeatable)")
+    _common(p)
+
+
+def add_engine_commands(sub: Any) -> None:
+    t = sub.add_parser("target", help="run a target service")
+    t.add_argument("--root", required=True, help="folder the target writes beneath")
+    t.add_argument("--port", type=int, default=None, help="TCP port (default NetPort, 1500)")
+    t.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    t.add_argument("--apply-threads", type=int, default=APPLY_THREADS,
+                   help=f"threads applying each connection's ops (default {APPLY_THREADS})")
+    _common(t)
+    t.set_defaults(run=_target)
+
+    m = sub.add_parser("mirror", help="mirror a folder to a target")
+    _source_args(m, "source", "the replication set's root folder")
+    kind = m.add_mutually_exclusive_group()
+    kind.add_argument("--full", action="store_true", help="send every file")
+    kind.add_argument("--difference", action="store_true", help="send only what differs (default)")
+    m.add_argument("--checksum", action=argparse.BooleanOptionalAction, default=None,
+                   help="compare by block checksums (ChecksumAll) rather than size and time")
+    m.add_argument("--orphans", action="store_true", help="remove (or move) files only the target has")
+    m.set_defaults(run=_mirror)
+
+    v = sub.add_parser("verify", help="compare a folder with its target copy (DTVerify.log)")
+    _source_args(v, "source", "the replication set's root folder")
+    v.add_argument("--remirror", action="store_true", help="send what differs")
+    v.add_argument("--log-dir", help="where DTVerify.log goes (default LogDir)")
+    v.set_defaults(run=_verify)
+
+    r = sub.add_parser("restore", help="copy a target path back to a folder")
+    _source_args(r, "destination", "the folder to restore into")
+    r.add_argument("--overwrite", type=int, choices=(0, 1, 2), default=None,
+                   help="RestoreOverwrite: 0 never, 1 always, 2 if the target copy is newer")
+    r.set_defaults(run=_restore)

@@ -1,0 +1,74 @@
+"""The ``dtcore`` command line: ``dtcore config show | get NAME | set NAME
+VALUE``, ``dtcore logviewer ...`` (the same as ``logviewer``), and the
+engine: ``dtcore target``, ``dtcore mirror``, ``dtcore verify`` and
+``dtcore restore`` (in :mod:`dtcore.cli.commands`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from dtcore.control import settings
+from dtcore.control.config import Config, default_path
+from dtcore.errors import DTError
+
+
+def _config(args: argparse.Namespace) -> int:
+    path = args.conf or default_path()
+    config = Config(path)
+    if args.action == "show":
+        width = max(map(len, settings.SETTINGS))
+        for name, s in settings.SETTINGS.items():
+            flags = ("restart " if s.restart else "") + ("ignored" if s.ignored else "")
+            print(f"{name:<{width}}  {config.text(name):<12}  [{config.origin(name)}]  "
+                  f"{s.allowed()}  {flags}".rstrip())
+        return 0
+    name = settings.canonical(args.name)
+    if name is None:
+        print(f"dtcore config: {args.name} is not a setting", file=sys.stderr)
+        return 2
+    if args.action == "get":
+        print(config.text(name))
+        return 0
+    restart = config.set(name, args.value)
+    config.save(path)
+    print(f"{name}={config.text(name)} written to {path}"
+          + ("; the engine uses it after a restart" if restart else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dtcore", description="dtcore replication engine")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("config", help="show or change settings in DT.conf")
+    c.add_argument("--conf", help="the DT.conf to use (default: $DTCORE_CONF or /etc/DT/DT.conf)")
+    csub = c.add_subparsers(dest="action", required=True)
+    csub.add_parser("show", help="every setting, its value, where it came from and what it allows")
+    g = csub.add_parser("get", help="one setting's value")
+    g.add_argument("name")
+    s = csub.add_parser("set", help="change a setting in DT.conf")
+    s.add_argument("name")
+    s.add_argument("value")
+    sub.add_parser("logviewer", help="filter and follow the engine log", add_help=False)
+    from dtcore.cli.commands import add_engine_commands
+    add_engine_commands(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["logviewer"]:
+        from dtcore.cli.logviewer import main as logviewer
+        return logviewer(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command != "config":
+            return int(args.run(args))
+        return _config(args)
+    except DTError as e:
+        print(f"dtcore {args.command}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

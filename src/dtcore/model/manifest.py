@@ -1,0 +1,131 @@
+"""Manifests: what one side holds (path, kind, size, times, mode, owner),
+listed by the native walk and compared in bulk.
+
+Each entry is a 48-byte record followed by its path::
+
+    path_len u16 | kind u8 | has_hash u8 | mode u32 | size i64 | mtime_ns i64 |
+    atime_ns i64 | uid u32 | gid u32 | hash u64
+
+A checksum manifest carries the XXH3-64 of every regular file below a size
+(the small files a checksum mirror compares whole), computed while listing.
+The same packed records travel on the wire, so the target's listing is sent
+as it was made and the source indexes it without unpacking every entry.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+from dtcore._native import _walk
+from dtcore.apply.safe_paths import check_path
+from dtcore.model.ops import Attrs
+
+FILE, DIR, LINK = "f", "d", "l"
+KIND_FILE, KIND_DIR, KIND_LINK = 1, 2, 3
+_NAMES = {KIND_FILE: FILE, KIND_DIR: DIR, KIND_LINK: LINK}
+_REC = struct.Struct("<HBBIqqqIIQ")
+
+# Flags of Listing.compare, one set per entry of ours (csrc/dt_walk.h).
+THERE, SAME_KIND, SAME_SIZE, SAME_MTIME, SAME_MODE, HASHED, SAME_HASH, SAME_OWNER, NEWER = (
+    1 << i for i in range(9))
+
+
+class Entry(NamedTuple):
+    """One listed item: its path relative to the root and what ``lstat`` said."""
+
+    path: bytes
+    kind: str
+    size: int
+    mtime_ns: int
+    mode: int
+    uid: int
+    gid: int
+    ino: int
+    dev: int
+    nlink: int
+    atime_ns: int
+    #: XXH3-64 of a small file's content when a checksum listing asked for it, else -1
+    hash: int = -1
+
+    def attrs(self) -> bytes:
+        """A packed SETATTR payload giving this entry's mode, owner and times."""
+        return Attrs(Attrs.MODE | Attrs.OWNER | Attrs.TIMES, self.mode, self.uid, self.gid,
+                     self.atime_ns, self.mtime_ns).pack()
+
+
+class Listing:
+    """Packed manifest records with the offset of each; a local walk also
+    keeps each entry's inode, device and link count (for hard links)."""
+
+    def __init__(self, data: bytes, offsets: np.ndarray, ids: np.ndarray | None = None) -> None:
+        self.data = data
+        self.offsets = offsets
+        self.ids = ids
+        self._columns: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def walk(cls, root_fd: int, skip: bytes | None = None, hash_below: int = 0,
+             ids: bool = False) -> "Listing":
+        """Everything beneath the folder open as ``root_fd``, folders before
+        what they hold, nothing followed through a symlink; with
+        ``hash_below``, regular files smaller than that carry their hash."""
+        return cls(*_walk.walk(root_fd, skip, hash_below, ids))
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview) -> "Listing":
+        """A manifest received from a peer; broken framing raises StreamError.
+        Paths are checked as entries are taken out (:meth:`entry`)."""
+        data = bytes(data)
+        return cls(data, _walk.index(data))
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def path(self, i: int) -> bytes:
+        at = int(self.offsets[i])
+        n = int.from_bytes(self.data[at:at + 2], "little")
+        return self.data[at + _REC.size:at + _REC.size + n]
+
+    def entry(self, i: int) -> Entry:
+        at = int(self.offsets[i])
+        n, kind, has_hash, mode, size, mtime, atime, uid, gid, digest = _REC.unpack_from(self.data, at)
+        path = self.data[at + _REC.size:at + _REC.size + n]
+        check_path(path)
+        ino, dev, nlink = self.ids[i].tolist() if self.ids is not None else (0, 0, 1)
+        return Entry(path, _NAMES[kind], size, mtime, mode, uid, gid, ino, dev, nlink, atime,
+                     digest if has_hash else -1)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return (self.entry(i) for i in range(len(self)))
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """(kind, size) of every entry, as arrays (kinds are KIND_*)."""
+        if self._columns is None:
+            self._columns = _walk.columns(self.data, self.offsets)
+        return self._columns
+
+    def among(self, paths: set[bytes]) -> np.ndarray:
+        """Which entries have one of ``paths``."""
+        return np.fromiter((self.path(i) in paths for i in range(len(self))), bool, len(self))
+
+    def take(self, keep: np.ndarray) -> "Listing":
+        """The entries where ``keep`` is true (records are shared, not copied)."""
+        return Listing(self.data, self.offsets[keep], None if self.ids is None else self.ids[keep])
+
+    def compare(self, theirs: "Listing") -> tuple[np.ndarray, np.ndarray]:
+        """(flags, match): for each of our entries the flags above against
+        their entry of the same path, and that entry's index (-1 if none)."""
+        return _walk.compare(self.data, self.offsets, theirs.data, theirs.offsets)
+
+
+def listing_of(path: str | os.PathLike[str], skip: bytes | None = None, hash_below: int = 0,
+               ids: bool = False) -> Listing:
+    """:meth:`Listing.walk` of a folder named by its path."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return Listing.walk(fd, skip, hash_below, ids)
+    finally:
+        os.close(fd)

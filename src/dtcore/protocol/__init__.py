@@ -1,0 +1,2 @@
+"""What crosses the wire: frames, the handshake, TLS, the link that
+dispatches frames, and the typed request and reply bodies."""

@@ -1,0 +1,1 @@
+"""The source side: connections to targets, mirrors, verify and restore."""

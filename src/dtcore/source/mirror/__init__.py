@@ -1,0 +1,2 @@
+"""Mirrors and verify: compare the replication set with the target path and
+send what differs."""

@@ -1,0 +1,136 @@
+"""The target service: listens, admits sources that prove the shared secret and
+runs one session per connection beneath its root; stopping it closes them all."""
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import ssl
+import threading
+
+from dtcore.apply.safe_paths import SafeRoot
+from dtcore.control.config import Config
+from dtcore.control.events import emit
+from dtcore.control.stats import Statistics
+from dtcore.errors import InvalidParameterError, ListenFailedError
+from dtcore.protocol.handshake import secret_bytes
+from dtcore.protocol.tls import self_signed, server_tls
+from dtcore.target.session import Session
+from dtcore.target.states import STATE_DIR, DataStates
+
+# Lanes applying one connection's ops: file creation is kernel work that two
+# cores share well, and a lane waiting on the disk leaves the core to another.
+APPLY_THREADS = 4
+
+
+class Target:
+    """A target service on ``host:port`` writing beneath ``root``.
+
+    ``secret`` (or $DTCORE_SECRET) is what sources must prove.  With
+    EncryptNetworkData 1 (or ``tls=True``) connections run over TLS, with a
+    self-signed certificate made in the state folder unless ``tls`` is a
+    (certfile, keyfile) pair.  ``apply_threads`` is how many threads apply
+    each connection's ops (ops on different files run at once; see
+    :mod:`dtcore.apply.lanes`)."""
+
+    def __init__(self, root: str | os.PathLike[str], *, host: str = "127.0.0.1",
+                 port: int | None = None, secret: str | bytes | None = None,
+                 config: Config | None = None, stats: Statistics | None = None,
+                 tls: bool | tuple[str, str] | None = None,
+                 memory_bytes: int | None = None, apply_threads: int = APPLY_THREADS) -> None:
+        self.config = config or Config(None)
+        self.root = SafeRoot(root, reserved=STATE_DIR)
+        self.state_dir = os.path.join(self.root.path, STATE_DIR.decode())
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        self.states = DataStates(self.state_dir)
+        self.secret = secret_bytes(secret)
+        self.stats = stats or Statistics()
+        self.host = host
+        self.port = self.config["NetPort"] if port is None else port
+        if tls is None:
+            tls = bool(self.config["EncryptNetworkData"])
+        self._tls: ssl.SSLContext | None = None
+        if tls:
+            cert, key = tls if isinstance(tls, tuple) else self_signed(self.state_dir)
+            self._tls = server_tls(cert, key)
+        if apply_threads < 1:
+            raise InvalidParameterError(f"apply_threads={apply_threads} must be at least 1")
+        self.apply_threads = apply_threads
+        self.memory_bytes = memory_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        self._sock: socket.socket | None = None
+        self._sessions: set[Session] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self.flow_pauses = 0  # times a source was told to pause its mirror
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def start(self) -> "Target":
+        """Listen and serve in background threads (event 4001)."""
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+            sock.listen(64)
+        except OSError as e:
+            sock.close()
+            emit(4046, detail=f"{self.host}:{self.port}: {e.strerror}")
+            raise ListenFailedError(f"cannot listen on {self.host}:{self.port}: {e.strerror}") from None
+        self.port = sock.getsockname()[1]
+        self._sock = sock
+        self._thread = threading.Thread(target=self._accept, name="dtcore-target", daemon=True)
+        self._thread.start()
+        emit(4001)
+        return self
+
+    def _accept(self) -> None:
+        assert self._sock is not None
+        while not self._stopping.is_set():
+            try:
+                conn, peer = self._sock.accept()
+            except OSError:
+                return
+            session = Session(self, conn, f"{peer[0]}:{peer[1]}", next(self._ids))
+            with self._lock:
+                self._sessions.add(session)
+            threading.Thread(target=session.run, name=f"dtcore-target-{session.id}",
+                             daemon=True).start()
+
+    def forget(self, session: "Session") -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    @property
+    def sessions(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def stop(self) -> None:
+        """Stop listening and close every connection (event 4004)."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+        with self._lock:
+            sessions = list(self._sessions)
+        for s in sessions:
+            s.stop()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.root.close()
+        emit(4004)
+
+    def __enter__(self) -> "Target":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

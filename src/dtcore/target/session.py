@@ -1,0 +1,277 @@
+"""One source's session on the target: the reader takes OPS frames off the
+socket into a native memory queue, the applier thread applies them through
+the lanes beneath the target path and acknowledges each frame once applied,
+and requests run on two helper threads once every op received before them
+is applied, so hashing on the target runs beside applying.  When mirror data
+waiting in memory passes ``TGMirrorCapacityHigh`` percent of system memory
+the source is told to pause its mirror, and to resume below
+``TGMirrorCapacityLow``."""
+from __future__ import annotations
+
+import collections
+import os
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from dtcore.apply.applier import Applier
+from dtcore.apply.lanes import Lanes
+from dtcore.apply.safe_paths import SafeRoot, check_path
+from dtcore.control.events import emit
+from dtcore.errors import (
+    DTError,
+    InvalidParameterError,
+    InvalidPathError,
+    QueueClosedError,
+    StreamError,
+)
+from dtcore.model.compression import Compressor
+from dtcore.model.ops import unpack_batch
+from dtcore.protocol.frames import ACK, FLAG_MIRROR, FLOW, Channel, tune_socket
+from dtcore.protocol.handshake import server_handshake
+from dtcore.protocol.link import Link
+from dtcore.queues.memory import MemoryQueue
+from dtcore.queues.records import MB, MIRROR, REPLICATION
+from dtcore.target.requests import HANDLERS, path_of
+from dtcore.target.states import MIRROR_REQUIRED, STATE_DIR
+
+if TYPE_CHECKING:
+    from dtcore.target.service import Target
+
+class Session:
+    """One source connected to the target."""
+
+    def __init__(self, target: Target, sock: socket.socket, peer: str, conn_id: int) -> None:
+        self.target = target
+        self.sock = sock
+        self.peer = peer
+        self.id = conn_id
+        self.counters = target.stats.target(peer, f"{target.host}:{target.port}")
+        self.link: Link | None = None
+        self.root: SafeRoot | None = None
+        self.path = ""
+        self.stopping = threading.Event()
+        cfg = target.config
+        self.queue = MemoryQueue(min(cfg["QMemoryBufferMax"], 64) * MB, cfg["OpBufferSize"])
+        self._high = target.memory_bytes * cfg["TGMirrorCapacityHigh"] // 100
+        self._low = target.memory_bytes * min(cfg["TGMirrorCapacityLow"], cfg["TGMirrorCapacityHigh"]) // 100
+        self._paused = False
+        self._flow = threading.Lock()
+        self._received = 0
+        self._applied = 0
+        # the frame number of each record in the queue, in queue order (one
+        # reader appends, one applier takes): the body goes in uncopied
+        self._seqs: collections.deque[int] = collections.deque()
+        self._cv = threading.Condition()
+        self._helpers = ThreadPoolExecutor(2, thread_name_prefix=f"dtcore-target-{conn_id}-rq")
+        self._views = threading.local()  # each request thread's clone of the root
+        self.listing = b""  # the last manifest walked, sent part by part
+        self._clones: list[SafeRoot] = []
+        self.gave_up = False
+
+    def label(self) -> str:
+        return f"from {self.peer} (connection {self.id})"
+
+    def run(self) -> None:
+        cfg = self.target.config
+        try:
+            tune_socket(self.sock, cfg["NetworkTimeout"], cfg["TCPBufferSize"])
+            self.sock.settimeout(30)  # the handshake must finish in time
+            sock = self.sock
+            if self.target._tls is not None:
+                sock = self.target._tls.wrap_socket(sock, server_side=True)
+            ch = Channel(sock)
+            hello = server_handshake(ch, self.target.secret, self._welcome)
+            if hello.get("compress") is True:  # replies (manifests, checksums) too
+                ch.compressor = Compressor(max_payload=ch.max_frame)
+            sock.settimeout(None)
+        except (DTError, OSError, ValueError) as e:
+            if isinstance(e, DTError) and e.code == -138:
+                self.target.stats.server.add("FailedLogins")
+            emit(6002, detail=f"connection {self.label()} refused: {e}")
+            self.sock.close()
+            self.target.forget(self)
+            return
+        self.target.stats.server.add("Logins")
+        emit(4016, conn=self.label())
+        self.link = Link(ch, f"source {self.peer}", heartbeat=cfg["HBExternalRate"], ttl=cfg["HBTTL"],
+                         on_ops=self._on_ops, on_request=self._on_request, on_close=self._on_close)
+        applier = threading.Thread(target=self._apply_loop, name=f"dtcore-apply-{self.id}", daemon=True)
+        applier.start()
+        self.link.start()
+        applier.join()
+        self._helpers.shutdown(wait=True)
+        for root in self._clones:
+            root.close()
+        self.root.close()
+
+    def _welcome(self, hello: dict[str, Any]) -> dict[str, Any]:
+        path = hello.get("target_path", "")
+        if not isinstance(path, str):
+            raise StreamError("HELLO target_path is not text")
+        path = path.strip("/")
+        if path:
+            check_path(os.fsencode(path), STATE_DIR)
+        self.path = path
+        self.root = self.target.root.sub(os.fsencode(path))
+        return {"state": self.target.states.get(path), "target": self.target.host}
+
+    # -- reader thread -----------------------------------------------------
+    def _on_ops(self, seq: int, flags: int, body: Any) -> None:
+        kind = MIRROR if flags & FLAG_MIRROR else REPLICATION
+        info = _count_ops(body)
+        with self._cv:
+            self._received = seq
+        self.counters.add("Ops Received", info)
+        if kind == MIRROR:
+            self.counters.add("Mirror Ops Received", info)
+        self._seqs.append(seq)  # before the push, so the applier always finds it
+        if not self.queue.push([body], info, kind):
+            raise StreamError("the target queue is closed")
+        if kind == MIRROR:
+            self._flow_check()
+
+    def _flow_check(self) -> None:
+        """Pause the source's mirror above TGMirrorCapacityHigh, resume it at
+        or below TGMirrorCapacityLow.  The reader and the applier both call
+        this; under one lock the queue is read where the decision is made, so
+        a pause can never follow the applier's last look at a drained queue."""
+        assert self.link is not None
+        with self._flow:
+            queued = self.queue.counts()["mir_bytes"]
+            if not self._paused and queued > self._high:
+                self._paused = True
+                self.target.flow_pauses += 1
+                self.link.send_json(FLOW, {"pause": True, "code": -147})
+            elif self._paused and queued <= self._low:
+                self._paused = False
+                self.link.send_json(FLOW, {"pause": False, "code": -148})
+
+    # -- applier thread ----------------------------------------------------
+    def _apply_loop(self) -> None:
+        cfg = self.target.config
+        move = None
+        if cfg["TGMoveFilesOnDelete"] and cfg["TGMoveFilesPath"]:
+            move = SafeRoot(cfg["TGMoveFilesPath"])
+        assert self.root is not None and self.link is not None
+        applier = Lanes(self.root, lambda root: Applier(
+            root, self.counters, retry_delay=cfg["TGRetryLocked"],
+            retry_limit=cfg["TGExecutionRetryLimit"], move_deleted_to=move,
+            stopping=self.stopping, on_gave_up=self._gave_up), self.target.apply_threads)
+        try:
+            while True:
+                try:
+                    records = self.queue.pop(64, timeout=None, max_bytes=16 * MB, batch=True)
+                except QueueClosedError:
+                    break  # closed and drained
+                last = 0
+                for record in records:
+                    last = self._seqs.popleft()
+                    applier.apply(unpack_batch(record))
+                with self._cv:
+                    self._applied = last
+                    self._cv.notify_all()
+                counts = self.queue.counts()
+                self.counters["Bytes In Target Queue"] = counts["rep_bytes"] + counts["mir_bytes"]
+                self.counters["Ops Remaining"] = counts["rep_ops"] + counts["mir_ops"]
+                self._flow_check()
+                self.link.send(ACK, seq=last)
+        except (InvalidPathError, StreamError) as e:
+            emit(6002, detail=f"op {self.label()} refused: {e}")
+            self.link.ch.refuse(e)
+            self.link.fail(e)
+        except DTError as e:
+            self.link.fail(e)
+        except OSError as e:
+            emit(6002, detail=f"applying ops {self.label()} failed: {e}")
+            self.link.fail(e)
+        except Exception as e:  # a bug: say so, instead of the closed queue it leaves
+            emit(6002, detail=f"applying ops {self.label()} failed: {type(e).__name__}: {e}")
+            self.link.fail(e)
+            raise
+        finally:
+            applier.close()
+            if move is not None:
+                move.close()
+            self.queue.close()
+            with self._cv:
+                self._applied = -1
+                self._cv.notify_all()
+
+    def _gave_up(self, detail: str) -> None:
+        self.gave_up = True
+        self.target.states.set(self.path, MIRROR_REQUIRED, f"an op was dropped: {detail}")
+
+    # -- requests ----------------------------------------------------------
+    def _on_request(self, req_id: int, params: dict[str, Any], data: memoryview) -> None:
+        with self._cv:
+            barrier = self._received
+        self._helpers.submit(self._serve, req_id, params, bytes(data), barrier)
+
+    def _serve(self, req_id: int, params: dict[str, Any], data: bytes, barrier: int) -> None:
+        assert self.link is not None
+        with self._cv:
+            self._cv.wait_for(lambda: self._applied >= barrier or self._applied < 0)
+        self.view().refresh()
+        try:
+            method = params.get("method")
+            handler = HANDLERS.get(method) if isinstance(method, str) else None
+            if handler is None:
+                raise StreamError(f"unknown request {method!r}")
+            fields, out = handler(self, params, data)
+            self.link.reply(req_id, fields, out)
+        except DTError as e:
+            if isinstance(e, (InvalidPathError, StreamError)):
+                emit(6002, detail=f"request {self.label()} refused: {e}")
+            try:
+                self.link.reply_error(req_id, e)
+            except DTError:
+                pass
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            try:
+                self.link.reply_error(req_id, InvalidParameterError(f"{params.get('method')}: {e}"))
+            except DTError:
+                pass
+
+    def view(self) -> SafeRoot:
+        """This request thread's own clone of the target path's root."""
+        root = getattr(self._views, "root", None)
+        if root is None:
+            assert self.root is not None
+            root = self._views.root = self.root.clone()
+            with self._cv:
+                self._clones.append(root)
+        return root
+
+    def _file(self, params: dict[str, Any]) -> int:
+        """Read-only handle of the file a request names, or -1 if missing."""
+        try:
+            return self.view().open(path_of(params), os.O_RDONLY)
+        except FileNotFoundError:
+            return -1
+
+    def _on_close(self, error: BaseException | None) -> None:
+        self.stopping.set()
+        self.queue.close()
+        emit(4017, conn=self.label())
+        self.target.forget(self)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.link is not None:
+            self.link.close()
+        else:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        self._helpers.shutdown(wait=False, cancel_futures=True)
+
+
+def _count_ops(body: Any) -> int:
+    """The op count from a batch header (the full check runs when applied)."""
+    view = memoryview(body)
+    if len(view) < 16:
+        raise StreamError(f"op batch of {len(view)} bytes is shorter than its header")
+    return int.from_bytes(view[8:12], "little")
