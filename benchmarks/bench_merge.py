@@ -3,9 +3,8 @@ import random
 
 import numpy as np
 
-import dtcore
-from dtcore import Op, OpKind
 from dtcore._twin.merge import merge_ops
+from dtcore.model.ops import Op, OpKind, merge_batch, merge_bound, pack_batch
 
 from .common import MiB, paired, random_bytes
 
@@ -29,13 +28,13 @@ class MergeSequential:
 
     def setup(self):
         self.ops = sequential_ops()
-        self.batch = dtcore.pack_batch(self.ops)
-        self.out = bytearray(dtcore.merge_bound(self.batch))
+        self.batch = pack_batch(self.ops)
+        self.out = bytearray(merge_bound(self.batch))
         self.src = np.frombuffer(random_bytes(SEQ_BYTES), dtype=np.uint8)
         self.dst = np.empty_like(self.src)
 
     def merge(self):
-        dtcore.merge_batch(self.batch, into=self.out)
+        merge_batch(self.batch, into=self.out)
 
     def time_merge(self):
         self.merge()
@@ -49,7 +48,7 @@ class MergeSequential:
     track_ratio_vs_memcpy.unit = "x memcpy"
 
     def track_ratio_vs_python(self):
-        return paired(lambda: dtcore.merge_batch(self.batch),
+        return paired(lambda: merge_batch(self.batch),
                       lambda: merge_ops(self.ops, 65536), repeats=3)["ratio"]
 
     track_ratio_vs_python.unit = "x python"
@@ -60,11 +59,11 @@ class MergeRandom:
 
     def setup(self):
         self.ops = random_ops()
-        self.batch = dtcore.pack_batch(self.ops)
-        self.out = bytearray(dtcore.merge_bound(self.batch))
+        self.batch = pack_batch(self.ops)
+        self.out = bytearray(merge_bound(self.batch))
 
     def merge(self):
-        dtcore.merge_batch(self.batch, into=self.out)
+        merge_batch(self.batch, into=self.out)
 
     def time_merge(self):
         self.merge()
@@ -77,8 +76,8 @@ class MergeRandom:
 
     def track_ratio_vs_python(self):
         ops = self.ops[:20_000]
-        batch = dtcore.pack_batch(ops)
-        return paired(lambda: dtcore.merge_batch(batch), lambda: merge_ops(ops, 65536),
+        batch = pack_batch(ops)
+        return paired(lambda: merge_batch(batch), lambda: merge_ops(ops, 65536),
                       repeats=3)["ratio"]
 
     track_ratio_vs_python.unit = "x python"

@@ -16,6 +16,7 @@ import dtcore  # noqa: E402
 from benchmarks import bench_checksum, bench_compression, bench_delta, bench_merge  # noqa: E402
 from benchmarks.common import MiB, best_of, paired, row, write_results  # noqa: E402
 from dtcore._native import _checksum  # noqa: E402
+from dtcore.model.ops import merge_batch, pack_batch  # noqa: E402
 
 COMMAND = ".venv/bin/python -m benchmarks.summarize"
 
@@ -54,7 +55,7 @@ def main() -> None:
     m = paired(ms.merge, lambda: np.copyto(ms.dst, ms.src))
     rows.append(row("merge 4 KiB sequential writes (32 MiB, reused output buffer) vs memcpy of the bytes", m, 0.50,
                     note=f"{32 * MiB / m['kernel_s'] / 1e9:.2f} GB/s payload"))
-    py = paired(lambda: dtcore.merge_batch(ms.batch), lambda: bench_merge.merge_ops(ms.ops, 65536),
+    py = paired(lambda: merge_batch(ms.batch), lambda: bench_merge.merge_ops(ms.ops, 65536),
                 repeats=3)
     rows.append(row("merge 4 KiB sequential writes vs the plain-Python merge", py, 1.0))
 
@@ -65,8 +66,8 @@ def main() -> None:
     rows.append(row("merge 64-byte random overlapping writes, 300 files (Mops/s)",
                     {"ratio": rates[4], "q1": rates[2], "q3": rates[6]}, 5.0, unit="Mops/s"))
     small = mr.ops[:20_000]
-    sb = dtcore.pack_batch(small)
-    py = paired(lambda: dtcore.merge_batch(sb), lambda: bench_merge.merge_ops(small, 65536), repeats=3)
+    sb = pack_batch(small)
+    py = paired(lambda: merge_batch(sb), lambda: bench_merge.merge_ops(small, 65536), repeats=3)
     rows.append(row("merge 64-byte random writes vs the plain-Python merge", py, 1.0))
 
     for kind in bench_compression.KINDS:

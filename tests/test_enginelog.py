@@ -8,9 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from dtcore.cli.logviewer import Filter, files_in_order, id_set, lines, main, parse
+from dtcore.cli.logviewer import Filter, id_set, lines, main
 from dtcore.control import events
-from dtcore.control.enginelog import ALERT, RELEASE, EngineLog, format_line, log_name, series_after
+from dtcore.control.enginelog import (
+    ALERT,
+    RELEASE,
+    EngineLog,
+    files_in_order,
+    format_line,
+    log_name,
+    parse,
+    series_after,
+)
 from threads import run_threads
 
 HERE = Path(__file__).resolve().parent

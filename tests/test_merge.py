@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dtcore
-from dtcore import Attrs, Op, OpKind
 from dtcore._twin.merge import merge_ops
+from dtcore.model.ops import Attrs, Op, OpKind, merge_batch, merge_bound, pack_batch, unpack_batch
 from fsmodel import FsModel
 from threads import run_threads
 
@@ -50,7 +50,7 @@ def streams(draw):
 
 @given(streams(), st.sampled_from([1, 7, 64, 65536]))
 def test_merged_stream_gives_the_same_files(ops, max_chunk):
-    merged = dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops), max_chunk))
+    merged = unpack_batch(merge_batch(pack_batch(ops), max_chunk))
     assert FsModel().run(merged) == FsModel().run(ops)
     assert all(len(op.data) <= max_chunk for op in merged if op.kind == OpKind.WRITE)
     assert [op for op in merged if op.kind != OpKind.WRITE] == [
@@ -59,8 +59,8 @@ def test_merged_stream_gives_the_same_files(ops, max_chunk):
 
 @given(streams(), st.sampled_from([1, 7, 64, 65536]))
 def test_native_merge_equals_python_twin_byte_for_byte(ops, max_chunk):
-    native = dtcore.merge_batch(dtcore.pack_batch(ops), max_chunk)
-    assert native == dtcore.pack_batch(merge_ops(ops, max_chunk))
+    native = merge_batch(pack_batch(ops), max_chunk)
+    assert native == pack_batch(merge_ops(ops, max_chunk))
 
 
 @given(st.lists(st.tuples(st.sampled_from([0, 1, 2]), st.sampled_from([0, 70_000, 3_000_000]),
@@ -71,13 +71,13 @@ def test_scattered_out_of_order_writes_equal_python_twin(writes, max_chunk):
     dense image one; both must give the twin's output."""
     ops = [Op(OpKind.WRITE, f, seq, b"f%d" % f, base + off, data)
            for seq, (f, base, off, data) in enumerate(writes)]
-    native = dtcore.merge_batch(dtcore.pack_batch(ops), max_chunk)
-    assert native == dtcore.pack_batch(merge_ops(ops, max_chunk))
+    native = merge_batch(pack_batch(ops), max_chunk)
+    assert native == pack_batch(merge_ops(ops, max_chunk))
 
 
 def test_sequential_writes_become_max_chunks():
     ops = [Op(OpKind.WRITE, 9, i, b"big", i * 4096, os.urandom(4096)) for i in range(100)]
-    merged = dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops)))
+    merged = unpack_batch(merge_batch(pack_batch(ops)))
     assert [(op.arg, len(op.data)) for op in merged] == [
         (i * 65536, 65536) for i in range(6)] + [(6 * 65536, 409600 - 6 * 65536)]
     assert b"".join(op.data for op in merged) == b"".join(op.data for op in ops)
@@ -89,7 +89,7 @@ def test_newest_bytes_win_on_overlap():
            Op(OpKind.WRITE, 1, 2, b"f", 3, b"bbb"),
            Op(OpKind.WRITE, 1, 3, b"f", 8, b"cccc"),
            Op(OpKind.WRITE, 1, 4, b"f", 20, b"dd")]
-    merged = dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops)))
+    merged = unpack_batch(merge_batch(pack_batch(ops)))
     assert [(op.arg, op.data) for op in merged] == [(0, b"aaabbbaacccc"), (20, b"dd")]
 
 
@@ -97,42 +97,42 @@ def test_random_overlapping_writes_large_batch():
     rng = random.Random(3)
     ops = [Op(OpKind.WRITE, f, i, b"file%03d" % f, rng.randrange(2048), rng.randbytes(64))
            for i, f in enumerate(rng.randrange(300) for _ in range(20000))]
-    merged = dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops)))
+    merged = unpack_batch(merge_batch(pack_batch(ops)))
     assert FsModel().run(merged) == FsModel().run(ops)
     assert len(merged) < len(ops) / 5
 
 
 def test_merge_in_threads():
-    batches = [dtcore.pack_batch([Op(OpKind.WRITE, t, i, b"t%d" % t, i * 100, bytes([t]) * 150)
+    batches = [pack_batch([Op(OpKind.WRITE, t, i, b"t%d" % t, i * 100, bytes([t]) * 150)
                                   for i in range(2000)]) for t in range(4)]
-    expected = [dtcore.merge_batch(b) for b in batches]
+    expected = [merge_batch(b) for b in batches]
     got = [None] * 4
 
     def work(i):
         for _ in range(20):
-            got[i] = dtcore.merge_batch(batches[i])
+            got[i] = merge_batch(batches[i])
 
     run_threads(work, 4)
     assert got == expected
 
 
 def test_empty_batch_and_zero_length_writes():
-    assert dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch([]))) == []
+    assert unpack_batch(merge_batch(pack_batch([]))) == []
     ops = [Op(OpKind.WRITE, 1, 1, b"f", 100, b"")]
-    assert dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops))) == []
+    assert unpack_batch(merge_batch(pack_batch(ops))) == []
 
 
 def test_merge_into_a_reused_buffer():
     ops = [Op(OpKind.WRITE, 1, i, b"f", i * 10, b"x" * 20) for i in range(50)]
-    batch = dtcore.pack_batch(ops)
-    buf = bytearray(dtcore.merge_bound(batch))
+    batch = pack_batch(ops)
+    buf = bytearray(merge_bound(batch))
     for _ in range(3):
-        got = dtcore.merge_batch(batch, into=buf)
-        assert bytes(got) == bytes(dtcore.merge_batch(batch))
+        got = merge_batch(batch, into=buf)
+        assert bytes(got) == bytes(merge_batch(batch))
     with pytest.raises(dtcore.InvalidParameterError, match="smaller"):
-        dtcore.merge_batch(batch, into=bytearray(10))
+        merge_batch(batch, into=bytearray(10))
     with pytest.raises(dtcore.InvalidParameterTypeError, match="writable"):
-        dtcore.merge_batch(batch, into=bytes(len(buf)))
+        merge_batch(batch, into=bytes(len(buf)))
 
 
 @pytest.mark.slow
@@ -153,5 +153,5 @@ def test_large_mixed_streams_against_model(seed):
             ops.append(Op(OpKind.DELETE, fid, seq, p))
             del ids[p]
     for chunk in (4096, 131072):
-        merged = dtcore.unpack_batch(dtcore.merge_batch(dtcore.pack_batch(ops), chunk))
+        merged = unpack_batch(merge_batch(pack_batch(ops), chunk))
         assert FsModel().run(merged) == FsModel().run(ops)

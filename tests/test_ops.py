@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import dtcore
-from dtcore import Attrs, Op, OpKind
 from dtcore.errors import InvalidParameterError, InvalidParameterTypeError, StreamError
+from dtcore.model.ops import Attrs, Op, OpKind, merge_batch, pack_batch, scan_batch, unpack_batch
 
 names = st.binary(min_size=1, max_size=40).filter(lambda b: b"\0" not in b)
 
@@ -35,10 +34,10 @@ def ops(draw):
 
 @given(st.lists(ops(), max_size=30))
 def test_pack_unpack_round_trip(items):
-    batch = dtcore.pack_batch(items)
+    batch = pack_batch(items)
     assert len(batch) % 8 == 0
-    assert dtcore.unpack_batch(batch) == items
-    assert dtcore.scan_batch(batch).count == len(items)
+    assert unpack_batch(batch) == items
+    assert scan_batch(batch).count == len(items)
 
 
 def test_attrs_round_trip():
@@ -47,7 +46,7 @@ def test_attrs_round_trip():
 
 
 def good_batch():
-    return dtcore.pack_batch([
+    return pack_batch([
         Op(OpKind.CREATE, 1, 1, b"dir/a", 0o644),
         Op(OpKind.WRITE, 1, 2, b"dir/a", 0, b"hello"),
         Op(OpKind.RENAME, 1, 3, b"dir/a", 0, b"dir/b"),
@@ -74,12 +73,12 @@ def set_u32(b, off, v):
 ])
 def test_malformed_batches(mutate, match):
     with pytest.raises(StreamError, match=match) as e:
-        dtcore.unpack_batch(mutate(good_batch()))
+        unpack_batch(mutate(good_batch()))
     assert e.value.code == -229
 
 
 def test_random_corruption_never_crashes():
-    base = bytes(dtcore.pack_batch([Op(OpKind.WRITE, i, i, b"f%d" % i, i * 7, os.urandom(i))
+    base = bytes(pack_batch([Op(OpKind.WRITE, i, i, b"f%d" % i, i * 7, os.urandom(i))
                                     for i in range(40)]))
     rng = random.Random(7)
     for _ in range(3000):
@@ -89,8 +88,8 @@ def test_random_corruption_never_crashes():
         if rng.random() < 0.3:
             b = b[:rng.randrange(len(b))]
         try:
-            dtcore.unpack_batch(b)
-            dtcore.merge_batch(b)
+            unpack_batch(b)
+            merge_batch(b)
         except StreamError:
             pass
 
@@ -109,15 +108,15 @@ def test_random_corruption_never_crashes():
 ])
 def test_bad_ops_rejected_when_packing(op, err):
     with pytest.raises(err):
-        dtcore.pack_batch([op])
+        pack_batch([op])
 
 
 def test_wrong_types():
     with pytest.raises(InvalidParameterTypeError):
-        dtcore.pack_batch([42])
+        pack_batch([42])
     with pytest.raises(InvalidParameterTypeError):
-        dtcore.unpack_batch("batch")
+        unpack_batch("batch")
     with pytest.raises(InvalidParameterError, match="MaxWriteChunkSize"):
-        dtcore.merge_batch(good_batch(), 131073)
+        merge_batch(good_batch(), 131073)
     with pytest.raises(InvalidParameterError, match="MaxWriteChunkSize"):
-        dtcore.merge_batch(good_batch(), 0)
+        merge_batch(good_batch(), 0)

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from dtcore.apply.safe_paths import SafeRoot, check_path
+from dtcore.apply.safe_paths import SafeRoot
 from dtcore.engine import Engine
 from dtcore.errors import (
     AccessDeniedError,
@@ -21,6 +21,7 @@ from dtcore.errors import (
     StreamError,
 )
 from dtcore.model.ops import Op, OpKind, pack_batch
+from dtcore.model.paths import check_path
 from dtcore.model.repset import ReplicationSet
 from dtcore.protocol.frames import HEADER, HELLO, MAGIC, OPS, Channel
 from dtcore.protocol.handshake import client_handshake

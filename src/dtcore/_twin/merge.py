@@ -48,7 +48,7 @@ class _Group:
 
 
 def merge_ops(ops: list[Op], max_chunk: int) -> list[Op]:
-    """Merge a list of ops the way :func:`dtcore.merge_batch` merges a batch."""
+    """Merge a list of ops the way :func:`dtcore.model.ops.merge_batch` merges a batch."""
     out: list[Op] = []
     groups: dict[int, _Group] = {}  # insertion order = order of first write
 

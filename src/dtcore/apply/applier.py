@@ -20,11 +20,12 @@ from typing import Callable
 import numpy as np
 
 from dtcore._native import _checksum
-from dtcore.apply.safe_paths import SafeRoot, check_path
+from dtcore.apply.safe_paths import SafeRoot
 from dtcore.control.events import emit
 from dtcore.control.stats import Counters
 from dtcore.errors import InvalidPathError, StreamError
 from dtcore.model.ops import Attrs, Op, OpKind
+from dtcore.model.paths import check_path
 
 # An absolute symlink inside the replication set travels relative to it,
 # marked by this flag in the op's arg, and is re-rooted at the target path.

@@ -8,78 +8,23 @@ across rolls until Ctrl-C.  A line that does not parse is printed as it is."""
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TextIO
 
-from dtcore.control.enginelog import MAX_SERIES, log_name, series_after
-
-_NAME = re.compile(r"^dtlog(\d{1,3})\.dtl$")
-COLUMNS = ("date", "time", "pid", "tid", "seq", "type", "id", "text")
-
-
-@dataclass(frozen=True)
-class Line:
-    """One parsed log line; ``fields`` is None when it did not parse."""
-
-    raw: str
-    fields: tuple[str, ...] | None
-
-    @property
-    def type(self) -> int:
-        return int(self.fields[5]) if self.fields else 0
-
-    @property
-    def id(self) -> int:
-        return int(self.fields[6]) if self.fields else 0
-
-    @property
-    def seq(self) -> int:
-        return int(self.fields[4]) if self.fields else -1
-
-
-def parse(raw: str) -> Line:
-    parts = raw.rstrip("\n").split("\t", 7)
-    ok = len(parts) == 8 and all(p.isdigit() for p in parts[2:7])
-    return Line(raw.rstrip("\n"), tuple(parts) if ok else None)
-
-
-def first_sequence(path: Path) -> int:
-    try:
-        with open(path, errors="replace") as f:
-            for raw in f:
-                line = parse(raw)
-                if line.fields:
-                    return line.seq
-    except OSError:
-        pass
-    return -1
-
-
-def last_sequence(path: Path) -> int:
-    """The highest sequence number in a log file (0 when it holds none)."""
-    best = 0
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))
-            for raw in f.read().decode(errors="replace").splitlines():
-                line = parse(raw)
-                if line.fields:
-                    best = max(best, line.seq)
-    except OSError:
-        pass
-    return best
-
-
-def files_in_order(directory: Path) -> list[Path]:
-    """The dtlog files, oldest first (by the first sequence number in each,
-    since numbers wrap from 999 to 1)."""
-    found = [p for p in directory.iterdir() if _NAME.match(p.name) and 1 <= int(_NAME.match(p.name)[1]) <= MAX_SERIES]
-    return sorted(found, key=lambda p: (first_sequence(p), int(_NAME.match(p.name)[1])))
+from dtcore.control.enginelog import (
+    COLUMNS,
+    Line,
+    files_in_order,
+    first_sequence,
+    last_sequence,
+    log_name,
+    parse,
+    series_after,
+    series_of,
+)
 
 
 def id_set(text: str) -> Callable[[int], bool]:
@@ -159,7 +104,7 @@ def lines(target: Path, follow: bool, poll: float = 0.2,
             continue
         # nothing new here: has the log moved on to the next file?
         if directory is not None:
-            nxt = directory / log_name(series_after(int(_NAME.match(current.name)[1]))) \
+            nxt = directory / log_name(series_after(series_of(current.name))) \
                 if current is not None else None
             if nxt is None:
                 ordered = files_in_order(directory)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as _dt
 import fcntl
 import os
+import re
 import struct
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -103,12 +105,11 @@ class EngineLog:
 
     def _rebuild_state(self) -> tuple[int, int]:
         """No usable lock file: carry on after the newest existing log."""
-        from dtcore.cli.logviewer import files_in_order, last_sequence
         files = files_in_order(self.directory)
         if not files:
             return 1, 0
         newest = files[-1]
-        return int(newest.name[5:-4]), last_sequence(newest)
+        return series_of(newest.name), last_sequence(newest)
 
     def _open(self, n: int) -> tuple[int, int]:
         """A descriptor for file N and its size, kept open between writes
@@ -169,3 +170,75 @@ class EngineLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- reading the log (logviewer, and a writer that lost its lock file) --
+_NAME = re.compile(r"^dtlog(\d{1,3})\.dtl$")
+
+
+def series_of(name: str) -> int:
+    """N of a ``dtlog<N>.dtl`` file name; 0 for any other name."""
+    m = _NAME.match(name)
+    n = int(m[1]) if m else 0
+    return n if 1 <= n <= MAX_SERIES else 0
+COLUMNS = ("date", "time", "pid", "tid", "seq", "type", "id", "text")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One parsed log line; ``fields`` is None when it did not parse."""
+
+    raw: str
+    fields: tuple[str, ...] | None
+
+    @property
+    def type(self) -> int:
+        return int(self.fields[5]) if self.fields else 0
+
+    @property
+    def id(self) -> int:
+        return int(self.fields[6]) if self.fields else 0
+
+    @property
+    def seq(self) -> int:
+        return int(self.fields[4]) if self.fields else -1
+
+
+def parse(raw: str) -> Line:
+    parts = raw.rstrip("\n").split("\t", 7)
+    ok = len(parts) == 8 and all(p.isdigit() for p in parts[2:7])
+    return Line(raw.rstrip("\n"), tuple(parts) if ok else None)
+
+
+def first_sequence(path: Path) -> int:
+    try:
+        with open(path, errors="replace") as f:
+            for raw in f:
+                line = parse(raw)
+                if line.fields:
+                    return line.seq
+    except OSError:
+        pass
+    return -1
+
+
+def last_sequence(path: Path) -> int:
+    """The highest sequence number in a log file (0 when it holds none)."""
+    best = 0
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))
+            for raw in f.read().decode(errors="replace").splitlines():
+                line = parse(raw)
+                if line.fields:
+                    best = max(best, line.seq)
+    except OSError:
+        pass
+    return best
+
+
+def files_in_order(directory: Path) -> list[Path]:
+    """The dtlog files, oldest first (by the first sequence number in each,
+    since numbers wrap from 999 to 1)."""
+    found = [p for p in directory.iterdir() if series_of(p.name)]
+    return sorted(found, key=lambda p: (first_sequence(p), series_of(p.name)))

@@ -20,8 +20,8 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from dtcore._native import _walk
-from dtcore.apply.safe_paths import check_path
 from dtcore.model.ops import Attrs
+from dtcore.model.paths import check_path
 
 FILE, DIR, LINK = "f", "d", "l"
 KIND_FILE, KIND_DIR, KIND_LINK = 1, 2, 3

@@ -32,33 +32,15 @@ from dtcore.errors import (
 from dtcore.model.compression import Compressor
 
 HEADER = struct.Struct("<IBBHIIQ")
-
-
 HEADER_SIZE = HEADER.size
-
-
 MAGIC = 0x31575444  # "DTW1"
-
-
 FLAG_CRC, FLAG_LZ4, FLAG_MIRROR = 1, 2, 4
-
-
 _KNOWN_FLAGS = FLAG_CRC | FLAG_LZ4 | FLAG_MIRROR
-
-
 DEFAULT_MAX_FRAME = 64 << 20
-
-
 _HANDSHAKE_MAX = 64 << 10
-
-
 _SEQ = struct.Struct("<Q")
-
-
 # frame types
 HELLO, CHALLENGE, PROOF, WELCOME, REFUSE, OPS, ACK, REQUEST, REPLY, HEARTBEAT, FLOW, BYE = range(1, 13)
-
-
 TYPE_NAMES = {v: k for k, v in dict(
     HELLO=HELLO, CHALLENGE=CHALLENGE, PROOF=PROOF, WELCOME=WELCOME, REFUSE=REFUSE, OPS=OPS, ACK=ACK,
     REQUEST=REQUEST, REPLY=REPLY, HEARTBEAT=HEARTBEAT, FLOW=FLOW, BYE=BYE).items()}

@@ -22,8 +22,6 @@ from dtcore.errors import (
 from dtcore.protocol.frames import CHALLENGE, HELLO, PROOF, WELCOME, Channel
 
 PROTOCOL_VERSION = 1
-
-
 MIN_VERSION = 1
 
 

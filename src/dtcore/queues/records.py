@@ -15,11 +15,7 @@ from dtcore.errors import (
 )
 
 REPLICATION, MIRROR = 0, 1
-
-
 MB = 1 << 20
-
-
 # csrc/dt_status.h
 _CLOSED, _LIMIT, _DISKFULL, _CORRUPT, _IO = -8, -9, -10, -11, -3
 

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from dtcore.target.session import Session
 
 _MAX_READ = 8 << 20
-
-
 # A manifest larger than this goes in several replies (a reply is one frame).
 MANIFEST_PART = 16 << 20
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dtcore.apply.applier import Applier
 from dtcore.apply.lanes import Lanes
-from dtcore.apply.safe_paths import SafeRoot, check_path
+from dtcore.apply.safe_paths import SafeRoot
 from dtcore.control.events import emit
 from dtcore.errors import (
     DTError,
@@ -28,6 +28,7 @@ from dtcore.errors import (
 )
 from dtcore.model.compression import Compressor
 from dtcore.model.ops import unpack_batch
+from dtcore.model.paths import check_path
 from dtcore.protocol.frames import ACK, FLAG_MIRROR, FLOW, Channel, tune_socket
 from dtcore.protocol.handshake import server_handshake
 from dtcore.protocol.link import Link

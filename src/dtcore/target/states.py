@@ -11,11 +11,7 @@ from dtcore.control.events import emit
 from dtcore.errors import InvalidParameterError
 
 OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED = "OK", "Mirroring", "Mirror Required", "Restore Required"
-
-
 DATA_STATES = (OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED)
-
-
 STATE_DIR = b".dtcore"  # the target's own folder beneath its root, never replicated into
 
 
