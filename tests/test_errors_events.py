@@ -1,4 +1,6 @@
+import ast
 import re
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +64,40 @@ def test_emit_renders_the_template_and_reaches_subscribers():
             events.emit(1)
     finally:
         unsubscribe()
+
+
+_SRC = Path(errors.__file__).parent
+_CSRC = _SRC.parents[1] / "csrc"
+
+
+def test_every_class_the_engine_raises_is_written_out():
+    """A class imported from dtcore.errors anywhere in the package is a real
+    class statement in errors.py (so type checkers see it), with a builtin
+    base besides DTError where one fits."""
+    written = {n.name for n in ast.parse(Path(errors.__file__).read_text()).body
+               if isinstance(n, ast.ClassDef)}
+    used = {a.name for path in _SRC.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module == "dtcore.errors"
+            for a in node.names if a.name.endswith("Error")}
+    assert used and used <= written, used - written
+    for name in written - {"DTError", "QueueClosedError"}:
+        assert len(getattr(errors, name).__mro__) > 3, f"{name} has no builtin base"
+
+
+def test_status_codes_are_declared_once_and_all_mapped():
+    """dt_status.h holds the numbers; the .pxd names every code; the mapper
+    gives each failure code its own class (TIMEOUT and SPACE are handled by
+    the bindings themselves and never raised)."""
+    header = set(re.findall(r"\b(DT_E_[A-Z]+) = -\d+", (_CSRC / "dt_status.h").read_text()))
+    pxd = (_SRC / "_native" / "_c.pxd").read_text()
+    assert header and all(re.search(rf"^\s+{c}$", pxd, re.M) for c in header)
+    names = set(re.findall(r'return "([A-Z]+)"', pxd))
+    assert names == {c[len("DT_E_"):] for c in header}
+    for py in list(_SRC.rglob("*.py")) + list((_SRC / "_native").glob("*.pyx")):
+        assert not re.search(r"\b_?DT_E_\w+\s*=|_CLOSED\s*=\s*-\d", py.read_text()), py
+    for name in names - {"TIMEOUT", "SPACE"}:
+        err = errors.native_error(name, "what", 3, 17, 1, 2, 5, "ctx", journal=True)
+        assert type(err) is not errors.DTError and "what" in str(err), name
+        plain = errors.native_error(name, "what", 3, 17, 1, 2, 5, "ctx")
+        assert type(plain) is not errors.DTError, name
+    assert type(errors.native_error("status -99", "x", -1, -1, 0, 0)) is errors.DTError

@@ -5,6 +5,8 @@ matching builtin, so a caller may catch either; the rest are made from the
 table in :mod:`dtcore._error_table` as ``<Name>Error``."""
 from __future__ import annotations
 
+import os
+
 from dtcore._error_table import CODES
 
 
@@ -94,39 +96,109 @@ class QueueClosedError(DTError):
     """The queue was closed (-1)."""
 
 
-# Native status codes from csrc/dt_status.h.
-_DT_E_ARG, _DT_E_NOMEM, _DT_E_IO, _DT_E_FORMAT, _DT_E_RANGE, _DT_E_SPACE = -1, -2, -3, -4, -5, -6
+class InvalidPathError(DTError, ValueError):
+    """A path from a peer is absolute, escapes its root, or is otherwise not a
+    plain relative path (-225)."""
+
+    code = -225
 
 
-def native_error(status: int, what: str, index: int, offset: int, expected: int, actual: int,
-                 sys_errno: int = 0, context: str = "") -> DTError:
-    """Turn a csrc status and its details into the matching exception."""
-    where = []
-    if index >= 0:
-        where.append(f"record {index}")
-    if offset >= 0:
-        where.append(f"byte {offset}")
+class InvalidSourcePathError(DTError, ValueError):
+    """A replication set's root is missing or not a folder (-140)."""
+
+    code = -140
+
+
+class AccessDeniedError(DTError, PermissionError):
+    """A peer did not prove the shared secret, or there is none to prove (-138)."""
+
+    code = -138
+
+
+class ConnectionFailedError(DTError, ConnectionError):
+    """The connection to a target could not be made or remade (-145)."""
+
+    code = -145
+
+
+class NetworkFailedError(DTError, ConnectionError):
+    """An established connection failed or was closed by its peer (-2102)."""
+
+    code = -2102
+
+
+class HandshakeIncompleteError(DTError, ConnectionError):
+    """The peer sent something else than the handshake step due (-185)."""
+
+    code = -185
+
+
+class IncompatibleVersionError(DTError, ConnectionError):
+    """The two ends share no protocol version (-157)."""
+
+    code = -157
+
+
+class DataOverloadError(DTError, ValueError):
+    """A frame is larger than the negotiated maximum (-231)."""
+
+    code = -231
+
+
+class ListenFailedError(DTError, OSError):
+    """A target service cannot listen on its address (-2105)."""
+
+    code = -2105
+
+
+def native_error(status: str, what: str, index: int, offset: int, expected: int, actual: int,
+                 sys_errno: int = 0, context: str = "", journal: bool = False) -> DTError:
+    """The exception for a failed csrc call: ``status`` is the code's name from
+    csrc/dt_status.h (``"ARG"`` for DT_E_ARG; the bindings name it, so no
+    number is written here) and the rest are its dt_err details.  With
+    ``journal``, ``index`` is a journal segment and I/O failures are the
+    queue file's."""
     prefix = f"{context}: " if context else ""
-    loc = f" at {', '.join(where)}" if where else ""
     numbers = f" (expected {expected}, got {actual})"
-    if status == _DT_E_ARG:
+    if status == "CLOSED":
+        return QueueClosedError(f"{prefix}{what}")
+    if status == "DISKFULL":
+        detail = f" (errno {sys_errno}: {os.strerror(sys_errno)})" if sys_errno else \
+            f" ({actual} bytes would be left, minimum {expected})"
+        return TargetDiskFullError(f"{prefix}{what}{detail}")
+    if status == "LIMIT":
+        return QueueLogFileError(f"{prefix}{what} (limit {expected}, would reach {actual})")
+    places = ([f"record {index}"] if index >= 0 else []) + ([f"byte {offset}"] if offset >= 0 else [])
+    loc = f" in segment {index:#x} at byte {offset}" if journal else \
+        f" at {', '.join(places)}" if places else ""
+    if status == "CORRUPT":
+        return QueueCorruptError(f"{prefix}{what}{loc}, expecting record {expected}; "
+                                 "the data must be remirrored")
+    if journal and status == "IO":
+        err = QueueLogFileError(f"{prefix}{what}{loc}: "
+                                f"{os.strerror(sys_errno) if sys_errno else 'short read'}")
+        err.errno = sys_errno
+        return err
+    if status == "ARG":
         return InvalidParameterError(f"{prefix}{what}{numbers}")
-    if status == _DT_E_NOMEM:
+    if status == "NOMEM":
         return OutOfMemoryError(f"{prefix}{what} ({expected} units requested)")
-    if status == _DT_E_IO:
-        import os
+    if status == "IO":
         reason = os.strerror(sys_errno) if sys_errno else "short read"
         return FileAccessError(f"{prefix}{what}{loc}: {reason} (wanted {expected} bytes, got {actual})",
                                sys_errno)
-    if status in (_DT_E_FORMAT, _DT_E_RANGE):
+    if status in ("FORMAT", "RANGE"):
         return StreamError(f"{prefix}{what}{loc}{numbers}")
-    return DTError(f"{prefix}internal error {status}: {what}{loc}{numbers}")
+    return DTError(f"{prefix}internal error ({status}): {what}{loc}{numbers}")
 
 
-_WRITTEN: dict[int, type[DTError]] = {
-    -101: InvalidParameterError, -229: StreamError, -151: OutOfMemoryError, -1: FileAccessError,
-    -143: InvalidStatisticsFileError, -173: TargetDiskFullError, -175: QueueLogFileError,
-}
+# The classes written out above, each the class of its code; the other codes
+# of the table get a generated ``<Name>Error`` class.
+_WRITTEN: dict[int, type[DTError]] = {cls.code: cls for cls in (
+    InvalidParameterError, StreamError, OutOfMemoryError, FileAccessError,
+    InvalidStatisticsFileError, TargetDiskFullError, QueueLogFileError, InvalidPathError,
+    InvalidSourcePathError, AccessDeniedError, ConnectionFailedError, NetworkFailedError,
+    HandshakeIncompleteError, IncompatibleVersionError, DataOverloadError, ListenFailedError)}
 ERRORS: dict[int, type[DTError]] = {}
 for _code, (_name, _message) in CODES.items():
     _cls = _WRITTEN.get(_code)

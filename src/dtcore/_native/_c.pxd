@@ -4,6 +4,22 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 
 cdef extern from "dt_status.h" nogil:
+    # The status codes, declared here once; bindings and dtcore.errors name
+    # them through status_name() and never by number.
+    enum dt_status:
+        DT_OK
+        DT_E_ARG
+        DT_E_NOMEM
+        DT_E_IO
+        DT_E_FORMAT
+        DT_E_RANGE
+        DT_E_SPACE
+        DT_E_TIMEOUT
+        DT_E_CLOSED
+        DT_E_LIMIT
+        DT_E_DISKFULL
+        DT_E_CORRUPT
+
     ctypedef struct dt_err:
         const char *what
         int64_t index
@@ -180,9 +196,38 @@ cdef enum:
     GIL_RELEASE_MIN = 65536
 
 
-cdef inline int raise_status(int rc, dt_err *err, str context) except -1:
-    """Raise the dtcore exception for a failed csrc call (rc != 0)."""
+cdef inline str status_name(int rc):
+    """The name dtcore.errors.native_error keys its mapping by."""
+    if rc == DT_E_ARG:
+        return "ARG"
+    if rc == DT_E_NOMEM:
+        return "NOMEM"
+    if rc == DT_E_IO:
+        return "IO"
+    if rc == DT_E_FORMAT:
+        return "FORMAT"
+    if rc == DT_E_RANGE:
+        return "RANGE"
+    if rc == DT_E_SPACE:
+        return "SPACE"
+    if rc == DT_E_TIMEOUT:
+        return "TIMEOUT"
+    if rc == DT_E_CLOSED:
+        return "CLOSED"
+    if rc == DT_E_LIMIT:
+        return "LIMIT"
+    if rc == DT_E_DISKFULL:
+        return "DISKFULL"
+    if rc == DT_E_CORRUPT:
+        return "CORRUPT"
+    return f"status {rc}"
+
+
+cdef inline int raise_status(int rc, dt_err *err, str context, bint journal=False) except -1:
+    """Raise the dtcore exception for a failed csrc call (rc != 0).  For the
+    journal, err.index is a segment number and an I/O failure is a queue
+    file's."""
     from dtcore.errors import native_error
     what = err.what.decode() if err.what != NULL else "failure"
-    raise native_error(rc, what, err.index, err.offset, err.expected, err.actual, err.sys_errno,
-                       context)
+    raise native_error(status_name(rc), what, err.index, err.offset, err.expected, err.actual,
+                       err.sys_errno, context, journal)

@@ -8,22 +8,19 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
-from dtcore._native._c cimport (DT_J_UNLIMITED, dt_crc32c, dt_crc32c_select, dt_err,
+from dtcore._native._c cimport (DT_E_CLOSED, DT_E_SPACE, DT_E_TIMEOUT, DT_J_UNLIMITED, dt_crc32c, dt_crc32c_select, dt_err,
                                 dt_journal, dt_journal_cfg, dt_journal_close,
                                 dt_journal_commit, dt_journal_counts, dt_journal_counts_get,
                                 dt_journal_open, dt_journal_pop, dt_journal_prepend,
                                 dt_journal_push, dt_memq, dt_memq_bench_pair, dt_memq_close,
                                 dt_memq_counts, dt_memq_free, dt_memq_max_record, dt_memq_new,
-                                dt_memq_pop, dt_memq_push, dt_q_counts)
+                                dt_memq_pop, dt_memq_push, dt_q_counts, raise_status)
 
 cdef extern from "Python.h":
     bint PyBytes_CheckExact(object)
     char *PyBytes_AS_STRING(object)
     Py_ssize_t PyBytes_GET_SIZE(object)
     object PyBytes_FromStringAndSize(const char *, Py_ssize_t)
-
-cdef extern from "dt_status.h":
-    int DT_E_TIMEOUT, DT_E_CLOSED, DT_E_SPACE
 
 cdef const uint8_t EMPTY[1]
 cdef char *BYTE_FORMAT = "B"
@@ -32,13 +29,6 @@ cdef uint64_t MAX_LEN = 0xFFFFFFFF
 # Pop buffers a consumer keeps for reuse: one in use, one lent to the records
 # being applied, a spare for a consumer holding more.
 cdef Py_ssize_t POOL = 3
-
-
-cdef int fail(int rc, dt_err *err, str context) except -1:
-    from dtcore.queues.records import queue_error
-    what = err.what.decode() if err.what != NULL else "failure"
-    raise queue_error(rc, what, err.index, err.offset, err.expected, err.actual, err.sys_errno,
-                      context)
 
 
 cdef class _Batch:
@@ -239,6 +229,7 @@ cdef class _Consumer:
     grows when the next record is larger, then become bytes objects or a
     RecordBatch lending that buffer."""
     cdef list pool
+    cdef bint journal  # whose errors: a journal's name segments and queue files
 
     def __cinit__(self, *args, **kwargs):
         self.pool = []
@@ -279,19 +270,19 @@ cdef class _Consumer:
         if rc == DT_E_TIMEOUT:
             return EMPTY_BATCH if batch else []
         if rc:
-            fail(rc, &err, context)
+            raise_status(rc, &err, context, self.journal)
         return pb.batch(n, used) if batch else pb.records(n, meta)
 
 
 cdef class MemQ(_Consumer):
-    """The native ring queue; dtcore.queues.records.MemoryQueue is its public face."""
+    """The native ring queue; dtcore.queues.memory.MemoryQueue is its public face."""
     cdef dt_memq *q
 
     def __cinit__(self, size_t capacity, uint64_t max_ops):
         cdef dt_err err
         cdef int rc = dt_memq_new(capacity, max_ops, &self.q, &err)
         if rc:
-            fail(rc, &err, "memory queue")
+            raise_status(rc, &err, "memory queue")
 
     def __dealloc__(self):
         dt_memq_free(self.q)
@@ -311,7 +302,7 @@ cdef class MemQ(_Consumer):
         with nogil:
             rc = dt_memq_push(self.q, b.n, b.rec, b.length, b.ops, b.kind, ns, &pushed, &err)
         if rc and rc != DT_E_TIMEOUT:
-            fail(rc, &err, "memory queue push")
+            raise_status(rc, &err, "memory queue push")
         return pushed
 
     cdef int pop_into(self, _PopBuffer pb, size_t max_records, int64_t ns, size_t *n,
@@ -339,7 +330,7 @@ cdef class MemQ(_Consumer):
 
 
 cdef class Journal(_Consumer):
-    """The native disk queue; dtcore.queues.records.DiskQueue is its public face."""
+    """The native disk queue; dtcore.queues.journal.DiskQueue is its public face."""
     cdef dt_journal *j
     cdef readonly object directory
 
@@ -349,6 +340,7 @@ cdef class Journal(_Consumer):
         cdef dt_err err
         path = bytes(directory) if isinstance(directory, bytes) else str(directory).encode()
         self.directory = directory
+        self.journal = True
         cfg.dir = path
         cfg.segment_bytes = segment_bytes
         cfg.space_max = DT_J_UNLIMITED if space_max is None else <uint64_t>space_max
@@ -359,7 +351,7 @@ cdef class Journal(_Consumer):
             rc = dt_journal_open(&cfg, &self.j, &err)
         if rc:
             self.j = NULL
-            fail(rc, &err, f"disk queue {directory}")
+            raise_status(rc, &err, f"disk queue {directory}", True)
 
     def __dealloc__(self):
         if self.j != NULL:
@@ -382,7 +374,7 @@ cdef class Journal(_Consumer):
         with nogil:
             rc = dt_journal_push(j, b.n, b.rec, b.length, b.ops, b.kind, &pushed, &err)
         if rc:
-            fail(rc, &err, f"disk queue {self.directory}: push (after {pushed} of {b.n} records)")
+            raise_status(rc, &err, f"disk queue {self.directory}: push (after {pushed} of {b.n} records)", True)
         return pushed
 
     def prepend(self, list records, ops=1, kind=0):
@@ -393,7 +385,7 @@ cdef class Journal(_Consumer):
         with nogil:
             rc = dt_journal_prepend(j, b.n, b.rec, b.length, b.ops, b.kind, &err)
         if rc:
-            fail(rc, &err, f"disk queue {self.directory}: prepend")
+            raise_status(rc, &err, f"disk queue {self.directory}: prepend", True)
 
     cdef int pop_into(self, _PopBuffer pb, size_t max_records, int64_t ns, size_t *n,
                       size_t *used, dt_err *err) except? -100:
@@ -417,7 +409,7 @@ cdef class Journal(_Consumer):
         with nogil:
             rc = dt_journal_commit(j, &err)
         if rc:
-            fail(rc, &err, f"disk queue {self.directory}: commit")
+            raise_status(rc, &err, f"disk queue {self.directory}: commit", True)
 
     def counts(self):
         cdef dt_journal_counts c
@@ -439,7 +431,7 @@ cdef class Journal(_Consumer):
         with nogil:
             rc = dt_journal_close(j, &err)
         if rc:
-            fail(rc, &err, f"disk queue {self.directory}: close")
+            raise_status(rc, &err, f"disk queue {self.directory}: close", True)
 
 
 def crc32c(const uint8_t[::1] data not None, uint32_t crc=0):
