@@ -2,12 +2,14 @@ import os
 import random
 import struct
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dtcore.errors import InvalidParameterError, InvalidParameterTypeError, StreamError
-from dtcore.model.ops import Attrs, Op, OpKind, merge_batch, pack_batch, scan_batch, unpack_batch
+from dtcore.model.ops import (Attrs, Op, OpKind, decode_patch, encode_patch, merge_batch, pack_batch,
+                              patch_size, scan_batch, unpack_batch)
 
 names = st.binary(min_size=1, max_size=40).filter(lambda b: b"\0" not in b)
 
@@ -120,3 +122,19 @@ def test_wrong_types():
         merge_batch(good_batch(), 131073)
     with pytest.raises(InvalidParameterError, match="MaxWriteChunkSize"):
         merge_batch(good_batch(), 0)
+
+
+@given(st.lists(st.tuples(st.integers(-1, 1 << 40), st.integers(0, 1 << 30)), max_size=40),
+       st.integers(0, (1 << 64) - 1), st.binary(max_size=300))
+def test_patch_payload_round_trip(insns, source_hash, literals):
+    arr = np.array(insns, dtype=np.int64).reshape(-1, 2)
+    data = encode_patch(arr, source_hash, literals)
+    assert len(data) == patch_size(arr, literals)
+    got, want, lit = decode_patch(data)
+    assert got.tolist() == arr.tolist() and want == source_hash and bytes(lit) == literals
+    for cut in (0, 8, 15):
+        with pytest.raises(StreamError):
+            decode_patch(data[:cut])
+    if insns:
+        with pytest.raises(StreamError, match="claims"):
+            decode_patch(data[:16 + 16 * len(insns) - 1])

@@ -13,33 +13,22 @@ import errno
 import mmap
 import os
 import stat
-import struct
 import threading
 from typing import Callable
-
-import numpy as np
 
 from dtcore._native import _checksum
 from dtcore.apply.safe_paths import SafeRoot
 from dtcore.control.events import emit
 from dtcore.control.stats import Counters
 from dtcore.errors import InvalidPathError, StreamError
-from dtcore.model.ops import Attrs, Op, OpKind
+from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, decode_patch
 from dtcore.model.paths import check_path
 
-# An absolute symlink inside the replication set travels relative to it,
-# marked by this flag in the op's arg, and is re-rooted at the target path.
-LINK_ROOTED = 1
-PATCH_HEAD = struct.Struct("<QQ")  # instruction count, XXH3-64 of the rebuilt file
 _PERMANENT = {errno.EISDIR, errno.ENOTDIR, errno.EINVAL, errno.ENAMETOOLONG, errno.EEXIST,
               errno.ENOTEMPTY, errno.EXDEV, errno.ELOOP, errno.EFBIG}
 _EVENT = {errno.ENOSPC: 4110, errno.EDQUOT: 4110, errno.EBUSY: 4111, errno.ETXTBSY: 4111,
           errno.EACCES: 4112, errno.EPERM: 4112}
 _IS_ROOT = os.geteuid() == 0
-
-
-class GaveUp(Exception):
-    """An op was discarded after its retries (the target needs a remirror)."""
 
 
 class Applier:
@@ -275,12 +264,7 @@ class Applier:
     def _patch(self, path: bytes, size: int, data: memoryview) -> None:
         """Rebuild a file from its current copy and a rolling delta, into a
         temporary file that replaces it only when its hash matches."""
-        count, want = PATCH_HEAD.unpack_from(data)
-        end = PATCH_HEAD.size + 16 * count
-        if count > (len(data) - PATCH_HEAD.size) // 16:
-            raise StreamError(f"patch for {path!r} claims {count} instructions")
-        insns = np.frombuffer(data[PATCH_HEAD.size:end], dtype="<i8").reshape(-1, 2)
-        literals = data[end:]
+        insns, want, literals = decode_patch(data, path)
         dfd, name = self.root.parent(path)
         tmp = b"." + name[:200] + b".dtpatch"
         old = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)

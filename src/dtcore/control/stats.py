@@ -167,11 +167,6 @@ class Statistics:
                 c["connectTime"] = int(time.time())
             return c
 
-    def drop_connection(self, conn_id: int) -> None:
-        with self._lock:
-            self._connections.pop(conn_id, None)
-            self._feeds.pop(conn_id, None)
-
     def _pull_feeds(self) -> None:
         with self._lock:
             feeds = list(self._feeds.items())

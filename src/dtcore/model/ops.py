@@ -11,10 +11,17 @@ import struct
 from enum import IntEnum
 from typing import Any, Iterable, NamedTuple
 
+import numpy as np
+
 from dtcore._buffers import byte_view
 from dtcore._native import _ops
 from dtcore.control import settings
 from dtcore.errors import InvalidParameterError, InvalidParameterTypeError, StreamError
+
+# An absolute symlink inside the replication set travels relative to it,
+# marked by this flag in a SYMLINK op's arg, and is re-rooted at the target path.
+LINK_ROOTED = 1
+_PATCH_HEAD = struct.Struct("<QQ")  # instruction count, XXH3-64 of the rebuilt file
 
 
 class OpKind(IntEnum):
@@ -131,3 +138,32 @@ def merge_bound(batch: Any, max_write_chunk_size: int = settings.default("MaxWri
     """Bytes of output that always suffice to merge ``batch``."""
     settings.check("MaxWriteChunkSize", max_write_chunk_size)
     return _ops.merge_bound(byte_view(batch, "batch"), max_write_chunk_size)
+
+
+# -- the PATCH payload: a rolling delta against the target's current copy --
+def patch_size(instructions: np.ndarray, literals: Any) -> int:
+    """Bytes of the PATCH payload for these instructions and literals."""
+    return _PATCH_HEAD.size + 16 * len(instructions) + len(literals)
+
+
+def encode_patch(instructions: np.ndarray, source_hash: int, literals: Any) -> bytes:
+    """A PATCH op's data: the header, the (offset, length) instructions as
+    little-endian int64 pairs (offset -1: take literal bytes), the literals."""
+    out = bytearray(_PATCH_HEAD.pack(len(instructions), source_hash))
+    out += np.ascontiguousarray(instructions, dtype="<i8").tobytes()
+    out += literals
+    return bytes(out)
+
+
+def decode_patch(data: Any, path: bytes = b"") -> tuple[np.ndarray, int, memoryview]:
+    """(instructions as an (n, 2) int64 array, XXH3-64 of the rebuilt file,
+    literal bytes) of a PATCH payload; StreamError when it is cut short."""
+    view = memoryview(data).cast("B")
+    if len(view) < _PATCH_HEAD.size:
+        raise StreamError(f"patch for {path!r} is shorter than its header")
+    count, want = _PATCH_HEAD.unpack_from(view)
+    if count > (len(view) - _PATCH_HEAD.size) // 16:
+        raise StreamError(f"patch for {path!r} claims {count} instructions")
+    end = _PATCH_HEAD.size + 16 * count
+    insns = np.frombuffer(view[_PATCH_HEAD.size:end], dtype="<i8").reshape(-1, 2)
+    return insns, want, view[end:]

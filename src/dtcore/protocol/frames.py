@@ -86,13 +86,12 @@ class Channel:
         self._send_lock = threading.Lock()
         self._tls = isinstance(sock, ssl.SSLSocket)
         self._head = bytearray(HEADER_SIZE)
-        self.bytes_tx = self.bytes_rx = self.payload_tx = 0
+        self.bytes_tx = self.bytes_rx = 0
         self.closed = False
 
     # -- sending ---------------------------------------------------------
     def encode(self, body: Any, path: bytes | None = None) -> tuple[int, list[Any]]:
         """(flags, body parts): compressed when the rules allow and it pays."""
-        self.payload_tx += len(body)
         if self.compressor is not None and len(body):
             payload = self.compressor.compress(body, path)
             if payload.compressed:

@@ -23,13 +23,6 @@ class MemoryQueue:
         self._q = MemQ(max_bytes, max_ops)
         self.max_record: int = self._q.max_record
 
-    @classmethod
-    def from_settings(cls, QMemoryBufferMax: int = settings.default("QMemoryBufferMax"),
-                      OpBufferSize: int = settings.default("OpBufferSize")) -> MemoryQueue:
-        settings.check("QMemoryBufferMax", QMemoryBufferMax)
-        settings.check("OpBufferSize", OpBufferSize)
-        return cls(QMemoryBufferMax * MB, OpBufferSize)
-
     def push(self, records: list[Any], ops: int | Sequence[int] = 1, kind: int = REPLICATION,
              timeout: float | None = None) -> int:
         """Push ``records`` in order, waiting up to ``timeout`` seconds for

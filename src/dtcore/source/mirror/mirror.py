@@ -32,7 +32,6 @@ from typing import Any, Callable
 import numpy as np
 
 from dtcore._native import _checksum
-from dtcore.apply.applier import LINK_ROOTED, PATCH_HEAD
 from dtcore.control.config import Config
 from dtcore.control.events import emit
 from dtcore.control.stats import PERCENT_SCALE
@@ -56,7 +55,7 @@ from dtcore.model.manifest import (
     Entry,
     Listing,
 )
-from dtcore.model.ops import Attrs, Op, OpKind
+from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, encode_patch, patch_size
 from dtcore.model.repset import ReplicationSet
 from dtcore.source.connection import Connection
 from dtcore.source.verifylog import VerifyLog
@@ -604,14 +603,12 @@ class Mirror:
         t0 = time.perf_counter()
         d = file_delta(sig, os.path.join(os.fsencode(self.repset.root), e.path))
         self.rates.hashed(e.size, time.perf_counter() - t0)
-        body = PATCH_HEAD.size + d.instructions.nbytes + len(d.literals)
+        body = patch_size(d.instructions, d.literals)
         link = self.conn.link
         if link is None or body > link.ch.max_frame // 2:
             return False
-        patch = bytearray(PATCH_HEAD.pack(len(d.instructions), d.source_hash))
-        patch += d.instructions.astype("<i8").tobytes()
-        patch += d.literals
-        batch.add(Op(OpKind.PATCH, *self._next_op(), e.path, d.source_size, bytes(patch)))
+        patch = encode_patch(d.instructions, d.source_hash, d.literals)
+        batch.add(Op(OpKind.PATCH, *self._next_op(), e.path, d.source_size, patch))
         return True
 
     def _symlink(self, batch: _Batch, e: Entry, t: Entry | None) -> None:
@@ -703,10 +700,3 @@ def _extents(fd: int, size: int, sparse: bool) -> list[tuple[int, int]]:
         out.append((start, min(end, size)))
         pos = end
     return out
-
-
-def mirror(conn: Connection, repset: ReplicationSet, options: MirrorOptions | None = None,
-           **kw: Any) -> MirrorResult:
-    """Run one mirror and return its result."""
-    return Mirror(conn, repset, options or MirrorOptions.from_config(conn.config), **kw).run()
-
