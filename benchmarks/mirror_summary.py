@@ -29,7 +29,7 @@ from pathlib import Path
 
 from dtcore.engine import Engine
 from dtcore.model.repset import ReplicationSet
-from dtcore.source.mirror.mirror import DIFFERENCE, FULL
+from dtcore.source.mirror import DIFFERENCE, FULL
 
 SECRET = "bench-secret"
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results"

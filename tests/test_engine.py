@@ -13,7 +13,7 @@ import pytest
 from dtcore.engine import Engine
 from dtcore.errors import AccessDeniedError
 from dtcore.model.repset import ReplicationSet
-from dtcore.source.mirror.mirror import BLOCK, DIFFERENCE, FULL, ROLLING, SKIPPED
+from dtcore.source.mirror import BLOCK, DIFFERENCE, FULL, ROLLING, SKIPPED
 from dtcore.target.states import DataStates
 from trees import assert_same, build
 

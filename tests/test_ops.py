@@ -8,8 +8,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dtcore.errors import InvalidParameterError, InvalidParameterTypeError, StreamError
-from dtcore.model.ops import (Attrs, Op, OpKind, decode_patch, encode_patch, merge_batch, pack_batch,
-                              patch_size, scan_batch, unpack_batch)
+from dtcore.model.ops import (
+    Attrs,
+    Op,
+    OpKind,
+    decode_patch,
+    encode_patch,
+    merge_batch,
+    pack_batch,
+    patch_size,
+    scan_batch,
+    unpack_batch,
+)
 
 names = st.binary(min_size=1, max_size=40).filter(lambda b: b"\0" not in b)
 

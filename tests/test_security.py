@@ -25,7 +25,7 @@ from dtcore.model.paths import check_path
 from dtcore.model.repset import ReplicationSet
 from dtcore.protocol.frames import HEADER, HELLO, MAGIC, OPS, Channel
 from dtcore.protocol.handshake import client_handshake
-from dtcore.source.mirror.mirror import FULL
+from dtcore.source.mirror import FULL
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = "hostile-test-secret"

@@ -50,7 +50,7 @@ from dtcore.model.delta import (
 )
 from dtcore.model.repset import ReplicationSet, Rule
 from dtcore.source.connection import Connection
-from dtcore.source.mirror.mirror import MirrorOptions, MirrorResult
+from dtcore.source.mirror import MirrorOptions, MirrorResult
 from dtcore.source.restore import RestoreResult
 from dtcore.target.service import Target
 

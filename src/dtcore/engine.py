@@ -17,7 +17,7 @@ from dtcore.control.stats import ConState, Snapshot, Statistics
 from dtcore.errors import ConnectionFailedError, NetworkFailedError
 from dtcore.model.repset import ReplicationSet, Rule, Totals
 from dtcore.source.connection import Connection
-from dtcore.source.mirror.mirror import DIFFERENCE, Mirror, MirrorOptions, MirrorResult
+from dtcore.source.mirror import DIFFERENCE, Mirror, MirrorOptions, MirrorResult
 from dtcore.source.restore import RestoreResult, restore
 from dtcore.source.verifylog import VerifyLog
 from dtcore.target.service import APPLY_THREADS, Target

@@ -17,7 +17,7 @@ from dtcore.control.stats import PERCENT_SCALE, Snapshot
 from dtcore.engine import Engine
 from dtcore.model.repset import ReplicationSet
 from dtcore.source.connection import Connection, parse_address
-from dtcore.source.mirror.mirror import DIFFERENCE, FULL, Mirror, MirrorResult
+from dtcore.source.mirror import DIFFERENCE, FULL, Mirror, MirrorResult
 from dtcore.target.service import APPLY_THREADS
 
 console = Console(stderr=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dtcore.cli.commands import _Bar, print_connection_stats, print_result
 from dtcore.engine import Engine
-from dtcore.source.mirror.mirror import DIFFERENCE, FULL
+from dtcore.source.mirror import DIFFERENCE, FULL
 
 BLOCK = 65536
 

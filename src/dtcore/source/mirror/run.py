@@ -1,0 +1,402 @@
+"""Mirrors: make the target path hold what the replication set holds.
+
+The source asks the target for its manifest (in parts when large; with checksums,
+the target hashes its small files while listing), lists and hashes its own
+set meanwhile, and compares the two in bulk: entries that are the same on
+both sides are accounted at once (:func:`plan.unchanged`), and only the rest
+go through a bounded file queue (``FileQueueSize``) to worker threads, which
+plan each file (:func:`plan.plan_file`) and carry the plan out
+(:class:`send.Sender`).  Every file is marked done when the target
+acknowledges its last op, so a mirror cut by a lost connection resumes after
+reconnecting: finished files are not sent again and a file cut mid-way is
+compared block by block, so only its missing part travels.  Verify runs the
+same comparison and reports (:mod:`verify`); orphans go last (:mod:`orphans`)."""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from dtcore.control.events import emit
+from dtcore.control.stats import PERCENT_SCALE
+from dtcore.model.manifest import (
+    FILE,
+    KIND_DIR,
+    KIND_FILE,
+    KIND_LINK,
+    LINK,
+    SAME_KIND,
+    SAME_MODE,
+    SAME_MTIME,
+    THERE,
+    Entry,
+    Listing,
+)
+from dtcore.model.ops import Op, OpKind
+from dtcore.model.repset import ReplicationSet
+from dtcore.source.connection import Connection
+from dtcore.source.mirror.options import (
+    ATTRIBUTES,
+    BLOCK,
+    CALCULATING,
+    DIFFERENCE,
+    IDLE,
+    IN_PROGRESS,
+    REMOVING_ORPHANS,
+    ROLLING,
+    SKIPPED,
+    STOPPED,
+    VERIFYING,
+    WAITING,
+    WHOLE,
+    MirrorOptions,
+    MirrorResult,
+)
+from dtcore.source.mirror.orphans import remove_orphans, select_orphans
+from dtcore.source.mirror.plan import SAME, VERIFY, Rates, plan_file, unchanged, why
+from dtcore.source.mirror.send import FrameBatch, Sender
+from dtcore.source.mirror.verify import file_difference
+from dtcore.source.verifylog import VerifyLog
+
+
+class Mirror:
+    """One mirror (or verify) of a replication set over a connection."""
+
+    def __init__(self, conn: Connection, repset: ReplicationSet, options: MirrorOptions, *,
+                 progress: Callable[["Mirror"], None] | None = None,
+                 verify_log: VerifyLog | None = None) -> None:
+        self.conn = conn
+        self.repset = repset
+        self.opts = options
+        self.progress = progress
+        self.verify_log = verify_log
+        self.status = IDLE
+        self.result = MirrorResult()
+        self.rates = Rates()
+        self.sender = Sender(conn, os.fsencode(repset.root), options, self.rates)
+        self.done: set[bytes] = set()
+        self.started: set[bytes] = set()
+        self._lock = threading.Lock()
+        self._remaining = 0
+        self._total = 0
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._sources: dict[tuple[int, int], bytes] = {}
+
+    # -- bookkeeping -----------------------------------------------------------
+    def _mark_done(self, path: bytes) -> None:
+        with self._lock:
+            self.done.add(path)
+
+    def _generated(self, ops: int, nbytes: int, wire: int) -> None:
+        srv = self.conn.stats.server
+        srv.add("MirOpsGenerated", ops)
+        srv.add("MirBytesGenerated", nbytes)
+        with self._lock:
+            self.result.bytes_sent += nbytes
+            self.result.wire_bytes += wire
+
+    def _batch(self) -> FrameBatch:
+        return FrameBatch(self.conn, self.rates, self._mark_done, self._generated)
+
+    def _account(self, entry: Entry, strategy: str, skipped: int = 0) -> None:
+        with self._lock:
+            self.result.strategies[strategy] += 1
+            self._remaining -= entry.size
+            self.result.bytes_skipped += skipped
+        self._progressed(skipped)
+
+    def _account_many(self, count: int, nbytes: int) -> None:
+        """Account ``count`` entries of ``nbytes`` in all as skipped."""
+        if not count:
+            return
+        with self._lock:
+            self.result.strategies[SKIPPED] += count
+            self._remaining -= nbytes
+            self.result.bytes_skipped += nbytes
+        self._progressed(nbytes)
+
+    def _progressed(self, skipped: int) -> None:
+        """Counters and progress after entries were accounted."""
+        c = self.conn.counters
+        remaining = max(self._remaining, 0)
+        c["conMirrorBytesRemaining"] = remaining
+        if skipped:
+            c.add("conBytesSkipped", skipped)
+        if self._total:
+            c["conMirrorPercent"] = (self._total - remaining) * 100 * PERCENT_SCALE // self._total
+        if self.progress is not None:
+            self.progress(self)
+
+    @property
+    def percent(self) -> float:
+        if not self._total:
+            return 100.0 if self.status in (IDLE, WAITING) else 0.0
+        return 100.0 * (self._total - max(self._remaining, 0)) / self._total
+
+    @property
+    def bytes_remaining(self) -> int:
+        return max(self._remaining, 0)
+
+    def _set_status(self, status: str) -> None:
+        self.status = status
+        if self.progress is not None:
+            self.progress(self)
+
+    def stop(self) -> None:
+        """Ask the running mirror to stop after the files in hand."""
+        self._stop.set()
+
+    def _difference(self, path: bytes, reason: str) -> None:
+        with self._lock:
+            self.result.differences.append((os.fsdecode(path), reason))
+        if self.verify_log is not None:
+            self.verify_log.write(os.fsdecode(path), reason)
+
+    # -- the whole mirror --------------------------------------------------------
+    def run(self, resume: bool = False) -> MirrorResult:
+        """Run the mirror.  With ``resume``, files already acknowledged are
+        skipped and files that were under way are compared block by block."""
+        opts, conn = self.opts, self.conn
+        verify_only = opts.verify_only
+        start = time.monotonic()
+        label = conn.label()
+        self._set_status(CALCULATING)
+        need_manifest = opts.mode == DIFFERENCE or opts.orphans or opts.overwrite != 1 or \
+            opts.verify or resume
+        # ask first: the target lists (and hashes) its copy while we list ours
+        pending = conn.request("manifest", hash_below=opts.small_file if opts.checksum else 0) \
+            if need_manifest else None
+        ours = self.repset.listing(opts.small_file if opts.checksum and pending is not None else 0)
+        kinds, sizes = ours.columns()
+        is_dir, is_file, is_link = kinds == KIND_DIR, kinds == KIND_FILE, kinds == KIND_LINK
+        todo = np.ones(len(ours), dtype=bool)
+        if self.done:  # resuming: what the target acknowledged stays as it is
+            todo = ~ours.among(self.done)
+        self._total = self._remaining = int(sizes[todo].sum())
+        self.result.files = int((todo & ~is_dir).sum())
+        self.result.directories = int((todo & is_dir).sum())
+        self.result.bytes_total = self._total
+        if resume:
+            self.result.resumed += 1
+        c = conn.counters
+        c["conMirrorBytesRemaining"] = self._total
+        c["conMirrorPercent"] = 0
+        c["ConMirrorStartTime"] = int(time.time())
+        c["ConMirrorEndTime"] = 0
+        emit(4058 if opts.verify else 4019, conn=label)
+        theirs = Listing.parse(conn.manifest(pending) if pending is not None else b"")
+        flags, match = ours.compare(theirs)
+        if not verify_only:
+            conn.call("state", set="Mirroring")
+        self._set_status(VERIFYING if opts.verify else IN_PROGRESS)
+        there = (flags & (THERE | SAME_KIND)) == (THERE | SAME_KIND)
+        batch = self._batch()
+        if not verify_only:
+            for i in np.flatnonzero(todo & is_dir & ~there).tolist():
+                e = ours.entry(i)
+                batch.add(Op(OpKind.MKDIR, *self.sender.next_op(), e.path, e.mode))
+            batch.flush()
+        skip = todo & unchanged(opts, flags, there, is_file, is_link, sizes)
+        if self.started:  # files cut short by a lost connection are compared again
+            skip &= ~ours.among(self.started)
+        self._account_many(int(skip.sum()), int(sizes[skip].sum()))
+        work: queue.Queue[tuple[Entry, Entry | None] | None] = queue.Queue(max(1, opts.file_queue))
+        workers = [threading.Thread(target=self._worker, args=(work, resume),
+                                    name=f"dtcore-mirror-{i}", daemon=True)
+                   for i in range(max(1, opts.workers))]
+        for t in workers:
+            t.start()
+        links: list[tuple[Entry, Entry | None]] = []
+        try:
+            assert ours.ids is not None
+            twin = is_file & (ours.ids[:, 2] > 1)  # hard-linked: even skipped ones name a first
+            for i in np.flatnonzero(todo & ~is_dir & (~skip | twin)).tolist():
+                if self._stop.is_set() or self._error is not None:
+                    break
+                e = ours.entry(i)
+                t = theirs.entry(int(match[i])) if match[i] >= 0 else None
+                if twin[i]:
+                    # hard links: the first name is sent, the others link to it
+                    first = self._sources.setdefault((e.dev, e.ino), e.path)
+                    if skip[i]:
+                        continue
+                    if first != e.path:
+                        links.append((e, t))
+                        continue
+                while not _put(work, (e, t)):
+                    if self._error is not None:
+                        break
+        finally:
+            for _ in workers:
+                work.put(None)
+            for t in workers:
+                t.join()
+        if self._error is not None:
+            raise self._error
+        matched = np.zeros(len(theirs), dtype=bool)
+        matched[match[match >= 0]] = True
+        if not verify_only:
+            touched = self.result.bytes_sent > 0 or any(self.result.strategies[k] for k in (
+                WHOLE, BLOCK, ROLLING, ATTRIBUTES))
+            attrs_differ = (flags & (SAME_MTIME | SAME_MODE)) != (SAME_MTIME | SAME_MODE)
+            dirs = todo & is_dir & (~there | attrs_differ | touched)
+            self._finish(batch, [ours.entry(i) for i in np.flatnonzero(dirs)[::-1].tolist()], links)
+        if opts.orphans and not verify_only:
+            self._orphans([theirs.entry(j) for j in np.flatnonzero(~matched).tolist()])
+        elif opts.verify:
+            for path in sorted(theirs.path(j) for j in np.flatnonzero(~matched).tolist()):
+                self._difference(path, "on the target only")
+        if self._stop.is_set():
+            emit(4061 if opts.verify else 4022, conn=label, detail="stopped by request")
+            self.status = STOPPED
+        else:
+            if not verify_only:
+                conn.call("state", set="OK", reason="mirror complete")
+            c["ConMirrorEndTime"] = int(time.time())
+            c["conMirrorPercent"] = 100 * PERCENT_SCALE
+            c["conMirrorBytesRemaining"] = 0
+            emit(4062 if opts.verify else 4023, conn=label,
+                 detail=f"{self.result.files} files, {self.result.bytes_sent} bytes sent")
+            self._set_status(IDLE)
+        self.result.seconds = time.monotonic() - start
+        return self.result
+
+    def _finish(self, batch: FrameBatch, dirs: list[Entry],
+                links: list[tuple[Entry, Entry | None]]) -> None:
+        """Hard links once their first names exist, then folder attributes
+        (deepest first), then wait for the target to apply everything."""
+        self.conn.flush()
+        for e, t in links:
+            first = self._sources[(e.dev, e.ino)]
+            if t is not None and self.opts.mode == DIFFERENCE and t.kind == FILE and \
+                    t.size == e.size and t.mtime_ns == e.mtime_ns:
+                self._account(e, SKIPPED, e.size)
+                continue
+            batch.add(Op(OpKind.LINK, *self.sender.next_op(), e.path, 0, first))
+            batch.file_done(e.path)
+            self.result.hard_links += 1
+            self._account(e, WHOLE)
+        # writing into a folder moves its time: set folder attributes last
+        for e in dirs:
+            self.sender.attributes(batch, e)
+        batch.flush()
+        self._set_status(WAITING)
+        self.conn.flush()
+
+    def _orphans(self, candidates: list[Entry]) -> None:
+        orphans = select_orphans(candidates, self.opts, time.time_ns())
+        if not orphans:
+            return
+        label = self.conn.label()
+        self._set_status(REMOVING_ORPHANS)
+        emit(4048, conn=label)
+        for k, v in remove_orphans(self.conn, orphans, self.opts).items():
+            self.result.orphans[k] += v
+        emit(4052, conn=label)
+
+    # -- per file --------------------------------------------------------------
+    def _worker(self, work: "queue.Queue[tuple[Entry, Entry | None] | None]", resume: bool) -> None:
+        batch = self._batch()
+        try:
+            while True:
+                item = work.get()
+                if item is None:
+                    break
+                if self._error is not None:
+                    continue
+                e, t = item
+                self._file(batch, e, t, resume and e.path in self.started)
+            batch.flush()
+        except BaseException as exc:  # noqa: BLE001 - handed to run() to raise
+            if self._error is None:
+                self._error = exc
+            while work.get() is not None:
+                pass
+
+    def _file(self, batch: FrameBatch, e: Entry, t: Entry | None, cut_short: bool) -> None:
+        opts = self.opts
+        if e.kind == LINK:
+            self._symlink(batch, e, t)
+            return
+        plan = plan_file(e, t, opts, self.rates, cut_short)
+        if plan == SKIPPED:
+            self._account(e, SKIPPED, e.size)
+            return
+        if plan == SAME:
+            assert t is not None
+            self._same_content(batch, e, t)
+            return
+        with self._lock:
+            self.started.add(e.path)
+        if plan == VERIFY:
+            reason = file_difference(self.conn, self.sender.path(e), e, t, opts)
+            if reason is not None:
+                self._difference(e.path, reason)
+            self._account(e, SKIPPED, e.size)
+            return
+        strategy = plan
+        try:
+            fd = os.open(self.sender.path(e), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            emit(6001, detail=f"mirror skipped {os.fsdecode(e.path)}: {exc.strerror}")
+            self._account(e, SKIPPED)
+            return
+        try:
+            if strategy == ROLLING and not self.sender.rolling(batch, e):
+                strategy = BLOCK
+            if strategy == BLOCK and not self.sender.blocks(batch, e, fd):
+                same_attrs = t is not None and t.kind == FILE and t.size == e.size and \
+                    t.mtime_ns == e.mtime_ns and t.mode == e.mode
+                if same_attrs:
+                    self._account(e, SKIPPED, e.size)
+                    batch.file_done(e.path)
+                    return
+                strategy = ATTRIBUTES
+            elif strategy == WHOLE:
+                self.sender.whole(batch, e, fd)
+        finally:
+            os.close(fd)
+        self.sender.attributes(batch, e)
+        batch.file_done(e.path)
+        if opts.verify:  # verify with remirror: say what was sent again
+            self._difference(e.path, why(e, t, strategy) + "; remirrored")
+        self._account(e, strategy, e.size if strategy == ATTRIBUTES else 0)
+
+    def _same_content(self, batch: FrameBatch, e: Entry, t: Entry) -> None:
+        """Content matches: at most the attributes differ."""
+        if (t.mtime_ns, t.mode) == (e.mtime_ns, e.mode) or self.opts.verify_only:
+            if self.opts.verify and (t.mtime_ns, t.mode) != (e.mtime_ns, e.mode):
+                self._difference(e.path, "attributes differ")
+            self._account(e, SKIPPED, e.size)
+            return
+        self.sender.attributes(batch, e)
+        batch.file_done(e.path)
+        self._account(e, ATTRIBUTES, e.size)
+
+    def _symlink(self, batch: FrameBatch, e: Entry, t: Entry | None) -> None:
+        if t is not None and t.kind == LINK and t.mtime_ns == e.mtime_ns and \
+                self.opts.mode == DIFFERENCE:
+            self._account(e, SKIPPED)
+            return
+        if self.opts.verify_only:
+            if t is None or t.kind != LINK:
+                self._difference(e.path, "symlink missing on the target")
+            self._account(e, SKIPPED)
+            return
+        self.sender.symlink(batch, e)
+        batch.file_done(e.path)
+        self._account(e, WHOLE)
+
+
+def _put(work: "queue.Queue[tuple[Entry, Entry | None] | None]",
+         item: tuple[Entry, Entry | None]) -> bool:
+    try:
+        work.put(item, timeout=0.5)
+        return True
+    except queue.Full:
+        return False

@@ -1,0 +1,191 @@
+"""Carrying out a mirror's plan for one file: the ops that make the target
+copy match (the whole file, sparse files as their data extents; the blocks
+whose checksums differ; a rolling delta; a symlink), gathered into frames of
+about 1 MiB that go to the connection."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from dtcore._native import _checksum
+from dtcore.model.checksum import differing_ranges
+from dtcore.model.delta import Signature, file_delta
+from dtcore.model.manifest import Entry
+from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, encode_patch, patch_size
+from dtcore.source.connection import Connection
+from dtcore.source.mirror.options import MirrorOptions
+from dtcore.source.mirror.plan import Rates
+
+FRAME_BYTES = 1 << 20
+_FRAME_OPS = 512
+WINDOW = 16  # checksum requests in flight per file
+
+
+class FrameBatch:
+    """Ops of one or more files gathered into frames of about 1 MiB.  A file
+    named by :meth:`file_done` counts as done (``on_done``) once the target
+    has acknowledged the frame that carries its last op."""
+
+    def __init__(self, conn: Connection, rates: Rates, on_done: Callable[[bytes], None],
+                 on_sent: Callable[[int, int, int], None]) -> None:
+        self.conn = conn
+        self.rates = rates
+        self.on_done = on_done
+        self.on_sent = on_sent  # (ops, data bytes, wire bytes) of each frame
+        self.ops: list[Op] = []
+        self.nbytes = 0
+        self.data_bytes = 0
+        self.done: list[bytes] = []
+
+    def add(self, op: Op) -> None:
+        # flush before adding, so a file_done() that follows always rides
+        # with its file's last op
+        if self.nbytes >= FRAME_BYTES or len(self.ops) >= _FRAME_OPS:
+            self.flush()
+        self.ops.append(op)
+        self.data_bytes += len(op.data)
+        self.nbytes += len(op.data) + len(op.path)
+
+    def file_done(self, path: bytes) -> None:
+        self.done.append(path)
+
+    def flush(self) -> None:
+        if not self.ops:
+            for p in self.done:
+                self.on_done(p)
+            self.done = []
+            return
+        ops, done, data_bytes = self.ops, self.done, self.data_bytes
+        self.ops, self.done, self.nbytes, self.data_bytes = [], [], 0, 0
+        started = time.perf_counter()
+        sent = self.conn.send_ops(
+            ops, mirror=True, path=ops[0].path if len(ops) < 64 else None,
+            on_applied=(lambda: [self.on_done(p) for p in done]) if done else None)
+        self.on_sent(len(ops), data_bytes, sent)
+        self.rates.sent(sent, time.perf_counter() - started)
+
+
+class Sender:
+    """Turns the transfer chosen for a file into ops on a batch."""
+
+    def __init__(self, conn: Connection, root: bytes, opts: MirrorOptions, rates: Rates) -> None:
+        self.conn = conn
+        self.root = root
+        self.opts = opts
+        self.rates = rates
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def next_op(self) -> tuple[int, int]:
+        """(file id, seq) of the next op; mirror ops carry no file identity."""
+        with self._lock:
+            self._seq += 1
+            return 0, self._seq
+
+    def path(self, e: Entry) -> bytes:
+        return os.path.join(self.root, e.path)
+
+    def whole(self, batch: FrameBatch, e: Entry, fd: int) -> None:
+        batch.add(Op(OpKind.CREATE, *self.next_op(), e.path, 0o600))
+        size = os.fstat(fd).st_size
+        spans = extents(fd, size, self.opts.sparse)
+        for start, end in spans:
+            self.send_range(batch, e.path, fd, start, end)
+        if not spans or spans[-1][1] < size:  # a trailing hole
+            batch.add(Op(OpKind.TRUNCATE, *self.next_op(), e.path, size))
+
+    def send_range(self, batch: FrameBatch, path: bytes, fd: int, start: int, end: int) -> None:
+        chunk = self.opts.block
+        pos = start
+        while pos < end:
+            n = min(FRAME_BYTES, end - pos)
+            data = os.pread(fd, n, pos)
+            if not data:
+                break
+            view = memoryview(data)
+            for off in range(0, len(data), chunk):
+                batch.add(Op(OpKind.WRITE, *self.next_op(), path, pos + off, view[off:off + chunk]))
+            pos += len(data)
+
+    def blocks(self, batch: FrameBatch, e: Entry, fd: int) -> bool:
+        """Send the blocks whose checksums differ (and the new size); returns
+        whether anything had to change."""
+        block, per = self.opts.block, self.opts.max_checksum_blocks
+        size = os.fstat(fd).st_size
+        changed = False
+        target_size = -1
+        for first, reply, theirs in self.conn.block_sums(e.path, size, block, per, WINDOW):
+            offset = first * block
+            t0 = time.perf_counter()
+            ours = source_sums(fd, offset, min(block * per, size - offset), block)
+            self.rates.hashed(len(ours) * block, time.perf_counter() - t0)
+            target_size = reply.get("size", -1)
+            for lo, hi in differing_ranges(ours, theirs).tolist():
+                self.send_range(batch, e.path, fd, offset + lo * block, min(offset + hi * block, size))
+                changed = True
+        if target_size != size:
+            batch.add(Op(OpKind.TRUNCATE, *self.next_op(), e.path, size))
+            changed = True
+        return changed
+
+    def rolling(self, batch: FrameBatch, e: Entry) -> bool:
+        """Send a rolling delta; False when it would be too large for a frame."""
+        reply, data = self.conn.call("signature", path=e.path.hex(), block=self.opts.block)
+        n = int(reply.get("blocks", 0))
+        if reply.get("size", -1) <= 0 or len(data) != 16 * n:
+            return False
+        arrays = np.frombuffer(data, dtype=np.uint64)
+        sig = Signature(self.opts.block, int(reply["size"]), arrays[:n].copy(), arrays[n:].copy())
+        t0 = time.perf_counter()
+        d = file_delta(sig, self.path(e))
+        self.rates.hashed(e.size, time.perf_counter() - t0)
+        link = self.conn.link
+        if link is None or patch_size(d.instructions, d.literals) > link.ch.max_frame // 2:
+            return False
+        patch = encode_patch(d.instructions, d.source_hash, d.literals)
+        batch.add(Op(OpKind.PATCH, *self.next_op(), e.path, d.source_size, patch))
+        return True
+
+    def attributes(self, batch: FrameBatch, e: Entry) -> None:
+        batch.add(Op(OpKind.SETATTR, *self.next_op(), e.path, 0, e.attrs()))
+
+    def symlink(self, batch: FrameBatch, e: Entry) -> None:
+        """The link (an absolute one inside the set re-rooted, with RemapLink)
+        and its times."""
+        text = os.readlink(self.path(e))
+        flags = 0
+        root = self.root.rstrip(b"/") + b"/"
+        if self.opts.remap_link and text.startswith(root) and len(text) > len(root):
+            text, flags = text[len(root):], LINK_ROOTED
+        batch.add(Op(OpKind.SYMLINK, *self.next_op(), e.path, flags, text))
+        batch.add(Op(OpKind.SETATTR, *self.next_op(), e.path, 0,
+                     Attrs(Attrs.TIMES, 0, 0, 0, e.atime_ns, e.mtime_ns).pack()))
+
+
+def source_sums(fd: int, offset: int, length: int, block: int) -> np.ndarray:
+    """The source's own checksums of one range (none past the end)."""
+    if length <= 0:
+        return np.zeros(0, np.uint64)
+    return _checksum.fd_checksums(fd, offset, length, block, "source file")
+
+
+def extents(fd: int, size: int, sparse: bool) -> list[tuple[int, int]]:
+    """Data extents of a file: all of it, or with sparse mirroring only the
+    parts that are not holes."""
+    if not sparse or size == 0 or os.fstat(fd).st_blocks * 512 >= size:
+        return [(0, size)]
+    out = []
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:
+            break  # only a hole is left
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        out.append((start, min(end, size)))
+        pos = end
+    return out
