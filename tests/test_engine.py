@@ -13,6 +13,7 @@ import pytest
 from dtcore.engine import Engine
 from dtcore.errors import AccessDeniedError
 from dtcore.model.repset import ReplicationSet
+from dtcore.protocol.messages import StateRequest
 from dtcore.source.mirror import BLOCK, DIFFERENCE, FULL, ROLLING, SKIPPED
 from dtcore.target.states import DataStates
 from trees import assert_same, build
@@ -221,7 +222,7 @@ def test_dropped_op_marks_mirror_required(engine, tmp_path):
     engine.mirror(conn, repset, FULL)
     unsub()
     assert 4150 in seen
-    assert conn.call("state")[0]["state"] == "Mirror Required"
+    assert conn.call(StateRequest())[0]["state"] == "Mirror Required"
     assert engine.statistics().value("target", "OpsDropped") >= 1
 
 

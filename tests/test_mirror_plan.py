@@ -2,10 +2,20 @@
 import numpy as np
 import pytest
 
-from dtcore.model.manifest import (FILE, HASHED, LINK, NEWER, SAME_HASH, SAME_KIND, SAME_MODE,
-                                   SAME_MTIME, SAME_SIZE, THERE, Entry)
-from dtcore.source.mirror import (BLOCK, DIFFERENCE, FULL, ROLLING, SKIPPED, WHOLE,
-                                  MirrorOptions)
+from dtcore.model.manifest import (
+    FILE,
+    HASHED,
+    LINK,
+    NEWER,
+    SAME_HASH,
+    SAME_KIND,
+    SAME_MODE,
+    SAME_MTIME,
+    SAME_SIZE,
+    THERE,
+    Entry,
+)
+from dtcore.source.mirror import BLOCK, DIFFERENCE, FULL, ROLLING, SKIPPED, WHOLE, MirrorOptions
 from dtcore.source.mirror.orphans import select_orphans
 from dtcore.source.mirror.plan import SAME, VERIFY, Rates, plan_file, transfer, unchanged
 

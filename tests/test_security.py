@@ -209,5 +209,5 @@ def test_hostile_request_fields(served, tmp_path):
                    dict(method="read", path="zz", offset=0, length=1),
                    dict(method="nope")]:
         with pytest.raises((InvalidPathError, StreamError)):
-            conn.call(params.pop("method"), **params)
+            conn.link.call(params.pop("method"), params)
     assert conn.alive

@@ -28,6 +28,7 @@ from dtcore.protocol.frames import (
     PeerClosed,
     refuse_error,
 )
+from dtcore.protocol.messages import METHOD_FIELD
 
 _RPC = struct.Struct("<II")  # request id, JSON length; binary data follows the JSON
 Handler = Callable[..., None]
@@ -109,7 +110,7 @@ class Link:
             req_id = self._next_id
             self._next_id += 1
             self._pending[req_id] = fut
-        self.send(REQUEST, b"".join(pack_rpc(req_id, {"method": method, **(params or {})}, data)))
+        self.send(REQUEST, b"".join(pack_rpc(req_id, {METHOD_FIELD: method, **(params or {})}, data)))
         return fut
 
     def call(self, method: str, params: dict[str, Any] | None = None, data: Any = b"",

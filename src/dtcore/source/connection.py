@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
+from concurrent.futures import Future
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -28,6 +29,15 @@ from dtcore.model.ops import Op, pack_batch
 from dtcore.protocol.frames import FLAG_MIRROR, OPS, Channel, PeerClosed, tune_socket
 from dtcore.protocol.handshake import client_handshake, secret_bytes
 from dtcore.protocol.link import Link
+from dtcore.protocol.messages import (
+    FileReply,
+    Hello,
+    ManifestReply,
+    ManifestRequest,
+    Request,
+    SumsRequest,
+    Welcome,
+)
 from dtcore.protocol.tls import client_tls
 from dtcore.queues.records import MB, MIRROR, REPLICATION
 from dtcore.queues.replication import ReplicationQueue
@@ -98,16 +108,15 @@ class Connection:
             compressor = Compressor(cfg["MinCompressionFileSize"], cfg["SkipCompressionFileExt"]) \
                 if self.compression else None
             ch = Channel(sock, crc=bool(cfg["EnableCRCCheck"]), compressor=compressor)
-            welcome = client_handshake(ch, self.secret, {"target_path": self.target_path,
-                                                         "repset": self.repset,
-                                                         "compress": compressor is not None})
+            welcome = client_handshake(ch, self.secret, Hello(
+                self.target_path, self.repset, compressor is not None).fields())
             sock.settimeout(None)
         except (OSError, DTError) as e:
             sock.close()
             if isinstance(e, DTError):
                 raise
             raise ConnectionFailedError(f"handshake with {self.host}:{self.port} failed: {e}") from None
-        self.target_state = str(welcome.get("state", ""))
+        self.target_state = Welcome.parse(welcome).state
         self.queue = ReplicationQueue(memory_bytes=min(cfg["QMemoryBufferMax"], 64) * MB,
                                       max_ops=cfg["OpBufferSize"], alert_threshold=0)
         self.stats.feed(self.id, self.queue.counts)
@@ -148,42 +157,44 @@ class Connection:
         return self.link
 
     # -- requests ------------------------------------------------------------
-    def call(self, method: str, timeout: float | None = 600, **params: Any) -> tuple[dict[str, Any], memoryview]:
-        return self._check().call(method, params, timeout=timeout)
+    def call(self, request: Request, timeout: float | None = 600) -> tuple[dict[str, Any], memoryview]:
+        """Ask the target and wait: (reply fields, reply data)."""
+        return self._check().call(request.METHOD, request.fields(), timeout=timeout)
 
-    def request(self, method: str, **params: Any) -> Any:
-        return self._check().request(method, params)
+    def request(self, request: Request) -> Future[tuple[dict[str, Any], memoryview]]:
+        """Ask the target; the future gives (reply fields, reply data)."""
+        return self._check().request(request.METHOD, request.fields())
 
-    def manifest(self, first: Any = None, **params: Any) -> memoryview:
+    def manifest(self, first: Any = None, hash_below: int = 0) -> memoryview:
         """The target's listing of its path.  ``first`` is the pending reply
-        of an earlier ``request("manifest", ...)``; the rest of a listing too
-        large for one frame is fetched part by part."""
-        reply, data = first.result(600) if first is not None else self.call("manifest", **params)
-        total = int(reply.get("total", len(data)))
+        of an earlier ``request(ManifestRequest(...))``; the rest of a listing
+        too large for one frame is fetched part by part."""
+        reply, data = first.result(600) if first is not None else \
+            self.call(ManifestRequest(hash_below))
+        total = ManifestReply.parse(reply).total
         if len(data) >= total:
             return data
         parts = bytearray(data)
         while len(parts) < total:
-            _, more = self.call("manifest", offset=len(parts), **params)
+            _, more = self.call(ManifestRequest(hash_below, offset=len(parts)))
             if not more:
                 raise StreamError(f"the target's manifest ended at {len(parts)} of {total} bytes")
             parts += more
         return memoryview(parts)
 
     def block_sums(self, path: bytes, size: int, block: int, per: int,
-                   window: int = 16) -> Iterator[tuple[int, dict[str, Any], np.ndarray]]:
+                   window: int = 16) -> Iterator[tuple[int, FileReply, np.ndarray]]:
         """The target's checksums of a file's blocks, ``per`` blocks to a
-        request with ``window`` requests in flight: yields (first block, reply
-        fields, uint64 sums) in order.  An empty file still gets one request,
+        request with ``window`` requests in flight: yields (first block, the
+        reply, uint64 sums) in order.  An empty file still gets one request,
         so the reply tells the target copy's size."""
         starts = range(0, max(-(-size // block), 1), per)
         futures: deque[Any] = deque()
         for i, first in enumerate(starts):
             while len(futures) < window and i + len(futures) < len(starts):
-                futures.append(self.request("sums", path=path.hex(), first=starts[i + len(futures)],
-                                            count=per, block=block))
+                futures.append(self.request(SumsRequest(path, starts[i + len(futures)], per, block)))
             reply, data = futures.popleft().result(600)
-            yield first, reply, np.frombuffer(data, dtype=np.uint64)
+            yield first, FileReply.parse(reply), np.frombuffer(data, dtype=np.uint64)
 
     # -- ops -----------------------------------------------------------------
     def send_ops(self, ops: list[Op], *, mirror: bool = True, path: bytes | None = None,

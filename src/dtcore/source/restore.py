@@ -21,6 +21,7 @@ from dtcore.control.events import emit
 from dtcore.model.checksum import differing_ranges, file_checksums
 from dtcore.model.manifest import DIR, LINK, Entry, Listing
 from dtcore.model.ops import Op, OpKind
+from dtcore.protocol.messages import ReadlinkRequest, ReadRequest
 from dtcore.source.connection import Connection
 
 _CHUNK = 4 << 20
@@ -83,7 +84,7 @@ def _entry_ops(conn: Connection, root: SafeRoot, t: Entry, overwrite: int, block
         return
     result.files += 1
     if t.kind == LINK:
-        yield Op(OpKind.SYMLINK, 0, 0, t.path, 0, bytes(conn.call("readlink", path=t.path.hex())[1]))
+        yield Op(OpKind.SYMLINK, 0, 0, t.path, 0, bytes(conn.call(ReadlinkRequest(t.path))[1]))
         return
     if mine is not None and mine.st_size >= small_file and t.size >= small_file:
         for lo, hi in _differing(conn, root, t, block):
@@ -112,8 +113,8 @@ def _differing(conn: Connection, root: SafeRoot, t: Entry, block: int) -> list[t
 def _fetch(conn: Connection, path: bytes, start: int, end: int, result: RestoreResult) -> Iterator[Op]:
     offsets = list(range(start, end, _CHUNK))
     for i in range(0, len(offsets), _WINDOW):
-        futures = [(off, conn.request("read", path=path.hex(), offset=off,
-                                      length=min(_CHUNK, end - off))) for off in offsets[i:i + _WINDOW]]
+        futures = [(off, conn.request(ReadRequest(path, off, min(_CHUNK, end - off))))
+                   for off in offsets[i:i + _WINDOW]]
         for off, fut in futures:
             data = bytes(fut.result(600)[1])
             result.bytes_fetched += len(data)

@@ -1,14 +1,15 @@
 """The questions a source asks the target: manifests, block checksums,
 signatures, reads and link texts for a restore, orphan removal and the data
-state.  Each handler takes (session, fields, data) and returns the reply's
-fields and data; every field from the peer is checked before use."""
+state.  Each handler takes (session, request, data) and returns the reply
+and its data; the request's class in :mod:`dtcore.protocol.messages` has
+checked every field from the peer before the handler runs."""
 from __future__ import annotations
 
 import errno
 import mmap
 import os
 import stat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -16,112 +17,96 @@ from dtcore._native import _checksum, _delta
 from dtcore.apply.safe_paths import SafeRoot
 from dtcore.errors import StreamError
 from dtcore.model.manifest import Listing
+from dtcore.protocol.messages import (
+    FileReply,
+    ManifestReply,
+    ManifestRequest,
+    OrphansReply,
+    OrphansRequest,
+    ReadlinkRequest,
+    ReadRequest,
+    Reply,
+    SignatureReply,
+    SignatureRequest,
+    StateReply,
+    StateRequest,
+    SumsRequest,
+)
 from dtcore.target.states import DATA_STATES, OK, STATE_DIR
 
 if TYPE_CHECKING:
     from dtcore.target.session import Session
 
-_MAX_READ = 8 << 20
 # A manifest larger than this goes in several replies (a reply is one frame).
 MANIFEST_PART = 16 << 20
+Handler = Callable[["Session", Any, bytes], tuple[Reply, Any]]
 
 
-def path_of(params: dict[str, Any]) -> bytes:
-    value = params.get("path")
-    if not isinstance(value, str):
-        raise StreamError("request lacks its path")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise StreamError("request path is not hex") from None
-
-
-def _int(params: dict[str, Any], key: str, low: int = 0, high: int = 1 << 62,
-         default: int | None = None) -> int:
-    value = params.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise StreamError(f"request field {key}={value!r} is out of range")
-    return value
-
-
-# -- request handlers: (session, params, data) -> (reply fields, reply data) --
-def _manifest(s: Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
+# -- request handlers: (session, request, data) -> (reply, reply data) --
+def _manifest(s: Session, req: ManifestRequest, data: bytes) -> tuple[Reply, Any]:
     root = s.view()
     skip = STATE_DIR if root.path == s.target.root.path else None
-    hash_below = params.get("hash_below", 0)
-    if not isinstance(hash_below, int) or not 0 <= hash_below <= 1 << 30:
-        raise StreamError(f"hash_below={hash_below!r} is out of range")
-    offset = _int(params, "offset", default=0)
-    if offset == 0:  # a new listing; the source asks for the rest part by part
-        s.listing = Listing.walk(root.fd, skip, hash_below).data
-    elif offset > len(s.listing):
-        raise StreamError(f"manifest offset {offset} is past its end ({len(s.listing)} bytes)")
-    return {"total": len(s.listing)}, memoryview(s.listing)[offset:offset + MANIFEST_PART]
+    if req.offset == 0:  # a new listing; the source asks for the rest part by part
+        s.listing = Listing.walk(root.fd, skip, req.hash_below).data
+    elif req.offset > len(s.listing):
+        raise StreamError(f"manifest offset {req.offset} is past its end ({len(s.listing)} bytes)")
+    return ManifestReply(len(s.listing)), memoryview(s.listing)[req.offset:req.offset + MANIFEST_PART]
 
 
-def _sums(s: Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
-    block = _int(params, "block", 1, 1 << 20)
-    first = _int(params, "first")
-    count = _int(params, "count", 1, _MAX_READ // 8)
-    fd = s._file(params)
+def _sums(s: Session, req: SumsRequest, data: bytes) -> tuple[Reply, Any]:
+    fd = s.open_file(req.path)
     if fd < 0:
-        return {"size": -1}, b""
+        return FileReply(-1), b""
     try:
         size = os.fstat(fd).st_size
-        offset = min(first * block, size)
-        length = min(count * block, size - offset)
-        sums = _checksum.fd_checksums(fd, offset, length, block, "target file") if length else \
+        offset = min(req.first * req.block, size)
+        length = min(req.count * req.block, size - offset)
+        sums = _checksum.fd_checksums(fd, offset, length, req.block, "target file") if length else \
             np.zeros(0, np.uint64)
-        return {"size": size}, sums.tobytes()
+        return FileReply(size), sums.tobytes()
     finally:
         os.close(fd)
 
 
-def _signature(s: Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
-    block = _int(params, "block", 1, 1 << 20)
-    fd = s._file(params)
+def _signature(s: Session, req: SignatureRequest, data: bytes) -> tuple[Reply, Any]:
+    fd = s.open_file(req.path)
     if fd < 0:
-        return {"size": -1}, b""
+        return SignatureReply(-1), b""
     try:
         size = os.fstat(fd).st_size
         if size == 0:
             weak = strong = np.zeros(0, np.uint64)
         else:
             with mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
-                weak, strong = _delta.signature(memoryview(m), block)
-        return {"size": size, "blocks": len(strong)}, weak.tobytes() + strong.tobytes()
+                weak, strong = _delta.signature(memoryview(m), req.block)
+        return SignatureReply(size, len(strong)), weak.tobytes() + strong.tobytes()
     finally:
         os.close(fd)
 
 
-def _read(s: Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
-    offset = _int(params, "offset")
-    length = _int(params, "length", 0, _MAX_READ)
-    fd = s._file(params)
+def _read(s: Session, req: ReadRequest, data: bytes) -> tuple[Reply, Any]:
+    fd = s.open_file(req.path)
     if fd < 0:
-        return {"size": -1}, b""
+        return FileReply(-1), b""
     try:
-        return {"size": os.fstat(fd).st_size}, os.pread(fd, length, offset)
+        return FileReply(os.fstat(fd).st_size), os.pread(fd, req.length, req.offset)
     finally:
         os.close(fd)
 
 
-def _readlink(s: Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
-    dfd, name = s.view().parent(path_of(params))
-    return {}, os.readlink(name, dir_fd=dfd)
+def _readlink(s: Session, req: ReadlinkRequest, data: bytes) -> tuple[Reply, Any]:
+    dfd, name = s.view().parent(req.path)
+    return Reply(), os.readlink(name, dir_fd=dfd)
 
 
-def _orphans(s: Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
+def _orphans(s: Session, req: OrphansRequest, data: bytes) -> tuple[Reply, Any]:
     """Remove (or move to MoveOrphansDir) the listed paths, deepest first."""
     root = s.view()
-    paths = params.get("paths")
-    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-        raise StreamError("orphans request lacks its list of paths")
-    move_to = s.target.config["MoveOrphansDir"] if params.get("move") else None
+    move_to = s.target.config["MoveOrphansDir"] if req.move else None
     mover = SafeRoot(move_to) if move_to else None
     files = dirs = size = 0
     try:
-        for path in sorted((bytes.fromhex(p) for p in paths), key=lambda p: -p.count(b"/")):
+        for path in sorted(req.paths, key=lambda p: -p.count(b"/")):
             dfd, name = root.parent(path)
             try:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -151,18 +136,22 @@ def _orphans(s: Session, params: dict[str, Any], data: bytes) -> tuple[dict[str,
     s.counters.add("Orphan Files Removed", files)
     s.counters.add("Orphan Directories Removed", dirs)
     s.counters.add("Orphan Bytes Removed", size)
-    return {"files": files, "directories": dirs, "bytes": size}, b""
+    return OrphansReply(files, dirs, size), b""
 
 
-def _state(s: Session, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], Any]:
-    new = params.get("set")
-    if new is not None:
-        if new not in DATA_STATES:
-            raise StreamError(f"{new!r} is not a target data state")
-        if not (new == OK and s.gave_up):  # a dropped op keeps Mirror Required
-            s.target.states.set(s.path, new, str(params.get("reason", "")))
-    return {"state": s.target.states.get(s.path)}, b""
+def _state(s: Session, req: StateRequest, data: bytes) -> tuple[Reply, Any]:
+    if req.set is not None:
+        if req.set not in DATA_STATES:
+            raise StreamError(f"{req.set!r} is not a target data state")
+        if not (req.set == OK and s.gave_up):  # a dropped op keeps Mirror Required
+            s.target.states.set(s.path, req.set, req.reason)
+    return StateReply(s.target.states.get(s.path)), b""
 
 
-HANDLERS = {"manifest": _manifest, "sums": _sums, "signature": _signature, "read": _read,
-             "readlink": _readlink, "orphans": _orphans, "state": _state}
+# Each method's request class (which parses and checks its fields) and handler.
+HANDLERS: dict[str, tuple[Any, Handler]] = {
+    ManifestRequest.METHOD: (ManifestRequest, _manifest), SumsRequest.METHOD: (SumsRequest, _sums),
+    SignatureRequest.METHOD: (SignatureRequest, _signature), ReadRequest.METHOD: (ReadRequest, _read),
+    ReadlinkRequest.METHOD: (ReadlinkRequest, _readlink),
+    OrphansRequest.METHOD: (OrphansRequest, _orphans), StateRequest.METHOD: (StateRequest, _state),
+}

@@ -32,9 +32,10 @@ from dtcore.model.paths import check_path
 from dtcore.protocol.frames import ACK, FLAG_MIRROR, FLOW, Channel, tune_socket
 from dtcore.protocol.handshake import server_handshake
 from dtcore.protocol.link import Link
+from dtcore.protocol.messages import METHOD_FIELD, Hello, Welcome
 from dtcore.queues.memory import MemoryQueue
 from dtcore.queues.records import MB, MIRROR, REPLICATION
-from dtcore.target.requests import HANDLERS, path_of
+from dtcore.target.requests import HANDLERS
 from dtcore.target.states import MIRROR_REQUIRED, STATE_DIR
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class Session:
                 sock = self.target._tls.wrap_socket(sock, server_side=True)
             ch = Channel(sock)
             hello = server_handshake(ch, self.target.secret, self._welcome)
-            if hello.get("compress") is True:  # replies (manifests, checksums) too
+            if Hello.parse(hello).compress:  # replies (manifests, checksums) too
                 ch.compressor = Compressor(max_payload=ch.max_frame)
             sock.settimeout(None)
         except (DTError, OSError, ValueError) as e:
@@ -107,16 +108,13 @@ class Session:
             root.close()
         self.root.close()
 
-    def _welcome(self, hello: dict[str, Any]) -> dict[str, Any]:
-        path = hello.get("target_path", "")
-        if not isinstance(path, str):
-            raise StreamError("HELLO target_path is not text")
-        path = path.strip("/")
+    def _welcome(self, fields: dict[str, Any]) -> dict[str, Any]:
+        path = Hello.parse(fields).target_path.strip("/")
         if path:
             check_path(os.fsencode(path), STATE_DIR)
         self.path = path
         self.root = self.target.root.sub(os.fsencode(path))
-        return {"state": self.target.states.get(path), "target": self.target.host}
+        return Welcome(self.target.states.get(path), self.target.host).fields()
 
     # -- reader thread -----------------------------------------------------
     def _on_ops(self, seq: int, flags: int, body: Any) -> None:
@@ -216,12 +214,13 @@ class Session:
             self._cv.wait_for(lambda: self._applied >= barrier or self._applied < 0)
         self.view().refresh()
         try:
-            method = params.get("method")
-            handler = HANDLERS.get(method) if isinstance(method, str) else None
-            if handler is None:
+            method = params.get(METHOD_FIELD)
+            entry = HANDLERS.get(method) if isinstance(method, str) else None
+            if entry is None:
                 raise StreamError(f"unknown request {method!r}")
-            fields, out = handler(self, params, data)
-            self.link.reply(req_id, fields, out)
+            request_class, handler = entry
+            reply, out = handler(self, request_class.parse(params), data)
+            self.link.reply(req_id, reply.fields(), out)
         except DTError as e:
             if isinstance(e, (InvalidPathError, StreamError)):
                 emit(6002, detail=f"request {self.label()} refused: {e}")
@@ -231,7 +230,7 @@ class Session:
                 pass
         except (OSError, ValueError, TypeError, KeyError) as e:
             try:
-                self.link.reply_error(req_id, InvalidParameterError(f"{params.get('method')}: {e}"))
+                self.link.reply_error(req_id, InvalidParameterError(f"{params.get(METHOD_FIELD)}: {e}"))
             except DTError:
                 pass
 
@@ -245,10 +244,10 @@ class Session:
                 self._clones.append(root)
         return root
 
-    def _file(self, params: dict[str, Any]) -> int:
+    def open_file(self, path: bytes) -> int:
         """Read-only handle of the file a request names, or -1 if missing."""
         try:
-            return self.view().open(path_of(params), os.O_RDONLY)
+            return self.view().open(path, os.O_RDONLY)
         except FileNotFoundError:
             return -1
 

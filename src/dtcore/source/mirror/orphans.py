@@ -5,6 +5,7 @@ MaxRemoveOrphansOpSize paths to a request."""
 from __future__ import annotations
 
 from dtcore.model.manifest import Entry
+from dtcore.protocol.messages import OrphansReply, OrphansRequest
 from dtcore.source.connection import Connection
 from dtcore.source.mirror.options import MirrorOptions
 
@@ -16,14 +17,14 @@ def select_orphans(candidates: list[Entry], opts: MirrorOptions, now_ns: int) ->
     return [t.path for t in candidates if opts.remove_all_orphans or t.mtime_ns < cutoff]
 
 
-def remove_orphans(conn: Connection, paths: list[bytes], opts: MirrorOptions) -> dict[str, int]:
+def remove_orphans(conn: Connection, paths: list[bytes], opts: MirrorOptions) -> OrphansReply:
     """Have the target remove (or move) ``paths``; the files, folders and
     bytes it removed."""
-    removed = {"files": 0, "directories": 0, "bytes": 0}
+    files = directories = nbytes = 0
     n = opts.orphan_batch
     for i in range(0, len(paths), n):
-        reply, _ = conn.call("orphans", paths=[p.hex() for p in paths[i:i + n]],
-                             move=opts.move_orphans)
-        for k in removed:
-            removed[k] += int(reply.get(k, 0))
-    return removed
+        fields, _ = conn.call(OrphansRequest(tuple(paths[i:i + n]), opts.move_orphans))
+        reply = OrphansReply.parse(fields)
+        files, directories, nbytes = (files + reply.files, directories + reply.directories,
+                                      nbytes + reply.bytes)
+    return OrphansReply(files, directories, nbytes)

@@ -38,6 +38,7 @@ from dtcore.model.manifest import (
 )
 from dtcore.model.ops import Op, OpKind
 from dtcore.model.repset import ReplicationSet
+from dtcore.protocol.messages import ManifestRequest, StateRequest
 from dtcore.source.connection import Connection
 from dtcore.source.mirror.options import (
     ATTRIBUTES,
@@ -169,7 +170,7 @@ class Mirror:
         need_manifest = opts.mode == DIFFERENCE or opts.orphans or opts.overwrite != 1 or \
             opts.verify or resume
         # ask first: the target lists (and hashes) its copy while we list ours
-        pending = conn.request("manifest", hash_below=opts.small_file if opts.checksum else 0) \
+        pending = conn.request(ManifestRequest(opts.small_file if opts.checksum else 0)) \
             if need_manifest else None
         ours = self.repset.listing(opts.small_file if opts.checksum and pending is not None else 0)
         kinds, sizes = ours.columns()
@@ -192,7 +193,7 @@ class Mirror:
         theirs = Listing.parse(conn.manifest(pending) if pending is not None else b"")
         flags, match = ours.compare(theirs)
         if not verify_only:
-            conn.call("state", set="Mirroring")
+            conn.call(StateRequest("Mirroring"))
         self._set_status(VERIFYING if opts.verify else IN_PROGRESS)
         there = (flags & (THERE | SAME_KIND)) == (THERE | SAME_KIND)
         batch = self._batch()
@@ -256,7 +257,7 @@ class Mirror:
             self.status = STOPPED
         else:
             if not verify_only:
-                conn.call("state", set="OK", reason="mirror complete")
+                conn.call(StateRequest("OK", "mirror complete"))
             c["ConMirrorEndTime"] = int(time.time())
             c["conMirrorPercent"] = 100 * PERCENT_SCALE
             c["conMirrorBytesRemaining"] = 0
@@ -295,7 +296,8 @@ class Mirror:
         label = self.conn.label()
         self._set_status(REMOVING_ORPHANS)
         emit(4048, conn=label)
-        for k, v in remove_orphans(self.conn, orphans, self.opts).items():
+        removed = remove_orphans(self.conn, orphans, self.opts)
+        for k, v in removed.fields().items():
             self.result.orphans[k] += v
         emit(4052, conn=label)
 

@@ -16,6 +16,7 @@ from dtcore.model.checksum import differing_ranges
 from dtcore.model.delta import Signature, file_delta
 from dtcore.model.manifest import Entry
 from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, encode_patch, patch_size
+from dtcore.protocol.messages import SignatureReply, SignatureRequest
 from dtcore.source.connection import Connection
 from dtcore.source.mirror.options import MirrorOptions
 from dtcore.source.mirror.plan import Rates
@@ -123,7 +124,7 @@ class Sender:
             t0 = time.perf_counter()
             ours = source_sums(fd, offset, min(block * per, size - offset), block)
             self.rates.hashed(len(ours) * block, time.perf_counter() - t0)
-            target_size = reply.get("size", -1)
+            target_size = reply.size
             for lo, hi in differing_ranges(ours, theirs).tolist():
                 self.send_range(batch, e.path, fd, offset + lo * block, min(offset + hi * block, size))
                 changed = True
@@ -134,12 +135,13 @@ class Sender:
 
     def rolling(self, batch: FrameBatch, e: Entry) -> bool:
         """Send a rolling delta; False when it would be too large for a frame."""
-        reply, data = self.conn.call("signature", path=e.path.hex(), block=self.opts.block)
-        n = int(reply.get("blocks", 0))
-        if reply.get("size", -1) <= 0 or len(data) != 16 * n:
+        fields, data = self.conn.call(SignatureRequest(e.path, self.opts.block))
+        reply = SignatureReply.parse(fields)
+        n = reply.blocks
+        if reply.size <= 0 or len(data) != 16 * n:
             return False
         arrays = np.frombuffer(data, dtype=np.uint64)
-        sig = Signature(self.opts.block, int(reply["size"]), arrays[:n].copy(), arrays[n:].copy())
+        sig = Signature(self.opts.block, reply.size, arrays[:n].copy(), arrays[n:].copy())
         t0 = time.perf_counter()
         d = file_delta(sig, self.path(e))
         self.rates.hashed(e.size, time.perf_counter() - t0)

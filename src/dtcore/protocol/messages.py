@@ -1,0 +1,306 @@
+"""The typed bodies of what the two ends say to each other besides ops: the
+HELLO and WELCOME fields of the handshake, each request a source sends a
+target, and each reply.  Every method name and field is spelled here once.
+The source builds a request with its class and reads the reply with the
+reply's class; the target parses a request's fields with the same class,
+which checks every value (type and range) before a handler sees it, so a
+hostile peer meets a StreamError, never a KeyError or an unbounded size.
+
+Paths travel as hex so that any bytes a file system allows survive JSON."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from dtcore.errors import StreamError
+
+# Bytes in one read reply, and checksums (8 bytes each) in one sums reply.
+MAX_READ = 8 << 20
+MAX_BLOCK = 1 << 20
+MAX_HASH_BELOW = 1 << 30
+_MAX_OFFSET = 1 << 62
+
+Fields = dict[str, Any]
+# The field of a REQUEST frame's JSON that names its method.
+METHOD_FIELD = "method"
+
+
+def _int(fields: Fields, key: str, low: int = 0, high: int = _MAX_OFFSET,
+         default: int | None = None) -> int:
+    value = fields.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise StreamError(f"field {key}={value!r} is out of range")
+    return value
+
+
+def _text(fields: Fields, key: str, default: str = "") -> str:
+    value = fields.get(key, default)
+    if not isinstance(value, str):
+        raise StreamError(f"field {key} is not text")
+    return value
+
+
+def _hex(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise StreamError(f"{what} is missing or not text")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise StreamError(f"{what} is not hex") from None
+
+
+# -- the handshake ---------------------------------------------------------
+@dataclass(frozen=True)
+class Hello:
+    """What a source asks for in its HELLO, besides the handshake's own
+    versions, nonce and frame size."""
+
+    target_path: str = ""
+    repset: str = ""
+    compress: bool = False
+
+    def fields(self) -> Fields:
+        return {"target_path": self.target_path, "repset": self.repset, "compress": self.compress}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "Hello":
+        return cls(_text(fields, "target_path"), _text(fields, "repset"),
+                   fields.get("compress") is True)
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """What the target tells an admitted source: its target path's data state."""
+
+    state: str = ""
+    target: str = ""
+
+    def fields(self) -> Fields:
+        return {"state": self.state, "target": self.target}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "Welcome":
+        return cls(str(fields.get("state", "")), str(fields.get("target", "")))
+
+
+# -- requests ----------------------------------------------------------------
+class Request:
+    """A request's method name and its fields."""
+
+    METHOD: ClassVar[str]
+
+    def fields(self) -> Fields:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ManifestRequest(Request):
+    """The target's listing of its path from ``offset`` on; files under
+    ``hash_below`` bytes are hashed while listed."""
+
+    METHOD: ClassVar[str] = "manifest"
+    hash_below: int = 0
+    offset: int = 0
+
+    def fields(self) -> Fields:
+        return {"hash_below": self.hash_below, "offset": self.offset}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "ManifestRequest":
+        return cls(_int(fields, "hash_below", 0, MAX_HASH_BELOW, 0), _int(fields, "offset", default=0))
+
+
+@dataclass(frozen=True)
+class SumsRequest(Request):
+    """Checksums of ``count`` blocks of ``block`` bytes from block ``first``."""
+
+    METHOD: ClassVar[str] = "sums"
+    path: bytes
+    first: int
+    count: int
+    block: int
+
+    def fields(self) -> Fields:
+        return {"path": self.path.hex(), "first": self.first, "count": self.count, "block": self.block}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "SumsRequest":
+        return cls(_hex(fields.get("path"), "request path"), _int(fields, "first"),
+                   _int(fields, "count", 1, MAX_READ // 8), _int(fields, "block", 1, MAX_BLOCK))
+
+
+@dataclass(frozen=True)
+class SignatureRequest(Request):
+    """The rolling and strong sums of a file's blocks (for a rolling delta)."""
+
+    METHOD: ClassVar[str] = "signature"
+    path: bytes
+    block: int
+
+    def fields(self) -> Fields:
+        return {"path": self.path.hex(), "block": self.block}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "SignatureRequest":
+        return cls(_hex(fields.get("path"), "request path"), _int(fields, "block", 1, MAX_BLOCK))
+
+
+@dataclass(frozen=True)
+class ReadRequest(Request):
+    """``length`` bytes of a file from ``offset`` (for a restore)."""
+
+    METHOD: ClassVar[str] = "read"
+    path: bytes
+    offset: int
+    length: int
+
+    def fields(self) -> Fields:
+        return {"path": self.path.hex(), "offset": self.offset, "length": self.length}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "ReadRequest":
+        return cls(_hex(fields.get("path"), "request path"), _int(fields, "offset"),
+                   _int(fields, "length", 0, MAX_READ))
+
+
+@dataclass(frozen=True)
+class ReadlinkRequest(Request):
+    """A symlink's text (for a restore)."""
+
+    METHOD: ClassVar[str] = "readlink"
+    path: bytes
+
+    def fields(self) -> Fields:
+        return {"path": self.path.hex()}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "ReadlinkRequest":
+        return cls(_hex(fields.get("path"), "request path"))
+
+
+@dataclass(frozen=True)
+class OrphansRequest(Request):
+    """Remove these paths (or with ``move``, move them to MoveOrphansDir)."""
+
+    METHOD: ClassVar[str] = "orphans"
+    paths: tuple[bytes, ...]
+    move: bool = False
+
+    def fields(self) -> Fields:
+        return {"paths": [p.hex() for p in self.paths], "move": self.move}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "OrphansRequest":
+        paths = fields.get("paths")
+        if not isinstance(paths, list):
+            raise StreamError("orphans request lacks its list of paths")
+        return cls(tuple(_hex(p, "orphan path") for p in paths), bool(fields.get("move")))
+
+
+@dataclass(frozen=True)
+class StateRequest(Request):
+    """The target path's data state; with ``set``, change it first."""
+
+    METHOD: ClassVar[str] = "state"
+    set: str | None = None
+    reason: str = ""
+
+    def fields(self) -> Fields:
+        out: Fields = {"reason": self.reason}
+        if self.set is not None:
+            out["set"] = self.set
+        return out
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "StateRequest":
+        new = fields.get("set")
+        if new is not None and not isinstance(new, str):
+            raise StreamError("state request's new state is not text")
+        return cls(new, str(fields.get("reason", "")))
+
+
+REQUESTS: dict[str, type[Request]] = {cls.METHOD: cls for cls in (
+    ManifestRequest, SumsRequest, SignatureRequest, ReadRequest, ReadlinkRequest, OrphansRequest,
+    StateRequest)}
+
+
+# -- replies -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Reply:
+    """A reply with no fields of its own (readlink: the text is the data)."""
+
+    def fields(self) -> Fields:
+        return {}
+
+
+@dataclass(frozen=True)
+class ManifestReply(Reply):
+    """``total``: the listing's full size; the data is the part from the
+    request's offset."""
+
+    total: int
+
+    def fields(self) -> Fields:
+        return {"total": self.total}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "ManifestReply":
+        return cls(_int(fields, "total"))
+
+
+@dataclass(frozen=True)
+class FileReply(Reply):
+    """The target copy's size (-1: there is none) for sums and read; the data
+    is the checksums or the bytes."""
+
+    size: int
+
+    def fields(self) -> Fields:
+        return {"size": self.size}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "FileReply":
+        return cls(_int(fields, "size", -1, default=-1))
+
+
+@dataclass(frozen=True)
+class SignatureReply(Reply):
+    """The copy's size (-1: none) and block count; the data is ``blocks``
+    rolling sums then ``blocks`` strong sums, 8 bytes each."""
+
+    size: int
+    blocks: int = 0
+
+    def fields(self) -> Fields:
+        return {"size": self.size, "blocks": self.blocks}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "SignatureReply":
+        return cls(_int(fields, "size", -1, default=-1), _int(fields, "blocks", default=0))
+
+
+@dataclass(frozen=True)
+class OrphansReply(Reply):
+    files: int = 0
+    directories: int = 0
+    bytes: int = 0
+
+    def fields(self) -> Fields:
+        return {"files": self.files, "directories": self.directories, "bytes": self.bytes}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "OrphansReply":
+        return cls(_int(fields, "files", default=0), _int(fields, "directories", default=0),
+                   _int(fields, "bytes", default=0))
+
+
+@dataclass(frozen=True)
+class StateReply(Reply):
+    state: str
+
+    def fields(self) -> Fields:
+        return {"state": self.state}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "StateReply":
+        return cls(_text(fields, "state"))
