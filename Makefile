@@ -55,8 +55,8 @@ bench-mirror: build
 asan: $(STAMP)
 	DTCORE_SANITIZE=address DTCORE_DEBUG=1 $(VPY) setup.py -q build_ext --inplace --force -j 2
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
-		$(VPY) -m pytest -p no:cacheprovider tests/test_checksum.py tests/test_delta.py \
-		tests/test_ops.py tests/test_merge.py tests/test_compression.py; \
+		$(VPY) -m pytest -p no:cacheprovider tests/model/test_checksum.py tests/model/test_delta.py \
+		tests/model/test_ops.py tests/model/test_merge.py tests/model/test_compression.py; \
 		rc=$$?; $(VPY) setup.py -q build_ext --inplace --force -j 2; exit $$rc
 
 clean:

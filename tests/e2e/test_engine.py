@@ -23,12 +23,6 @@ SECRET = "engine-test-secret"
 
 
 @pytest.fixture
-def engine(tmp_path):
-    with Engine(secret=SECRET, LogDir=str(tmp_path / "logs")) as e:
-        yield e
-
-
-@pytest.fixture
 def setup(engine, tmp_path):
     """(engine, source, target root, target path folder, connection, repset)."""
     src = tmp_path / "src"

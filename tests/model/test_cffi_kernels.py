@@ -9,7 +9,7 @@ import pytest
 import xxhash
 
 cffi = pytest.importorskip("cffi")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CSRC = ROOT / "csrc"
 
 CDEF = """

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from queue_child import record
 
 from dtcore._native import _queue
 from dtcore.errors import (
@@ -26,7 +27,6 @@ from dtcore.queues.journal import DiskQueue
 from dtcore.queues.memory import MemoryQueue
 from dtcore.queues.records import MIRROR, REPLICATION
 from dtcore.queues.replication import ReplicationQueue
-from queue_child import record
 from threads import run_threads
 
 HERE = Path(__file__).parent

@@ -12,7 +12,6 @@ import threading
 import pytest
 
 from dtcore.apply.safe_paths import SafeRoot
-from dtcore.engine import Engine
 from dtcore.errors import (
     AccessDeniedError,
     DataOverloadError,
@@ -32,12 +31,11 @@ SECRET = "hostile-test-secret"
 
 
 @pytest.fixture
-def served(tmp_path, seen_events):
+def served(engine, tmp_path, seen_events):
     outside = tmp_path / "outside"
     outside.mkdir()
-    with Engine(secret=SECRET) as engine:
-        target = engine.start_target(tmp_path / "root", port=0)
-        yield engine, target, tmp_path / "root", outside
+    target = engine.start_target(tmp_path / "root", port=0)
+    return engine, target, tmp_path / "root", outside
 
 
 def hostile(target, secret=SECRET, path="job") -> Channel:
