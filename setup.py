@@ -34,7 +34,8 @@ MODULES = {
     "_delta": ["dt_xxh3.c", "dt_checksum.c", "dt_delta.c"],
     "_ops": ["dt_ops.c", "dt_merge.c"],
     "_compress": ["dt_compress.c"],
-    "_queue": ["dt_crc32c.c", "dt_memq.c", "dt_journal.c"],
+    "_queue": ["dt_crc32c.c", "dt_memq.c", "dt_journal_format.c", "dt_journal_write.c",
+               "dt_journal_read.c", "dt_journal_recover.c"],
     "_walk": ["dt_xxh3.c", "dt_walk.c"],
 }
 # System libraries a binding links (Debian: liblz4-dev, installed by `make`).
