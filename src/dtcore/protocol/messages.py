@@ -83,6 +83,22 @@ class Welcome:
         return cls(str(fields.get("state", "")), str(fields.get("target", "")))
 
 
+@dataclass(frozen=True)
+class Flow:
+    """A FLOW frame: the target asks the source to pause its mirror frames
+    (code -147) or to resume them (-148)."""
+
+    pause: bool
+    code: int = 0
+
+    def fields(self) -> Fields:
+        return {"pause": self.pause, "code": self.code}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "Flow":
+        return cls(fields.get("pause") is True, _int(fields, "code", -1 << 31, 1 << 31, 0))
+
+
 # -- requests ----------------------------------------------------------------
 class Request:
     """A request's method name and its fields."""

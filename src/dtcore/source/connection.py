@@ -1,19 +1,12 @@
-"""The source end of a connection: connects and authenticates to a target,
-and moves op batches to it through the engine queue and a transmitter.
-
-Producers (mirror workers now, the replication intake next) hand over op
-lists; each becomes one OPS frame, compressed and checksummed in the
-producer's own thread, numbered and queued in order.  The transmitter sends
-queued frames several at a time.  At most ``SourcePendingAcks`` ops may be
-unacknowledged; a producer waits beyond that.  A target that asks for a
-pause (its mirror memory passed ``TGMirrorCapacityHigh``) stops mirror
-frames until it asks to resume."""
+"""The source end of a connection: connects and authenticates to a target
+path, asks it questions (manifests, checksums, signatures, reads) and hands
+op batches to its transmitter (:mod:`dtcore.source.transmitter`), which
+sends them in order and collects the target's acknowledgements."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import Future
 from typing import Any, Callable, Iterator
 
@@ -23,10 +16,10 @@ from dtcore.control import settings
 from dtcore.control.config import Config
 from dtcore.control.events import emit
 from dtcore.control.stats import ConState, Counters, Statistics
-from dtcore.errors import ConnectionFailedError, DTError, QueueClosedError, StreamError
+from dtcore.errors import ConnectionFailedError, DTError, StreamError
 from dtcore.model.compression import Compressor
-from dtcore.model.ops import Op, pack_batch
-from dtcore.protocol.frames import FLAG_MIRROR, OPS, Channel, PeerClosed, tune_socket
+from dtcore.model.ops import Op
+from dtcore.protocol.frames import Channel, tune_socket
 from dtcore.protocol.handshake import client_handshake, secret_bytes
 from dtcore.protocol.link import Link
 from dtcore.protocol.messages import (
@@ -39,10 +32,9 @@ from dtcore.protocol.messages import (
     Welcome,
 )
 from dtcore.protocol.tls import client_tls
-from dtcore.queues.records import MB, MIRROR, REPLICATION
+from dtcore.queues.records import MB
 from dtcore.queues.replication import ReplicationQueue
-
-Callback = Callable[[], None]
+from dtcore.source.transmitter import Transmitter
 
 
 def parse_address(text: str, default_port: int | None = None) -> tuple[str, int, str]:
@@ -76,15 +68,7 @@ class Connection:
         self.link: Link | None = None
         self.target_state = ""
         self.queue: ReplicationQueue | None = None
-        self._seq = 0
-        self._seq_lock = threading.Lock()
-        self._pending: OrderedDict[int, tuple[int, Callback | None]] = OrderedDict()
-        self._unacked_ops = 0
-        self._window = self.config["SourcePendingAcks"]
-        self._cv = threading.Condition()
-        self._resume = threading.Event()
-        self._resume.set()
-        self._tx: threading.Thread | None = None
+        self.tx = Transmitter(self.config["SourcePendingAcks"], self.counters, f"dtcore-tx-{conn_id}")
 
     def label(self) -> str:
         from dtcore.control.catalogue import connection_label
@@ -121,10 +105,9 @@ class Connection:
                                       max_ops=cfg["OpBufferSize"], alert_threshold=0)
         self.stats.feed(self.id, self.queue.counts)
         self.link = Link(ch, f"target {self.host}:{self.port}", heartbeat=cfg["HBExternalRate"],
-                         ttl=cfg["HBTTL"], on_ack=self._on_ack, on_flow=self._on_flow,
+                         ttl=cfg["HBTTL"], on_ack=self.tx.on_ack, on_flow=self.tx.on_flow,
                          on_close=self._on_close).start()
-        self._tx = threading.Thread(target=self._transmit, name=f"dtcore-tx-{self.id}", daemon=True)
-        self._tx.start()
+        self.tx.start(self.link, self.queue)
         self.counters["conState"] = int(ConState.ACTIVE)
         self.counters["connectTime"] = int(time.time())
         emit(4016, conn=self.label())
@@ -135,12 +118,7 @@ class Connection:
         files) and connect again."""
         if self.link is not None:
             self.link.close()
-        if self._tx is not None:
-            self._tx.join(5)
-        with self._cv:
-            self._pending.clear()
-            self._unacked_ops = 0
-        self._resume.set()
+        self.tx.drop_in_flight()
         self.link = None
         return self.connect()
 
@@ -149,12 +127,7 @@ class Connection:
         return self.link is not None and not self.link.closed
 
     def _check(self) -> Link:
-        if self.link is None:
-            raise PeerClosed("not connected")
-        if self.link.closed:
-            err = self.link.error
-            raise err if isinstance(err, DTError) else PeerClosed(f"the connection closed ({err})")
-        return self.link
+        return self.tx.check()
 
     # -- requests ------------------------------------------------------------
     def call(self, request: Request, timeout: float | None = 600) -> tuple[dict[str, Any], memoryview]:
@@ -198,91 +171,17 @@ class Connection:
 
     # -- ops -----------------------------------------------------------------
     def send_ops(self, ops: list[Op], *, mirror: bool = True, path: bytes | None = None,
-                 on_applied: Callback | None = None) -> int:
-        """Queue ops as one frame; ``on_applied`` runs when the target has
-        acknowledged them.  Returns the frame's size on the wire."""
-        link = self._check()
-        body = pack_batch(ops)
-        flags, parts = link.ch.encode(body, path)
-        if mirror:
-            flags |= FLAG_MIRROR
-        n = len(ops)
-        with self._cv:
-            while self._unacked_ops and self._unacked_ops + n > self._window and not link.closed:
-                self._cv.wait(0.5)
-        assert self.queue is not None
-        with self._seq_lock:
-            self._check()
-            self._seq += 1
-            seq = self._seq
-            record = b"".join([link.ch.header(OPS, flags, parts, seq), *parts])
-            with self._cv:
-                self._pending[seq] = (n, on_applied)
-                self._unacked_ops += n
-            try:
-                self.queue.push([record], n, MIRROR if mirror else REPLICATION)
-            except QueueClosedError:
-                raise PeerClosed("the connection closed") from None
-        self.counters.add("conOpsTx", n)
-        self.counters.add("conBytesTx", len(body))
-        self.counters.add("conBytesCompressedTx", len(record))
-        return len(record)
+                 on_applied: Callable[[], None] | None = None) -> int:
+        """Queue ops as one frame (see :meth:`Transmitter.send_ops`)."""
+        return self.tx.send_ops(ops, mirror=mirror, path=path, on_applied=on_applied)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the target has acknowledged every op sent so far."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cv:
-            while self._pending:
-                self._check()
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"{len(self._pending)} frames still unacknowledged")
-                self._cv.wait(0.2 if left is None else min(left, 0.2))
-        self._check()
-
-    def _transmit(self) -> None:
-        assert self.queue is not None and self.link is not None
-        while True:
-            try:
-                records = self.queue.pop(64, timeout=None, max_bytes=8 * MB, batch=True)
-            except QueueClosedError:
-                return
-            if MIRROR in records.kinds:
-                self._resume.wait()
-            try:
-                self.link.send_parts(list(records))
-            except DTError as e:
-                self.link.fail(e)
-                return
-
-    def _on_ack(self, seq: int) -> None:
-        done: list[Callback] = []
-        with self._cv:
-            while self._pending:
-                first = next(iter(self._pending))
-                if first > seq:
-                    break
-                n, callback = self._pending.pop(first)
-                self._unacked_ops -= n
-                if callback is not None:
-                    done.append(callback)
-            self._cv.notify_all()
-        for callback in done:
-            callback()
-
-    def _on_flow(self, message: dict[str, Any]) -> None:
-        if message.get("pause"):
-            self._resume.clear()
-        else:
-            self._resume.set()
+        self.tx.flush(timeout)
 
     def _on_close(self, error: BaseException | None) -> None:
-        self._resume.set()
-        if self.queue is not None:
-            self.queue.close()
+        self.tx.on_close()
         self.counters["conState"] = int(ConState.ERROR) if error else int(ConState.NONE)
-        with self._cv:
-            self._cv.notify_all()
         emit(4017, conn=self.label())
 
     def close(self) -> None:
@@ -295,8 +194,7 @@ class Connection:
             except (DTError, TimeoutError):
                 pass
         self.link.close()
-        if self._tx is not None:
-            self._tx.join(5)
+        self.tx.join()
 
     def __enter__(self) -> "Connection":
         return self.connect() if self.link is None else self

@@ -32,7 +32,7 @@ from dtcore.model.paths import check_path
 from dtcore.protocol.frames import ACK, FLAG_MIRROR, FLOW, Channel, tune_socket
 from dtcore.protocol.handshake import server_handshake
 from dtcore.protocol.link import Link
-from dtcore.protocol.messages import METHOD_FIELD, Hello, Welcome
+from dtcore.protocol.messages import METHOD_FIELD, Flow, Hello, Welcome
 from dtcore.queues.memory import MemoryQueue
 from dtcore.queues.records import MB, MIRROR, REPLICATION
 from dtcore.target.requests import HANDLERS
@@ -142,10 +142,10 @@ class Session:
             if not self._paused and queued > self._high:
                 self._paused = True
                 self.target.flow_pauses += 1
-                self.link.send_json(FLOW, {"pause": True, "code": -147})
+                self.link.send_json(FLOW, Flow(True, -147).fields())
             elif self._paused and queued <= self._low:
                 self._paused = False
-                self.link.send_json(FLOW, {"pause": False, "code": -148})
+                self.link.send_json(FLOW, Flow(False, -148).fields())
 
     # -- applier thread ----------------------------------------------------
     def _apply_loop(self) -> None:
