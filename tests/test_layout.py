@@ -106,6 +106,6 @@ PUBLIC = [
 
 
 def test_public_api_is_pinned():
-    assert sorted(dtcore.__all__) == PUBLIC
+    assert dtcore.__all__ == sorted(dtcore.__all__) == PUBLIC
     for name in PUBLIC:
         assert getattr(dtcore, name).__module__.startswith("dtcore"), name

@@ -57,13 +57,12 @@ from dtcore.target.service import Target
 __version__ = "0.1.0"
 
 __all__ = [
-    "AccessDeniedError", "Compressor", "ConState", "Config", "Connection",
-    "ConnectionFailedError", "DTError", "Delta", "Engine", "EngineLog", "Event",
-    "FileAccessError", "InvalidParameterError", "InvalidParameterTypeError", "InvalidPathError",
-    "InvalidStatisticsFileError", "MirrorOptions", "MirrorResult", "NetworkFailedError",
-    "OutOfMemoryError", "Payload", "QueueLogFileError", "ReplicationSet", "RestoreResult", "Rule",
-    "Signature", "Snapshot", "Statistics", "StatsFile", "StatsLogger", "StatsServer",
-    "StreamError", "Target", "TargetDiskFullError", "apply_delta", "block_checksums", "delta",
-    "differing_ranges", "file_checksums", "file_delta", "file_signature", "signature",
-    "subscribe", "xxh3_64",
+    "AccessDeniedError", "Compressor", "ConState", "Config", "Connection", "ConnectionFailedError",
+    "DTError", "Delta", "Engine", "EngineLog", "Event", "FileAccessError", "InvalidParameterError",
+    "InvalidParameterTypeError", "InvalidPathError", "InvalidStatisticsFileError", "MirrorOptions",
+    "MirrorResult", "NetworkFailedError", "OutOfMemoryError", "Payload", "QueueLogFileError",
+    "ReplicationSet", "RestoreResult", "Rule", "Signature", "Snapshot", "Statistics", "StatsFile",
+    "StatsLogger", "StatsServer", "StreamError", "Target", "TargetDiskFullError", "apply_delta",
+    "block_checksums", "delta", "differing_ranges", "file_checksums", "file_delta",
+    "file_signature", "signature", "subscribe", "xxh3_64",
 ]

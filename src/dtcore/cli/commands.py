@@ -8,19 +8,13 @@ import signal
 import threading
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-from rich.table import Table
-
+from dtcore.cli.progress import Bar, print_connection_stats, print_result
 from dtcore.control.config import Config, default_path
-from dtcore.control.stats import PERCENT_SCALE, Snapshot
 from dtcore.engine import Engine
 from dtcore.model.repset import ReplicationSet
 from dtcore.source.connection import Connection, parse_address
-from dtcore.source.mirror import DIFFERENCE, FULL, Mirror, MirrorResult
+from dtcore.source.mirror import DIFFERENCE, FULL
 from dtcore.target.service import APPLY_THREADS
-
-console = Console(stderr=True)
 
 
 def _secret(args: argparse.Namespace) -> str | None:
@@ -41,62 +35,10 @@ def _connect(engine: Engine, args: argparse.Namespace, root: str) -> tuple[Conne
     return engine.connect(repset, host, port, path, tls=True if args.tls else None), repset
 
 
-class _Bar:
-    """A progress bar fed by mirror callbacks (from worker threads)."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(TextColumn("{task.fields[status]:<16}"), BarColumn(),
-                                 TaskProgressColumn(), TextColumn("{task.fields[left]}"),
-                                 console=console, transient=False)
-        self.task = self.progress.add_task("mirror", total=100, status="Calculating", left="")
-
-    def __call__(self, m: Mirror) -> None:
-        self.progress.update(self.task, completed=m.percent, status=m.status,
-                             left=f"{m.bytes_remaining / 2**20:,.1f} MiB left")
-
-    def __enter__(self) -> "_Bar":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-
-def print_result(title: str, r: MirrorResult) -> None:
-    t = Table(title=title, show_header=False)
-    t.add_row("files / folders", f"{r.files:,} / {r.directories:,}")
-    t.add_row("set size", f"{r.bytes_total:,} bytes")
-    t.add_row("bytes sent (before compression)", f"{r.bytes_sent:,}")
-    t.add_row("bytes on the wire", f"{r.wire_bytes:,}")
-    t.add_row("bytes skipped", f"{r.bytes_skipped:,}")
-    t.add_row("per-file transfer", ", ".join(f"{k} {v}" for k, v in r.strategies.items()))
-    if r.hard_links:
-        t.add_row("hard links", str(r.hard_links))
-    if any(r.orphans.values()):
-        t.add_row("orphans removed", ", ".join(f"{k} {v:,}" for k, v in r.orphans.items()))
-    if r.resumed:
-        t.add_row("resumed after reconnecting", f"{r.resumed} times")
-    t.add_row("time", f"{r.seconds:.2f} s ({r.bytes_total / max(r.seconds, 1e-9) / 2**20:,.0f} MiB/s of set)")
-    Console().print(t)
-
-
-def print_connection_stats(snap: Snapshot, conn_row: int = 0) -> None:
-    t = Table(title="statistics", show_header=False)
-    for name in ("conBytesTx", "conBytesCompressedTx", "conOpsTx", "conBytesSkipped",
-                 "conMirrorBytesRemaining", "conMirrorPercent"):
-        value = snap.value("connection", name, conn_row)
-        if name == "conMirrorPercent":
-            value = f"{int(value) / PERCENT_SCALE:.2f}%"
-        t.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
-    for name in ("MirOpsGenerated", "MirBytesGenerated", "Logins", "FailedLogins"):
-        t.add_row(name, f"{snap.value('server', name):,}")
-    Console().print(t)
-
-
 def _mirror(args: argparse.Namespace) -> int:
     with _engine(args) as engine:
         conn, repset = _connect(engine, args, args.source)
-        with _Bar() as bar:
+        with Bar() as bar:
             result = engine.mirror(conn, repset, FULL if args.full else DIFFERENCE,
                                    checksum=args.checksum, orphans=args.orphans, progress=bar)
         print_result(f"{'full' if args.full else 'difference'} mirror of {repset.root}", result)
@@ -107,7 +49,7 @@ def _mirror(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     with _engine(args) as engine:
         conn, repset = _connect(engine, args, args.source)
-        with _Bar() as bar:
+        with Bar() as bar:
             result = engine.verify(conn, repset, remirror=args.remirror, log_dir=args.log_dir,
                                    progress=bar)
         for path, reason in result.differences[:50]:

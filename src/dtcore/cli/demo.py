@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dtcore.cli.commands import _Bar, print_connection_stats, print_result
+from dtcore.cli.progress import Bar, print_connection_stats, print_result
 from dtcore.engine import Engine
 from dtcore.source.mirror import DIFFERENCE, FULL
 
@@ -84,13 +84,13 @@ def run(work: Path, files: int, rng: random.Random) -> int:
         print(f"Replication set: {totals.files} files, {totals.directories} folders, "
               f"{totals.bytes / 2**20:.1f} MiB (CalculateOnConnect)")
 
-        with _Bar() as bar:
+        with Bar() as bar:
             result = engine.mirror(conn, repset, FULL, progress=bar)
         print_result("full mirror", result)
 
         counts = change(source, rng)
         print("Changed the source: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-        with _Bar() as bar:
+        with Bar() as bar:
             result = engine.mirror(conn, repset, DIFFERENCE, orphans=True, progress=bar)
         print_result("difference mirror (block checksums, rolling delta, orphans)", result)
 

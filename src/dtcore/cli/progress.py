@@ -1,0 +1,64 @@
+"""What the commands print: a progress bar fed by a running mirror, what a
+mirror sent and how, and a connection's statistics."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Table
+
+from dtcore.control.stats import PERCENT_SCALE, Snapshot
+from dtcore.source.mirror import Mirror, MirrorResult
+
+console = Console(stderr=True)
+
+
+class Bar:
+    """A progress bar fed by mirror callbacks (from worker threads)."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("{task.fields[status]:<16}"), BarColumn(),
+                                 TaskProgressColumn(), TextColumn("{task.fields[left]}"),
+                                 console=console, transient=False)
+        self.task = self.progress.add_task("mirror", total=100, status="Calculating", left="")
+
+    def __call__(self, m: Mirror) -> None:
+        self.progress.update(self.task, completed=m.percent, status=m.status,
+                             left=f"{m.bytes_remaining / 2**20:,.1f} MiB left")
+
+    def __enter__(self) -> "Bar":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def print_result(title: str, r: MirrorResult) -> None:
+    t = Table(title=title, show_header=False)
+    t.add_row("files / folders", f"{r.files:,} / {r.directories:,}")
+    t.add_row("set size", f"{r.bytes_total:,} bytes")
+    t.add_row("bytes sent (before compression)", f"{r.bytes_sent:,}")
+    t.add_row("bytes on the wire", f"{r.wire_bytes:,}")
+    t.add_row("bytes skipped", f"{r.bytes_skipped:,}")
+    t.add_row("per-file transfer", ", ".join(f"{k} {v}" for k, v in r.strategies.items()))
+    if r.hard_links:
+        t.add_row("hard links", str(r.hard_links))
+    if any(r.orphans.values()):
+        t.add_row("orphans removed", ", ".join(f"{k} {v:,}" for k, v in r.orphans.items()))
+    if r.resumed:
+        t.add_row("resumed after reconnecting", f"{r.resumed} times")
+    t.add_row("time", f"{r.seconds:.2f} s ({r.bytes_total / max(r.seconds, 1e-9) / 2**20:,.0f} MiB/s of set)")
+    Console().print(t)
+
+
+def print_connection_stats(snap: Snapshot, conn_row: int = 0) -> None:
+    t = Table(title="statistics", show_header=False)
+    for name in ("conBytesTx", "conBytesCompressedTx", "conOpsTx", "conBytesSkipped",
+                 "conMirrorBytesRemaining", "conMirrorPercent"):
+        value = snap.value("connection", name, conn_row)
+        if name == "conMirrorPercent":
+            value = f"{int(value) / PERCENT_SCALE:.2f}%"
+        t.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
+    for name in ("MirOpsGenerated", "MirBytesGenerated", "Logins", "FailedLogins"):
+        t.add_row(name, f"{snap.value('server', name):,}")
+    Console().print(t)
