@@ -54,44 +54,36 @@ def _manifest(s: Session, req: ManifestRequest, data: bytes) -> tuple[Reply, Any
 
 
 def _sums(s: Session, req: SumsRequest, data: bytes) -> tuple[Reply, Any]:
-    fd = s.open_file(req.path)
-    if fd < 0:
-        return FileReply(-1), b""
-    try:
-        size = os.fstat(fd).st_size
+    with s.target_file(req.path) as file:
+        if file is None:
+            return FileReply(-1), b""
+        fd, size = file
         offset = min(req.first * req.block, size)
         length = min(req.count * req.block, size - offset)
         sums = _checksum.fd_checksums(fd, offset, length, req.block, "target file") if length else \
             np.zeros(0, np.uint64)
         return FileReply(size), sums.tobytes()
-    finally:
-        os.close(fd)
 
 
 def _signature(s: Session, req: SignatureRequest, data: bytes) -> tuple[Reply, Any]:
-    fd = s.open_file(req.path)
-    if fd < 0:
-        return SignatureReply(-1), b""
-    try:
-        size = os.fstat(fd).st_size
+    with s.target_file(req.path) as file:
+        if file is None:
+            return SignatureReply(-1), b""
+        fd, size = file
         if size == 0:
             weak = strong = np.zeros(0, np.uint64)
         else:
             with mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
                 weak, strong = _delta.signature(memoryview(m), req.block)
         return SignatureReply(size, len(strong)), weak.tobytes() + strong.tobytes()
-    finally:
-        os.close(fd)
 
 
 def _read(s: Session, req: ReadRequest, data: bytes) -> tuple[Reply, Any]:
-    fd = s.open_file(req.path)
-    if fd < 0:
-        return FileReply(-1), b""
-    try:
-        return FileReply(os.fstat(fd).st_size), os.pread(fd, req.length, req.offset)
-    finally:
-        os.close(fd)
+    with s.target_file(req.path) as file:
+        if file is None:
+            return FileReply(-1), b""
+        fd, size = file
+        return FileReply(size), os.pread(fd, req.length, req.offset)
 
 
 def _readlink(s: Session, req: ReadlinkRequest, data: bytes) -> tuple[Reply, Any]:

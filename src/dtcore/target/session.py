@@ -13,7 +13,8 @@ import os
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 from dtcore.apply.applier import Applier
 from dtcore.apply.lanes import Lanes
@@ -244,12 +245,19 @@ class Session:
                 self._clones.append(root)
         return root
 
-    def open_file(self, path: bytes) -> int:
-        """Read-only handle of the file a request names, or -1 if missing."""
+    @contextmanager
+    def target_file(self, path: bytes) -> Iterator[tuple[int, int] | None]:
+        """(read-only handle, size) of the file a request names, closed
+        afterwards; None when there is no such file."""
         try:
-            return self.view().open(path, os.O_RDONLY)
+            fd = self.view().open(path, os.O_RDONLY)
         except FileNotFoundError:
-            return -1
+            yield None
+            return
+        try:
+            yield fd, os.fstat(fd).st_size
+        finally:
+            os.close(fd)
 
     def _on_close(self, error: BaseException | None) -> None:
         self.stopping.set()
