@@ -20,7 +20,7 @@ from dtcore.source.connection import Connection
 from dtcore.source.mirror import DIFFERENCE, Mirror, MirrorOptions, MirrorResult
 from dtcore.source.restore import RestoreResult, restore
 from dtcore.source.verifylog import VerifyLog
-from dtcore.target.service import APPLY_THREADS, Target
+from dtcore.target.service import APPLY_THREADS, HANDSHAKE_TIMEOUT, Target
 
 _RECONNECT_TRIES = 5
 
@@ -60,11 +60,14 @@ class Engine:
     # -- targets ------------------------------------------------------------
     def start_target(self, root: str | os.PathLike[str], *, host: str = "127.0.0.1",
                      port: int | None = None, tls: bool | tuple[str, str] | None = None,
-                     memory_bytes: int | None = None, apply_threads: int = APPLY_THREADS) -> Target:
-        """Start a target service writing beneath ``root`` (port 0: any free port)."""
+                     memory_bytes: int | None = None, apply_threads: int = APPLY_THREADS,
+                     handshake_timeout: float = HANDSHAKE_TIMEOUT) -> Target:
+        """Start a target service writing beneath ``root`` (port 0: any free
+        port); a source must finish its handshake within ``handshake_timeout``
+        seconds."""
         target = Target(root, host=host, port=port, secret=self.secret, config=self.config,
                         stats=self.stats, tls=tls, memory_bytes=memory_bytes,
-                        apply_threads=apply_threads).start()
+                        apply_threads=apply_threads, handshake_timeout=handshake_timeout).start()
         self.targets.append(target)
         return target
 

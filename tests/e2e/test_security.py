@@ -8,22 +8,29 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 
+import numpy as np
 import pytest
 
 from dtcore.apply.safe_paths import SafeRoot
+from dtcore.engine import Engine
 from dtcore.errors import (
     AccessDeniedError,
     DataOverloadError,
     IncompatibleVersionError,
+    InvalidParameterError,
     InvalidPathError,
     StreamError,
 )
-from dtcore.model.ops import Op, OpKind, pack_batch
+from dtcore.model.compression import Compressor
+from dtcore.model.ops import Op, OpKind, encode_patch, pack_batch
 from dtcore.model.paths import check_path
 from dtcore.model.repset import ReplicationSet
-from dtcore.protocol.frames import HEADER, HELLO, MAGIC, OPS, Channel
+from dtcore.protocol.frames import FLAG_LZ4, HEADER, HELLO, MAGIC, OPS, Channel
 from dtcore.protocol.handshake import client_handshake
+from dtcore.protocol.link import Link
+from dtcore.protocol.messages import SignatureRequest
 from dtcore.source.mirror import FULL
 
 pytestmark = pytest.mark.timeout(60)
@@ -209,3 +216,194 @@ def test_hostile_request_fields(served, tmp_path):
         with pytest.raises((InvalidPathError, StreamError)):
             conn.link.call(params.pop("method"), params)
     assert conn.alive
+
+
+# -- nothing before authentication costs the target much or lasts long -------
+def _gone(target, seconds=5.0):
+    """Wait until the target holds no session; True if it got there."""
+    deadline = time.monotonic() + seconds
+    while target.sessions and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return target.sessions == 0
+
+
+def _closed(sock, seconds=5.0):
+    """Whether the target closes ``sock`` within ``seconds``."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def _rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_nested_json_hello_is_refused_and_forgotten(served, tmp_path):
+    engine, target, root, outside = served
+    # within the handshake's size limit, but nested far deeper than any HELLO
+    for body in (b"[" * 6000 + b"]" * 6000, b'{"a":' * 1500 + b"1" + b"}" * 1500):
+        sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+        ch = Channel(sock)
+        ch.send_parts([ch.header(HELLO, 0, [body]), body])
+        assert isinstance(refusal(ch), StreamError)
+    assert _gone(target)
+    still_serves(engine, target, tmp_path, "n")
+
+
+def test_compressed_hello_is_refused_before_expanding(served, tmp_path):
+    engine, target, root, outside = served
+    sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+    ch = Channel(sock, compressor=Compressor(min_size=0))
+    # under 16 KiB on the wire, 3 MiB once expanded
+    payload = ch.compressor.compress(b'{"version": 1, "pad": "' + b"x" * (3 << 20) + b'"}')
+    assert payload.compressed and len(payload.header) + len(payload.body) < 16 << 10
+    parts = [payload.header, payload.body]
+    ch.send_parts([ch.header(HELLO, FLAG_LZ4, parts), *parts])
+    err = refusal(ch)
+    assert isinstance(err, StreamError) and "compressed" in str(err)
+    assert _gone(target)
+
+
+def test_idle_connections_cost_little_and_are_bounded(served, tmp_path, seen_events):
+    engine, target, root, outside = served
+    before = _rss()
+    socks = [socket.create_connection(("127.0.0.1", target.port), timeout=10)
+             for _ in range(target.max_handshakes)]
+    deadline = time.monotonic() + 5
+    while target.sessions < len(socks) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert target.sessions == len(socks)
+    # no queue ring, no counters, no request threads before the secret is proved
+    assert _rss() - before < 16 * 2**20, (_rss() - before) / 2**20
+    extra = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+    assert _closed(extra, 5)  # over the budget for handshakes: closed at once
+    assert any("handshakes are already under way" in str(e.fields.get("detail", ""))
+               for e in seen_events)
+    for s in socks:
+        s.close()
+    assert _gone(target)
+    still_serves(engine, target, tmp_path, "i")
+
+
+def test_a_trickled_handshake_meets_one_deadline(engine, tmp_path, seen_events):
+    target = engine.start_target(tmp_path / "root", port=0, handshake_timeout=1.0)
+    sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+    hello = HEADER.pack(MAGIC, HELLO, 0, 0, 100, 0, 0)
+    started = time.monotonic()
+    sock.settimeout(0.25)
+    cut = False
+    for byte in hello + b"{" * 20:  # one byte every 0.25 s: each read on its own is quick
+        try:
+            sock.sendall(bytes([byte]))
+            if sock.recv(1) == b"":
+                cut = True
+                break
+        except socket.timeout:
+            continue
+        except OSError:
+            cut = True
+            break
+    assert cut and time.monotonic() - started < 3
+    assert any("did not finish within 1 s" in str(e.fields.get("detail", "")) for e in seen_events)
+    assert _gone(target)
+
+
+def test_max_connections_is_honoured(tmp_path):
+    with Engine(secret=SECRET, MaxConnections=2) as engine:
+        target = engine.start_target(tmp_path / "root", port=0)
+        src = tmp_path / "s"
+        src.mkdir()
+        repset = ReplicationSet(src)
+        first = engine.connect(repset, "127.0.0.1", target.port, "a")
+        engine.connect(repset, "127.0.0.1", target.port, "b")
+        with pytest.raises(DataOverloadError, match="MaxConnections=2"):
+            engine.connect(repset, "127.0.0.1", target.port, "c")
+        first.close()
+        deadline = time.monotonic() + 5
+        while target.sessions > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        engine.connect(repset, "127.0.0.1", target.port, "c")  # room again
+
+
+def test_one_broken_connection_leaves_the_accept_loop_serving(served, tmp_path, monkeypatch):
+    """Whatever fails in one connection (here: creating its session, then its
+    handshake with an error nobody expects) ends that connection only."""
+    engine, target, root, outside = served
+    from dtcore.target import service, session
+
+    real = service.Session
+    calls = {"n": 0}
+
+    def first_fails(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise MemoryError("no memory for this one")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(service, "Session", first_fails)
+    sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+    assert _closed(sock)
+    monkeypatch.setattr(session, "server_handshake",
+                        lambda *a: (_ for _ in ()).throw(RuntimeError("a bug")))
+    sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+    assert _closed(sock)
+    assert _gone(target)
+    monkeypatch.undo()
+    still_serves(engine, target, tmp_path, "b")
+
+
+# -- an authenticated peer cannot make the target do much more than it asked --
+def test_signature_of_tiny_blocks_is_refused(served, tmp_path):
+    engine, target, root, outside = served
+    (root / "job").mkdir(parents=True)
+    (root / "job" / "big").write_bytes(os.urandom(2 << 20))
+    src = tmp_path / "src"
+    src.mkdir()
+    conn = engine.connect(ReplicationSet(src), "127.0.0.1", target.port, "job")
+    with pytest.raises(InvalidParameterError, match="over the limit"):
+        conn.call(SignatureRequest(b"big", 1))
+    fields, data = conn.call(SignatureRequest(b"big", 4096))
+    assert fields["blocks"] == 512 and len(data) == 16 * 512
+    assert conn.alive
+
+
+def test_patch_cannot_build_more_than_it_carries(served, tmp_path):
+    engine, target, root, outside = served
+    ch = hostile(target)
+    old = os.urandom(4096)
+    ch.send(OPS, pack_batch([Op(OpKind.CREATE, 1, 1, b"f", 0o644),
+                             Op(OpKind.WRITE, 1, 2, b"f", 0, old)]), seq=1)
+    # 3 KB of instructions copying the old 4 KiB over and over: a 200 MB file
+    n = 190
+    insns = np.array([[0, 4096]] * n, dtype=np.int64)
+    ch.send(OPS, pack_batch([Op(OpKind.PATCH, 1, 3, b"f", 4096 * n,
+                                encode_patch(insns, 0, b""))]), seq=2)
+    err = refusal(ch)
+    assert isinstance(err, StreamError) and "would build" in str(err)
+    assert (root / "job" / "f").read_bytes() == old
+    assert [p.name for p in (root / "job").iterdir()] == ["f"]  # no temporary file left
+
+
+@pytest.mark.parametrize("target_moves", [False, True])
+def test_orphans_go_where_the_target_says(tmp_path, target_moves):
+    moved_to = tmp_path / "moved"
+    with Engine(secret=SECRET, MoveOrphanedFiles=int(target_moves),
+                MoveOrphansDir=str(moved_to)) as engine:
+        target = engine.start_target(tmp_path / "root", port=0)
+        (tmp_path / "root" / "job").mkdir(parents=True)
+        (tmp_path / "root" / "job" / "orphan").write_bytes(b"o")
+        ch = hostile(target)
+        link = Link(ch, "hostile").start()
+        # the peer asks for a move; only the target's own settings decide
+        fields, _ = link.call("orphans", {"paths": [b"orphan".hex()], "move": True})
+        assert fields["files"] == 1 and fields["moved"] is target_moves
+        assert not (tmp_path / "root" / "job" / "orphan").exists()
+        assert (moved_to / "orphan").exists() is target_moves
+        link.close()

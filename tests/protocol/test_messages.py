@@ -12,7 +12,7 @@ from dtcore.protocol import messages as m
 EXAMPLES = [
     m.ManifestRequest(65536, 100), m.SumsRequest(b"a/\xffb", 3, 32, 65536),
     m.SignatureRequest(b"x", 4096), m.ReadRequest(b"x", 10, 4096), m.ReadlinkRequest(b"l"),
-    m.OrphansRequest((b"a", b"b/c"), True), m.StateRequest("OK", "mirror complete"), m.StateRequest(),
+    m.OrphansRequest((b"a", b"b/c")), m.StateRequest("OK", "mirror complete"), m.StateRequest(),
 ]
 
 
@@ -24,7 +24,7 @@ def test_requests_round_trip(request_):
 
 @pytest.mark.parametrize("reply", [
     m.ManifestReply(5), m.FileReply(-1), m.FileReply(7), m.SignatureReply(100, 2),
-    m.OrphansReply(1, 2, 3), m.StateReply("Mirror Required")])
+    m.OrphansReply(1, 2, 3), m.OrphansReply(0, 0, 0, True), m.StateReply("Mirror Required")])
 def test_replies_round_trip(reply):
     assert type(reply).parse(reply.fields()) == reply
 

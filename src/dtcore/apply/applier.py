@@ -271,6 +271,9 @@ class Applier:
         new = -1
         try:
             old_size = os.fstat(old).st_size
+            if size > old_size + len(literals):  # nothing written before this check
+                raise StreamError(f"patch for {path!r} would build {size} bytes from a copy of "
+                                  f"{old_size} and {len(literals)} literal bytes")
             new = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                           0o600, dir_fd=dfd)
             out = lit = 0

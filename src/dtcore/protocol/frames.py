@@ -13,6 +13,7 @@ damaged body raises the documented error and the connection closes."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 import struct
@@ -37,13 +38,40 @@ MAGIC = 0x31575444  # "DTW1"
 FLAG_CRC, FLAG_LZ4, FLAG_MIRROR = 1, 2, 4
 _KNOWN_FLAGS = FLAG_CRC | FLAG_LZ4 | FLAG_MIRROR
 DEFAULT_MAX_FRAME = 64 << 20
-_HANDSHAKE_MAX = 64 << 10
+# Handshake frames (read before the peer has proved anything): at most this
+# large, never compressed, and JSON nested at most _JSON_DEPTH deep.
+_HANDSHAKE_MAX = 16 << 10
+_JSON_DEPTH = 4
 _SEQ = struct.Struct("<Q")
 # frame types
 HELLO, CHALLENGE, PROOF, WELCOME, REFUSE, OPS, ACK, REQUEST, REPLY, HEARTBEAT, FLOW, BYE = range(1, 13)
 TYPE_NAMES = {v: k for k, v in dict(
     HELLO=HELLO, CHALLENGE=CHALLENGE, PROOF=PROOF, WELCOME=WELCOME, REFUSE=REFUSE, OPS=OPS, ACK=ACK,
     REQUEST=REQUEST, REPLY=REPLY, HEARTBEAT=HEARTBEAT, FLOW=FLOW, BYE=BYE).items()}
+
+
+def json_object(body: Any, what: str) -> dict[str, Any]:
+    """A JSON object from a peer, refused (StreamError) when it is not valid
+    JSON, not an object, or nested deeper than _JSON_DEPTH: the depth is
+    counted on the brackets outside strings before parsing, so no input can
+    make the parser recurse far."""
+    raw = bytes(body)
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", raw)):
+        depth += 1 if bracket in b"[{" else -1
+        if depth > _JSON_DEPTH:
+            raise StreamError(f"{what} nests JSON deeper than {_JSON_DEPTH} levels")
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise StreamError(f"{what} is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise StreamError(f"{what} is not a JSON object")
+    return obj
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
 
 
 class PeerClosed(NetworkFailedError):
@@ -53,7 +81,7 @@ class PeerClosed(NetworkFailedError):
 def refuse_error(body: bytes) -> DTError:
     """The exception a REFUSE frame carries."""
     try:
-        info = json.loads(bytes(body))
+        info = json_object(body, "REFUSE")
         return from_code(int(info["code"]), f"the peer refused: {info['message']}")
     except (ValueError, KeyError, TypeError):
         return StreamError("the peer refused with an unreadable reason")
@@ -133,7 +161,10 @@ class Channel:
         self.send_parts(self.frame(ftype, body, seq=seq, flags=flags, path=path))
 
     def send_json(self, ftype: int, obj: dict[str, Any]) -> None:
-        self.send(ftype, json.dumps(obj).encode())
+        """A small control frame (handshake, FLOW, REFUSE): never compressed,
+        so that a peer can read it before it agreed to decompress anything."""
+        body = json.dumps(obj).encode()
+        self.send_parts([self.header(ftype, 0, [body]), body])
 
     # -- receiving -------------------------------------------------------
     def _read_exact(self, view: memoryview) -> None:
@@ -150,10 +181,11 @@ class Channel:
             got += n
         self.bytes_rx += got
 
-    def recv(self, limit: int | None = None) -> tuple[int, int, int, Any]:
+    def recv(self, limit: int | None = None, compressed: bool = True) -> tuple[int, int, int, Any]:
         """The next frame: (type, flags, seq, body).  Raises DataOverloadError
         (-231) for a frame over the limit and StreamError (-229) for a bad
-        header, checksum or compressed body; event 4071 marks a bad checksum."""
+        header, checksum or compressed body, or for any compressed body when
+        ``compressed`` is false; event 4071 marks a bad checksum."""
         head = memoryview(self._head)
         self._read_exact(head)
         magic, ftype, flags, reserved, length, crc, seq = HEADER.unpack(head)
@@ -175,25 +207,21 @@ class Channel:
                 emit(4071, detail=detail)
                 raise StreamError(f"checksum mismatch in {detail}")
         if flags & FLAG_LZ4:
+            if not compressed:
+                raise StreamError(f"a compressed {TYPE_NAMES[ftype]} frame where none is allowed")
             decoder = self.compressor or Compressor(max_payload=self.max_frame)
             body = decoder.decompress(body)
         return ftype, flags, seq, body
 
     def recv_json(self, expect: int) -> dict[str, Any]:
         """A handshake frame of type ``expect`` as JSON; a REFUSE raises its error."""
-        ftype, _, _, body = self.recv(_HANDSHAKE_MAX)
+        ftype, _, _, body = self.recv(_HANDSHAKE_MAX, compressed=False)
         if ftype == REFUSE:
             raise refuse_error(body)
         if ftype != expect:
             raise HandshakeIncompleteError(
                 f"expected {TYPE_NAMES[expect]} during the handshake, got {TYPE_NAMES[ftype]}")
-        try:
-            obj = json.loads(bytes(body))
-        except ValueError:
-            raise StreamError(f"{TYPE_NAMES[expect]} is not valid JSON") from None
-        if not isinstance(obj, dict):
-            raise StreamError(f"{TYPE_NAMES[expect]} is not a JSON object")
-        return obj
+        return json_object(body, TYPE_NAMES[expect])
 
     def refuse(self, err: DTError) -> None:
         """Tell the peer why it is being dropped (best effort) and close."""

@@ -14,8 +14,7 @@ from typing import Any
 
 from dtcore.errors import (
     AccessDeniedError,
-    DataOverloadError,
-    HandshakeIncompleteError,
+    DTError,
     IncompatibleVersionError,
     StreamError,
 )
@@ -96,8 +95,7 @@ def server_handshake(ch: Channel, secret: bytes, welcome: Any) -> dict[str, Any]
         extra = welcome(hello)
         ch.send_json(WELCOME, {**extra, "mac": _mac(secret, b"target", source_nonce, nonce, binding)})
         return hello
-    except (IncompatibleVersionError, AccessDeniedError, StreamError, DataOverloadError,
-            HandshakeIncompleteError) as e:
+    except DTError as e:  # tell the peer which rule it broke, then drop it
         ch.refuse(e)
         raise
 

@@ -26,6 +26,7 @@ from dtcore.protocol.frames import (
     REQUEST,
     Channel,
     PeerClosed,
+    json_object,
     refuse_error,
 )
 from dtcore.protocol.messages import METHOD_FIELD
@@ -46,12 +47,7 @@ def unpack_rpc(body: Any) -> tuple[int, dict[str, Any], memoryview]:
     req_id, n = _RPC.unpack_from(view)
     if n > len(view) - _RPC.size:
         raise StreamError("request frame's JSON runs past its end")
-    try:
-        params = json.loads(bytes(view[_RPC.size:_RPC.size + n]))
-    except ValueError:
-        raise StreamError("request frame's JSON is not valid") from None
-    if not isinstance(params, dict):
-        raise StreamError("request frame's JSON is not an object")
+    params = json_object(view[_RPC.size:_RPC.size + n], "a request frame's JSON")
     return req_id, params, view[_RPC.size + n:]
 
 
@@ -140,7 +136,7 @@ class Link:
                 elif ftype == ACK and self.on_ack:
                     self.on_ack(seq)
                 elif ftype == FLOW and self.on_flow:
-                    self.on_flow(json.loads(bytes(body)))
+                    self.on_flow(json_object(body, "FLOW"))
                 elif ftype == HEARTBEAT:
                     pass
                 elif ftype == REFUSE:

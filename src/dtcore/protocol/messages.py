@@ -18,6 +18,9 @@ from dtcore.errors import StreamError
 MAX_READ = 8 << 20
 MAX_BLOCK = 1 << 20
 MAX_HASH_BELOW = 1 << 30
+# Blocks in one signature reply (16 bytes each): a larger file asks with
+# larger blocks, or is compared block by block instead.
+MAX_SIGNATURE_BLOCKS = 1 << 20
 _MAX_OFFSET = 1 << 62
 
 Fields = dict[str, Any]
@@ -196,21 +199,22 @@ class ReadlinkRequest(Request):
 
 @dataclass(frozen=True)
 class OrphansRequest(Request):
-    """Remove these paths (or with ``move``, move them to MoveOrphansDir)."""
+    """Remove these paths.  Whether they are moved instead, and where to, is
+    the target's own decision (its MoveOrphanedFiles and MoveOrphansDir):
+    no peer can send files to a folder outside the target path."""
 
     METHOD: ClassVar[str] = "orphans"
     paths: tuple[bytes, ...]
-    move: bool = False
 
     def fields(self) -> Fields:
-        return {"paths": [p.hex() for p in self.paths], "move": self.move}
+        return {"paths": [p.hex() for p in self.paths]}
 
     @classmethod
     def parse(cls, fields: Fields) -> "OrphansRequest":
         paths = fields.get("paths")
         if not isinstance(paths, list):
             raise StreamError("orphans request lacks its list of paths")
-        return cls(tuple(_hex(p, "orphan path") for p in paths), bool(fields.get("move")))
+        return cls(tuple(_hex(p, "orphan path") for p in paths))
 
 
 @dataclass(frozen=True)
@@ -297,17 +301,22 @@ class SignatureReply(Reply):
 
 @dataclass(frozen=True)
 class OrphansReply(Reply):
+    """What the target removed; ``moved``: it moved them to its
+    MoveOrphansDir rather than deleting them."""
+
     files: int = 0
     directories: int = 0
     bytes: int = 0
+    moved: bool = False
 
     def fields(self) -> Fields:
-        return {"files": self.files, "directories": self.directories, "bytes": self.bytes}
+        return {"files": self.files, "directories": self.directories, "bytes": self.bytes,
+                "moved": self.moved}
 
     @classmethod
     def parse(cls, fields: Fields) -> "OrphansReply":
         return cls(_int(fields, "files", default=0), _int(fields, "directories", default=0),
-                   _int(fields, "bytes", default=0))
+                   _int(fields, "bytes", default=0), fields.get("moved") is True)
 
 
 @dataclass(frozen=True)

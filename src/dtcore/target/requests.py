@@ -15,9 +15,10 @@ import numpy as np
 
 from dtcore._native import _checksum, _delta
 from dtcore.apply.safe_paths import SafeRoot
-from dtcore.errors import StreamError
+from dtcore.errors import InvalidParameterError, StreamError
 from dtcore.model.manifest import Listing
 from dtcore.protocol.messages import (
+    MAX_SIGNATURE_BLOCKS,
     FileReply,
     ManifestReply,
     ManifestRequest,
@@ -70,6 +71,12 @@ def _signature(s: Session, req: SignatureRequest, data: bytes) -> tuple[Reply, A
         if file is None:
             return SignatureReply(-1), b""
         fd, size = file
+        blocks = -(-size // req.block)
+        if blocks > MAX_SIGNATURE_BLOCKS:  # the reply would dwarf the request
+            raise InvalidParameterError(
+                f"a signature of {blocks} blocks of {req.block} bytes is over the limit of "
+                f"{MAX_SIGNATURE_BLOCKS}; ask with blocks of {-(-size // MAX_SIGNATURE_BLOCKS)} "
+                "bytes or more")
         if size == 0:
             weak = strong = np.zeros(0, np.uint64)
         else:
@@ -94,7 +101,8 @@ def _readlink(s: Session, req: ReadlinkRequest, data: bytes) -> tuple[Reply, Any
 def _orphans(s: Session, req: OrphansRequest, data: bytes) -> tuple[Reply, Any]:
     """Remove (or move to MoveOrphansDir) the listed paths, deepest first."""
     root = s.view()
-    move_to = s.target.config["MoveOrphansDir"] if req.move else None
+    cfg = s.target.config
+    move_to = cfg["MoveOrphansDir"] if cfg["MoveOrphanedFiles"] else None
     mover = SafeRoot(move_to) if move_to else None
     files = dirs = size = 0
     try:
@@ -128,7 +136,7 @@ def _orphans(s: Session, req: OrphansRequest, data: bytes) -> tuple[Reply, Any]:
     s.counters.add("Orphan Files Removed", files)
     s.counters.add("Orphan Directories Removed", dirs)
     s.counters.add("Orphan Bytes Removed", size)
-    return OrphansReply(files, dirs, size), b""
+    return OrphansReply(files, dirs, size, mover is not None), b""
 
 
 def _state(s: Session, req: StateRequest, data: bytes) -> tuple[Reply, Any]:

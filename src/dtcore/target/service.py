@@ -7,17 +7,23 @@ import os
 import socket
 import ssl
 import threading
+import time
 
 from dtcore.apply.safe_paths import SafeRoot
 from dtcore.control.config import Config
 from dtcore.control.events import emit
 from dtcore.control.stats import Statistics
-from dtcore.errors import InvalidParameterError, ListenFailedError
+from dtcore.errors import DataOverloadError, InvalidParameterError, ListenFailedError
 from dtcore.protocol.handshake import secret_bytes
 from dtcore.protocol.tls import self_signed, server_tls
 from dtcore.target.session import Session
 from dtcore.target.states import STATE_DIR, DataStates
 
+# The whole handshake must finish within this many seconds, and at most this
+# many connections may be in their handshake at once: unauthenticated peers
+# get a small budget of their own, apart from MaxConnections.
+HANDSHAKE_TIMEOUT = 10.0
+MAX_HANDSHAKES = 16
 # Lanes applying one connection's ops: file creation is kernel work that two
 # cores share well, and a lane waiting on the disk leaves the core to another.
 APPLY_THREADS = 4
@@ -37,7 +43,9 @@ class Target:
                  port: int | None = None, secret: str | bytes | None = None,
                  config: Config | None = None, stats: Statistics | None = None,
                  tls: bool | tuple[str, str] | None = None,
-                 memory_bytes: int | None = None, apply_threads: int = APPLY_THREADS) -> None:
+                 memory_bytes: int | None = None, apply_threads: int = APPLY_THREADS,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT,
+                 max_handshakes: int = MAX_HANDSHAKES) -> None:
         self.config = config or Config(None)
         self.root = SafeRoot(root, reserved=STATE_DIR)
         self.state_dir = os.path.join(self.root.path, STATE_DIR.decode())
@@ -56,6 +64,8 @@ class Target:
         if apply_threads < 1:
             raise InvalidParameterError(f"apply_threads={apply_threads} must be at least 1")
         self.apply_threads = apply_threads
+        self.handshake_timeout = handshake_timeout
+        self.max_handshakes = max_handshakes
         self.memory_bytes = memory_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         self._sock: socket.socket | None = None
         self._sessions: set[Session] = set()
@@ -88,17 +98,52 @@ class Target:
         return self
 
     def _accept(self) -> None:
+        """The accept loop: no error of one connection (nor running out of
+        descriptors, threads or memory for a while) ends it; only stop() does."""
         assert self._sock is not None
         while not self._stopping.is_set():
             try:
                 conn, peer = self._sock.accept()
-            except OSError:
+            except OSError as e:
+                if self._stopping.is_set():
+                    return
+                emit(6002, detail=f"accepting on {self.host}:{self.port} failed: {e.strerror or e}")
+                time.sleep(0.1)
+                continue
+            try:
+                self._start_session(conn, f"{peer[0]}:{peer[1]}")
+            except Exception as e:  # noqa: BLE001 - this connection only
+                emit(6002, detail=f"connection from {peer[0]}:{peer[1]} dropped: "
+                                  f"{type(e).__name__}: {e}")
+                conn.close()
+
+    def _start_session(self, conn: socket.socket, peer: str) -> None:
+        with self._lock:
+            pending = sum(not s.authenticated for s in self._sessions)
+            if pending >= self.max_handshakes:
+                conn.close()
+                emit(6002, detail=f"connection from {peer} refused: {pending} handshakes are "
+                                  "already under way")
                 return
-            session = Session(self, conn, f"{peer[0]}:{peer[1]}", next(self._ids))
-            with self._lock:
-                self._sessions.add(session)
+            session = Session(self, conn, peer, next(self._ids))
+            self._sessions.add(session)
+        try:
             threading.Thread(target=session.run, name=f"dtcore-target-{session.id}",
                              daemon=True).start()
+        except BaseException:
+            self.forget(session)
+            raise
+
+    def admit(self, session: "Session") -> None:
+        """Count a session that proved the secret among the sources served;
+        DataOverloadError when MaxConnections (0: no limit) are served already."""
+        limit = self.config["MaxConnections"]
+        with self._lock:
+            served = sum(s.authenticated for s in self._sessions)
+            if limit and served >= limit:
+                raise DataOverloadError(f"the target already serves MaxConnections={limit} "
+                                        "sources; try again later")
+            session.authenticated = True
 
     def forget(self, session: "Session") -> None:
         with self._lock:

@@ -20,8 +20,10 @@ from dtcore.apply.applier import Applier
 from dtcore.apply.lanes import Lanes
 from dtcore.apply.safe_paths import SafeRoot
 from dtcore.control.events import emit
+from dtcore.control.stats import Counters
 from dtcore.errors import (
     DTError,
+    HandshakeIncompleteError,
     InvalidParameterError,
     InvalidPathError,
     QueueClosedError,
@@ -46,19 +48,20 @@ class Session:
     """One source connected to the target."""
 
     def __init__(self, target: Target, sock: socket.socket, peer: str, conn_id: int) -> None:
+        # Nothing costly here: until the peer proves the secret, a session is
+        # a socket, a thread and a handshake deadline.  Queue, counters and
+        # request threads come with authentication (see _serve).
         self.target = target
         self.sock = sock
         self.peer = peer
         self.id = conn_id
-        self.counters = target.stats.target(peer, f"{target.host}:{target.port}")
+        self.authenticated = False
         self.link: Link | None = None
         self.root: SafeRoot | None = None
         self.path = ""
         self.stopping = threading.Event()
-        cfg = target.config
-        self.queue = MemoryQueue(min(cfg["QMemoryBufferMax"], 64) * MB, cfg["OpBufferSize"])
-        self._high = target.memory_bytes * cfg["TGMirrorCapacityHigh"] // 100
-        self._low = target.memory_bytes * min(cfg["TGMirrorCapacityLow"], cfg["TGMirrorCapacityHigh"]) // 100
+        self.queue: MemoryQueue | None = None
+        self.counters: Counters | None = None
         self._paused = False
         self._flow = threading.Lock()
         self._received = 0
@@ -67,20 +70,40 @@ class Session:
         # reader appends, one applier takes): the body goes in uncopied
         self._seqs: collections.deque[int] = collections.deque()
         self._cv = threading.Condition()
-        self._helpers = ThreadPoolExecutor(2, thread_name_prefix=f"dtcore-target-{conn_id}-rq")
+        self._helpers: ThreadPoolExecutor | None = None
         self._views = threading.local()  # each request thread's clone of the root
         self.listing = b""  # the last manifest walked, sent part by part
         self._clones: list[SafeRoot] = []
+        self._expired = False
         self.gave_up = False
 
     def label(self) -> str:
         return f"from {self.peer} (connection {self.id})"
 
     def run(self) -> None:
-        cfg = self.target.config
+        """The session thread: handshake, then serve until the link closes.
+        Whatever happens, the session lets go of everything it holds."""
+        try:
+            ch = self._handshake()
+            if ch is not None:
+                self._authenticated(ch)
+        except Exception as e:  # a bug in one session must not outlive it
+            emit(6002, detail=f"session {self.label()} failed: {type(e).__name__}: {e}")
+        finally:
+            self._release()
+
+    def _handshake(self) -> Channel | None:
+        """The authenticated channel, or None (said with event 6002) when the
+        peer failed the handshake or did not finish it in time."""
+        cfg, deadline = self.target.config, self.target.handshake_timeout
+        # one deadline for the whole exchange, TLS included: a peer that
+        # trickles bytes cannot hold the session by resetting a read timeout
+        timer = threading.Timer(deadline, self._expire)
+        timer.daemon = True
+        timer.start()
         try:
             tune_socket(self.sock, cfg["NetworkTimeout"], cfg["TCPBufferSize"])
-            self.sock.settimeout(30)  # the handshake must finish in time
+            self.sock.settimeout(deadline)
             sock = self.sock
             if self.target._tls is not None:
                 sock = self.target._tls.wrap_socket(sock, server_side=True)
@@ -89,14 +112,33 @@ class Session:
             if Hello.parse(hello).compress:  # replies (manifests, checksums) too
                 ch.compressor = Compressor(max_payload=ch.max_frame)
             sock.settimeout(None)
-        except (DTError, OSError, ValueError) as e:
-            if isinstance(e, DTError) and e.code == -138:
+            return ch
+        except Exception as e:  # any failure of an unauthenticated peer ends here
+            err = HandshakeIncompleteError(f"the handshake did not finish within {deadline:g} s") \
+                if self._expired else e
+            if isinstance(err, DTError) and err.code == -138:
                 self.target.stats.server.add("FailedLogins")
-            emit(6002, detail=f"connection {self.label()} refused: {e}")
-            self.sock.close()
-            self.target.forget(self)
-            return
-        self.target.stats.server.add("Logins")
+            emit(6002, detail=f"connection {self.label()} refused: {err}")
+            return None
+        finally:
+            timer.cancel()
+
+    def _expire(self) -> None:
+        self._expired = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _authenticated(self, ch: Channel) -> None:
+        """Serve an admitted source until its link closes."""
+        target, cfg = self.target, self.target.config
+        self.counters = target.stats.target(self.peer, f"{target.host}:{target.port}")
+        self.queue = MemoryQueue(min(cfg["QMemoryBufferMax"], 64) * MB, cfg["OpBufferSize"])
+        self._high = target.memory_bytes * cfg["TGMirrorCapacityHigh"] // 100
+        self._low = target.memory_bytes * min(cfg["TGMirrorCapacityLow"], cfg["TGMirrorCapacityHigh"]) // 100
+        self._helpers = ThreadPoolExecutor(2, thread_name_prefix=f"dtcore-target-{self.id}-rq")
+        target.stats.server.add("Logins")
         emit(4016, conn=self.label())
         self.link = Link(ch, f"source {self.peer}", heartbeat=cfg["HBExternalRate"], ttl=cfg["HBTTL"],
                          on_ops=self._on_ops, on_request=self._on_request, on_close=self._on_close)
@@ -104,15 +146,31 @@ class Session:
         applier.start()
         self.link.start()
         applier.join()
-        self._helpers.shutdown(wait=True)
+
+    def _release(self) -> None:
+        self.stopping.set()
+        if self.link is not None:
+            self.link.close()
+        else:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        if self.queue is not None:
+            self.queue.close()
+        if self._helpers is not None:
+            self._helpers.shutdown(wait=True)
         for root in self._clones:
             root.close()
-        self.root.close()
+        if self.root is not None:
+            self.root.close()
+        self.target.forget(self)
 
     def _welcome(self, fields: dict[str, Any]) -> dict[str, Any]:
         path = Hello.parse(fields).target_path.strip("/")
         if path:
             check_path(os.fsencode(path), STATE_DIR)
+        self.target.admit(self)  # MaxConnections
         self.path = path
         self.root = self.target.root.sub(os.fsencode(path))
         return Welcome(self.target.states.get(path), self.target.host).fields()
@@ -261,20 +319,23 @@ class Session:
 
     def _on_close(self, error: BaseException | None) -> None:
         self.stopping.set()
-        self.queue.close()
+        if self.queue is not None:
+            self.queue.close()
         emit(4017, conn=self.label())
         self.target.forget(self)
 
     def stop(self) -> None:
+        """Close the connection; the session thread then lets go of the rest."""
         self.stopping.set()
         if self.link is not None:
             self.link.close()
         else:
             try:
-                self.sock.close()
+                self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        self._helpers.shutdown(wait=False, cancel_futures=True)
+        if self._helpers is not None:
+            self._helpers.shutdown(wait=False, cancel_futures=True)
 
 
 def _count_ops(body: Any) -> int:

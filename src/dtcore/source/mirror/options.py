@@ -35,7 +35,6 @@ class MirrorOptions:
     file_queue: int = 16
     remove_all_orphans: bool = True
     orphan_minutes: int = 60
-    move_orphans: bool = False
     orphan_batch: int = 1000
 
     @classmethod
@@ -46,7 +45,7 @@ class MirrorOptions:
                    sparse=bool(c["EnableSparseFileMirroring"]), remap_link=bool(c["RemapLink"]),
                    block=c["MirrorChunkSize"], max_checksum_blocks=c["MaxChecksumBlocks"],
                    file_queue=c["FileQueueSize"], remove_all_orphans=bool(c["RemoveAllOrphans"]),
-                   orphan_minutes=c["RemoveOrphansTime"], move_orphans=bool(c["MoveOrphanedFiles"]),
+                   orphan_minutes=c["RemoveOrphansTime"],
                    orphan_batch=max(1, c["MaxRemoveOrphansOpSize"]))
         for k, v in overrides.items():
             if v is not None:
@@ -72,6 +71,8 @@ class MirrorResult:
     strategies: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         (WHOLE, BLOCK, ROLLING, ATTRIBUTES, SKIPPED), 0))
     hard_links: int = 0
+    # files, directories and bytes removed; "moved": 1 when the target moved
+    # them to its MoveOrphansDir instead
     orphans: dict[str, int] = field(default_factory=lambda: {"files": 0, "directories": 0, "bytes": 0})
     differences: list[tuple[str, str]] = field(default_factory=list)
     resumed: int = 0

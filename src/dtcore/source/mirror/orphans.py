@@ -1,7 +1,8 @@
 """Orphans: files and folders on the target path that the replication set
 does not hold.  Which of them go (RemoveAllOrphans, RemoveOrphansTime) is
-decided here; the target removes them, or moves them to MoveOrphansDir,
-MaxRemoveOrphansOpSize paths to a request."""
+decided here; the target removes them, MaxRemoveOrphansOpSize paths to a
+request, or moves them to its MoveOrphansDir when its own MoveOrphanedFiles
+says so, and reports which it did."""
 from __future__ import annotations
 
 from dtcore.model.manifest import Entry
@@ -21,10 +22,12 @@ def remove_orphans(conn: Connection, paths: list[bytes], opts: MirrorOptions) ->
     """Have the target remove (or move) ``paths``; the files, folders and
     bytes it removed."""
     files = directories = nbytes = 0
+    moved = False
     n = opts.orphan_batch
     for i in range(0, len(paths), n):
-        fields, _ = conn.call(OrphansRequest(tuple(paths[i:i + n]), opts.move_orphans))
+        fields, _ = conn.call(OrphansRequest(tuple(paths[i:i + n])))
         reply = OrphansReply.parse(fields)
         files, directories, nbytes = (files + reply.files, directories + reply.directories,
                                       nbytes + reply.bytes)
-    return OrphansReply(files, directories, nbytes)
+        moved |= reply.moved
+    return OrphansReply(files, directories, nbytes, moved)

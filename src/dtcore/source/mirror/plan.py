@@ -19,6 +19,7 @@ from dtcore.model.manifest import (
     SAME_SIZE,
     Entry,
 )
+from dtcore.protocol.messages import MAX_SIGNATURE_BLOCKS
 from dtcore.source.mirror.options import (
     ATTRIBUTES,
     BLOCK,
@@ -118,7 +119,9 @@ def transfer(e: Entry, t: Entry | None, opts: MirrorOptions, rates: Rates,
     if hash_cost >= send_cost:
         return WHOLE
     shifted = e.size != t.size and (e.size - t.size) % opts.block != 0 and e.size > t.size // 2
-    return ROLLING if shifted else BLOCK
+    if shifted and -(-t.size // opts.block) <= MAX_SIGNATURE_BLOCKS:
+        return ROLLING
+    return BLOCK
 
 
 def why(e: Entry, t: Entry | None, strategy: str) -> str:

@@ -297,8 +297,11 @@ class Mirror:
         self._set_status(REMOVING_ORPHANS)
         emit(4048, conn=label)
         removed = remove_orphans(self.conn, orphans, self.opts)
-        for k, v in removed.fields().items():
-            self.result.orphans[k] += v
+        self.result.orphans["files"] += removed.files
+        self.result.orphans["directories"] += removed.directories
+        self.result.orphans["bytes"] += removed.bytes
+        if removed.moved:
+            self.result.orphans["moved"] = 1
         emit(4052, conn=label)
 
     # -- per file --------------------------------------------------------------

@@ -148,6 +148,8 @@ class Sender:
         link = self.conn.link
         if link is None or patch_size(d.instructions, d.literals) > link.ch.max_frame // 2:
             return False
+        if d.source_size > reply.size + len(d.literals):
+            return False  # the target takes no patch that builds more than copy plus literals
         patch = encode_patch(d.instructions, d.source_hash, d.literals)
         batch.add(Op(OpKind.PATCH, *self.next_op(), e.path, d.source_size, patch))
         return True
