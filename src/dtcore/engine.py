@@ -85,7 +85,13 @@ class Engine:
             self.repset_totals[repset.name] = repset.calculate()
         conn = Connection(host, port, target_path, secret=self.secret, config=self.config,
                           stats=self.stats, conn_id=self._next_conn, repset=repset.name, tls=tls,
-                          compression=compression).connect()
+                          compression=compression)
+        try:
+            conn.connect()
+        except NetworkFailedError:  # reached, then cut in the handshake: like a lost link
+            if not self.config["AutoReconnect"]:
+                raise
+            self._reconnect(conn, 1)
         self._next_conn += 1
         self.connections.append(conn)
         return conn

@@ -165,6 +165,7 @@ class Mirror:
         opts, conn = self.opts, self.conn
         verify_only = opts.verify_only
         start = time.monotonic()
+        self._error = None  # a resumed run starts clean; what failed before is resent
         label = conn.label()
         self._set_status(CALCULATING)
         need_manifest = opts.mode == DIFFERENCE or opts.orphans or opts.overwrite != 1 or \
@@ -306,22 +307,27 @@ class Mirror:
 
     # -- per file --------------------------------------------------------------
     def _worker(self, work: "queue.Queue[tuple[Entry, Entry | None] | None]", resume: bool) -> None:
+        """Take files until this worker's stop marker (one None per worker).
+        After a failure the worker keeps taking, without working, until it
+        has its own marker, and never one more: another worker waits for that."""
         batch = self._batch()
+        stopped = False
         try:
             while True:
                 item = work.get()
                 if item is None:
+                    stopped = True
                     break
-                if self._error is not None:
-                    continue
-                e, t = item
-                self._file(batch, e, t, resume and e.path in self.started)
-            batch.flush()
+                if self._error is None:
+                    e, t = item
+                    self._file(batch, e, t, resume and e.path in self.started)
+            batch.flush()  # may fail too, after the marker was taken
         except BaseException as exc:  # noqa: BLE001 - handed to run() to raise
-            if self._error is None:
-                self._error = exc
-            while work.get() is not None:
-                pass
+            with self._lock:
+                if self._error is None:
+                    self._error = exc
+            while not stopped:
+                stopped = work.get() is None
 
     def _file(self, batch: FrameBatch, e: Entry, t: Entry | None, cut_short: bool) -> None:
         opts = self.opts
