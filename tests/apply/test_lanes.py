@@ -55,16 +55,18 @@ def _tree(root: Path) -> dict[str, tuple]:
 
 def _apply(root: Path, stream: list[Op], lanes: int) -> tuple[dict[str, tuple], list[str]]:
     dropped: list[str] = []
+    stale: set[bytes] = set()  # shared by the lanes, as a session shares it
     safe = SafeRoot(root)
-    worker = Lanes(safe, lambda r: Applier(r, retry_delay=0, retry_limit=1,
-                                           on_gave_up=dropped.append), lanes)
+    worker = Lanes(safe, lambda r: Applier(r, retry_delay=0, retry_limit=1, stale=stale,
+                                           on_gave_up=lambda p, e: dropped.append(p.decode())),
+                   lanes)
     try:
         for i in range(0, len(stream), 7):  # several calls, as frames arrive
             worker.apply(stream[i:i + 7])
     finally:
         worker.close()
         safe.close()
-    return _tree(root), sorted(d.split(":")[0] for d in dropped)
+    return _tree(root), sorted(dropped)
 
 
 @settings(max_examples=60, deadline=None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import shutil
 import stat
 import threading
 from typing import Callable
@@ -24,8 +25,10 @@ from dtcore.errors import InvalidPathError, StreamError
 from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, decode_patch
 from dtcore.model.paths import check_path
 
+# Failures no retry can cure; ENOENT counts once a fresh lookup confirmed it
+# (an op on a path that is not there would otherwise block the stream forever).
 _PERMANENT = {errno.EISDIR, errno.ENOTDIR, errno.EINVAL, errno.ENAMETOOLONG, errno.EEXIST,
-              errno.ENOTEMPTY, errno.EXDEV, errno.ELOOP, errno.EFBIG}
+              errno.ENOTEMPTY, errno.EXDEV, errno.ELOOP, errno.EFBIG, errno.ENOENT, errno.ENXIO}
 _EVENT = {errno.ENOSPC: 4110, errno.EDQUOT: 4110, errno.EBUSY: 4111, errno.ETXTBSY: 4111,
           errno.EACCES: 4112, errno.EPERM: 4112}
 _IS_ROOT = os.geteuid() == 0
@@ -38,7 +41,9 @@ class Applier:
                  retry_delay: float = 3, retry_limit: int = 0,
                  move_deleted_to: SafeRoot | None = None,
                  stopping: threading.Event | None = None,
-                 on_gave_up: Callable[[str], None] | None = None) -> None:
+                 on_gave_up: Callable[[bytes, OSError], None] | None = None,
+                 on_retry: Callable[[bytes, OSError, int], None] | None = None,
+                 stale: set[bytes] | None = None) -> None:
         self.root = root
         self.counters = counters
         self.retry_delay = retry_delay
@@ -46,6 +51,10 @@ class Applier:
         self.move_deleted_to = move_deleted_to
         self.stopping = stopping or threading.Event()
         self.on_gave_up = on_gave_up
+        self.on_retry = on_retry
+        # paths with an op given up since their last SETATTR (shared by every
+        # applier of one stream)
+        self.stale = stale if stale is not None else set()
         self._fd_path: bytes | None = None
         self._fd = -1
 
@@ -53,9 +62,28 @@ class Applier:
     def _file(self, path: bytes) -> int:
         if self._fd_path != path:
             self.release()
-            self._fd = self.root.open(path, os.O_WRONLY | os.O_CREAT, 0o600, create_dirs=True)
+            self._fd = self._open_regular(path, os.O_WRONLY | os.O_CREAT, 0o600)
             self._fd_path = path
         return self._fd
+
+    def _open_regular(self, path: bytes, flags: int, mode: int) -> int:
+        """A regular file at ``path`` opened for writing: a link, a FIFO, a
+        device or a folder found there is removed first (the source has a
+        file there)."""
+        try:
+            fd = self.root.open(path, flags, mode, create_dirs=True)
+        except (InvalidPathError, IsADirectoryError):
+            fd = -1
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # ENXIO: a FIFO nobody reads
+                raise
+            fd = -1
+        if fd >= 0:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                return fd
+            os.close(fd)
+        self._make_room(path)
+        return self.root.open(path, flags, mode, create_dirs=True)
 
     def release(self) -> None:
         """Close the file kept open between writes."""
@@ -109,16 +137,20 @@ class Applier:
                 if event == 4113:
                     fields["reason"] = e.strerror or str(e)
                 emit(event, **fields)
+                if self.on_retry is not None:
+                    self.on_retry(path, e, tries)
                 if self.stopping.wait(self.retry_delay):
                     self._give_up(path, tries, e)
                     return
 
     def _give_up(self, path: bytes, tries: int, e: OSError) -> None:
         emit(4150, path=os.fsdecode(path), retries=tries)
+        first = path not in self.stale  # one report for a file's transfer
+        self.stale.add(path)
         if self.counters is not None:
             self.counters.add("OpsDropped")
-        if self.on_gave_up is not None:
-            self.on_gave_up(f"{os.fsdecode(path)}: {e.strerror or e}")
+        if first and self.on_gave_up is not None:
+            self.on_gave_up(path, e)
 
     def _apply_one(self, op: Op | tuple) -> None:
         kind, _, _, path, arg, data = op
@@ -130,15 +162,16 @@ class Applier:
                 view, arg = view[n:], arg + n
         elif kind == OpKind.CREATE:
             self.release()
-            flags, mode = os.O_WRONLY | os.O_CREAT | os.O_TRUNC, arg & 0o7777 or 0o600
-            try:
-                self._fd = self.root.open(path, flags, mode, create_dirs=True)
-            except (InvalidPathError, OSError):
-                self._make_room(path)  # a symlink or special file sits there: replace it
-                self._fd = self.root.open(path, flags, mode, create_dirs=True)
+            self._fd = self._open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                                          arg & 0o7777 or 0o600)
             self._fd_path = path
         elif kind == OpKind.TRUNCATE:
             os.ftruncate(self._file(path), arg)
+        elif kind == OpKind.SETATTR and path in self.stale:
+            # a transfer ends with its SETATTR: one whose op was given up keeps
+            # the copy's own time, so a difference mirror by attributes finds it
+            self.stale.discard(path)
+            self.release()
         elif kind == OpKind.SETATTR:
             if self._fd_path == path:  # the file just written: no path lookups
                 self._setattr_fd(self._fd, Attrs.unpack(bytes(data)))
@@ -195,15 +228,20 @@ class Applier:
             raise StreamError(f"op kind {kind} cannot be applied")
 
     def _make_room(self, path: bytes) -> None:
-        """Remove whatever non-folder sits where a new file or link goes."""
+        """Remove whatever sits where a new file or link goes: a special file,
+        a link, or a folder with all it holds (the source has a file there
+        now), the folder removed through descriptors so that no link swapped
+        in can lead the removal outside the root."""
         dfd, name = self.root.parent(path, create=True)
         try:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "a folder is in the way", os.fsdecode(path))
-        os.unlink(name, dir_fd=dfd)
+            shutil.rmtree(name, dir_fd=dfd)
+            self.root.forget()  # cached handles of folders below it are gone
+        else:
+            os.unlink(name, dir_fd=dfd)
 
     @staticmethod
     def _setattr_fd(fd: int, attrs: Attrs) -> None:

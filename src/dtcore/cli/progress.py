@@ -20,8 +20,15 @@ class Bar:
                                  TaskProgressColumn(), TextColumn("{task.fields[left]}"),
                                  console=console, transient=False)
         self.task = self.progress.add_task("mirror", total=100, status="Calculating", left="")
+        self._notice: object = None
 
     def __call__(self, m: Mirror) -> None:
+        notice = m.notice
+        if notice is not None and notice is not self._notice:  # say why nothing moves
+            f = notice.failure
+            self.progress.console.print(f"target retrying {f.path.decode(errors='replace')}: "
+                                        f"{f.reason} (attempt {notice.retries})")
+        self._notice = notice
         self.progress.update(self.task, completed=m.percent, status=m.status,
                              left=f"{m.bytes_remaining / 2**20:,.1f} MiB left")
 

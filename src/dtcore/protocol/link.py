@@ -20,6 +20,7 @@ from dtcore.protocol.frames import (
     BYE,
     FLOW,
     HEARTBEAT,
+    NOTICE,
     OPS,
     REFUSE,
     REPLY,
@@ -57,13 +58,13 @@ class Link:
     def __init__(self, channel: Channel, name: str, *, heartbeat: float = 3, ttl: float = 10,
                  on_ops: Handler | None = None, on_request: Handler | None = None,
                  on_ack: Handler | None = None, on_flow: Handler | None = None,
-                 on_close: Handler | None = None) -> None:
+                 on_notice: Handler | None = None, on_close: Handler | None = None) -> None:
         self.ch = channel
         self.name = name
         self.heartbeat = heartbeat
         self.ttl = ttl
         self.on_ops, self.on_request, self.on_ack = on_ops, on_request, on_ack
-        self.on_flow, self.on_close = on_flow, on_close
+        self.on_flow, self.on_notice, self.on_close = on_flow, on_notice, on_close
         self._pending: dict[int, Future[tuple[dict[str, Any], memoryview]]] = {}
         self._next_id = 1
         self._lock = threading.Lock()
@@ -134,7 +135,9 @@ class Link:
                 elif ftype == REPLY:
                     self._resolve(*unpack_rpc(body))
                 elif ftype == ACK and self.on_ack:
-                    self.on_ack(seq)
+                    self.on_ack(seq, body)
+                elif ftype == NOTICE and self.on_notice:
+                    self.on_notice(json_object(body, "NOTICE"))
                 elif ftype == FLOW and self.on_flow:
                     self.on_flow(json_object(body, "FLOW"))
                 elif ftype == HEARTBEAT:

@@ -102,6 +102,61 @@ class Flow:
         return cls(fields.get("pause") is True, _int(fields, "code", -1 << 31, 1 << 31, 0))
 
 
+@dataclass(frozen=True)
+class OpFailure:
+    """An op the target cannot apply: its path, the guide's code (-173 for a
+    full disk), the errno and the reason in words."""
+
+    path: bytes
+    code: int
+    errno: int
+    reason: str
+
+    def fields(self) -> Fields:
+        return {"path": self.path.hex(), "code": self.code, "errno": self.errno,
+                "reason": self.reason}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "OpFailure":
+        return cls(_hex(fields.get("path"), "failed op's path"), _int(fields, "code", -1 << 31, 0),
+                   _int(fields, "errno", 0, 1 << 16, 0), _text(fields, "reason"))
+
+
+@dataclass(frozen=True)
+class Ack:
+    """An ACK frame's body when some acknowledged ops were given up (the
+    common ACK has no body): the source must not count those as applied."""
+
+    dropped: tuple[OpFailure, ...] = ()
+
+    def fields(self) -> Fields:
+        return {"dropped": [d.fields() for d in self.dropped]}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "Ack":
+        dropped = fields.get("dropped", [])
+        if not isinstance(dropped, list) or not all(isinstance(d, dict) for d in dropped):
+            raise StreamError("ACK lacks its list of dropped ops")
+        return cls(tuple(OpFailure.parse(d) for d in dropped))
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A NOTICE frame: the target is retrying an op it cannot apply yet
+    (TGRetryLocked, TGExecutionRetryLimit), so the source knows why nothing
+    is acknowledged."""
+
+    failure: OpFailure
+    retries: int
+
+    def fields(self) -> Fields:
+        return {**self.failure.fields(), "retries": self.retries}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "Notice":
+        return cls(OpFailure.parse(fields), _int(fields, "retries", default=0))
+
+
 # -- requests ----------------------------------------------------------------
 class Request:
     """A request's method name and its fields."""

@@ -106,6 +106,7 @@ class Connection:
         self.stats.feed(self.id, self.queue.counts)
         self.link = Link(ch, f"target {self.host}:{self.port}", heartbeat=cfg["HBExternalRate"],
                          ttl=cfg["HBTTL"], on_ack=self.tx.on_ack, on_flow=self.tx.on_flow,
+                         on_notice=self.tx.on_notice,
                          on_close=self._on_close).start()
         self.tx.start(self.link, self.queue)
         self.counters["conState"] = int(ConState.ACTIVE)

@@ -9,17 +9,19 @@ that asks for a pause (its mirror memory passed ``TGMirrorCapacityHigh``)
 stops mirror frames until it asks to resume."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
 from typing import Any, Callable
 
+from dtcore.control.events import emit
 from dtcore.control.stats import Counters
 from dtcore.errors import DTError, QueueClosedError
 from dtcore.model.ops import Op, pack_batch
-from dtcore.protocol.frames import FLAG_MIRROR, OPS, PeerClosed
+from dtcore.protocol.frames import FLAG_MIRROR, OPS, PeerClosed, json_object
 from dtcore.protocol.link import Link
-from dtcore.protocol.messages import Flow
+from dtcore.protocol.messages import Ack, Flow, Notice, OpFailure
 from dtcore.queues.records import MB, MIRROR, REPLICATION
 from dtcore.queues.replication import ReplicationQueue
 
@@ -44,6 +46,9 @@ class Transmitter:
         self._resume = threading.Event()
         self._resume.set()
         self._thread: threading.Thread | None = None
+        self.dropped: list[OpFailure] = []  # ops the target gave up, not yet taken
+        self.notice: Notice | None = None  # the target's latest word on an op it retries
+        self.on_notice_hook: Callable[[Notice], None] | None = None
 
     def start(self, link: Link, queue: ReplicationQueue) -> None:
         """Transmit over a new link from a new queue."""
@@ -119,8 +124,16 @@ class Transmitter:
                 return
 
     # -- the link's callbacks --------------------------------------------------
-    def on_ack(self, seq: int) -> None:
+    def on_ack(self, seq: int, body: Any = b"") -> None:
         done: list[Callback] = []
+        if len(body):
+            dropped = Ack.parse(json_object(body, "ACK")).dropped
+            for d in dropped:
+                emit(6002, detail=f"the target gave up an op on {os.fsdecode(d.path)} "
+                                  f"({d.reason}, code {d.code}); the target needs a remirror")
+            with self._cv:
+                self.dropped.extend(dropped)
+        self.notice = None
         with self._cv:
             while self._pending:
                 first = next(iter(self._pending))
@@ -139,6 +152,22 @@ class Transmitter:
             self._resume.clear()
         else:
             self._resume.set()
+
+    def on_notice(self, fields: dict[str, Any]) -> None:
+        notice = Notice.parse(fields)
+        self.notice = notice
+        f = notice.failure
+        emit(6001, detail=f"the target is retrying an op on {os.fsdecode(f.path)} ({f.reason}; "
+                          f"attempt {notice.retries}); later ops wait for it")
+        hook = self.on_notice_hook
+        if hook is not None:
+            hook(notice)
+
+    def take_dropped(self) -> list[OpFailure]:
+        """The ops the target gave up since the last call."""
+        with self._cv:
+            dropped, self.dropped = self.dropped, []
+        return dropped
 
     def on_close(self) -> None:
         self._resume.set()

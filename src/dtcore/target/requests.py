@@ -15,8 +15,9 @@ import numpy as np
 
 from dtcore._native import _checksum, _delta
 from dtcore.apply.safe_paths import SafeRoot
-from dtcore.errors import InvalidParameterError, StreamError
+from dtcore.errors import InvalidParameterError, InvalidPathError, StreamError
 from dtcore.model.manifest import Listing
+from dtcore.model.paths import check_path
 from dtcore.protocol.messages import (
     MAX_SIGNATURE_BLOCKS,
     FileReply,
@@ -107,7 +108,11 @@ def _orphans(s: Session, req: OrphansRequest, data: bytes) -> tuple[Reply, Any]:
     files = dirs = size = 0
     try:
         for path in sorted(req.paths, key=lambda p: -p.count(b"/")):
-            dfd, name = root.parent(path)
+            check_path(path, STATE_DIR)
+            try:
+                dfd, name = root.parent(path)
+            except InvalidPathError:
+                continue  # a file where its folder was: the orphan is gone already
             try:
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except FileNotFoundError:

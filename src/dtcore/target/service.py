@@ -121,9 +121,9 @@ class Target:
         with self._lock:
             pending = sum(not s.authenticated for s in self._sessions)
             if pending >= self.max_handshakes:
-                conn.close()
                 emit(6002, detail=f"connection from {peer} refused: {pending} handshakes are "
                                   "already under way")
+                conn.close()
                 return
             session = Session(self, conn, peer, next(self._ids))
             self._sessions.add(session)

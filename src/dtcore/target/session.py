@@ -9,8 +9,11 @@ the source is told to pause its mirror, and to resume below
 from __future__ import annotations
 
 import collections
+import errno
+import json
 import os
 import socket
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,19 +26,21 @@ from dtcore.control.events import emit
 from dtcore.control.stats import Counters
 from dtcore.errors import (
     DTError,
+    FileAccessError,
     HandshakeIncompleteError,
     InvalidParameterError,
     InvalidPathError,
     QueueClosedError,
     StreamError,
+    TargetDiskFullError,
 )
 from dtcore.model.compression import Compressor
 from dtcore.model.ops import unpack_batch
 from dtcore.model.paths import check_path
-from dtcore.protocol.frames import ACK, FLAG_MIRROR, FLOW, Channel, tune_socket
+from dtcore.protocol.frames import ACK, FLAG_MIRROR, FLOW, NOTICE, Channel, tune_socket
 from dtcore.protocol.handshake import server_handshake
 from dtcore.protocol.link import Link
-from dtcore.protocol.messages import METHOD_FIELD, Flow, Hello, Welcome
+from dtcore.protocol.messages import METHOD_FIELD, Ack, Flow, Hello, Notice, OpFailure, Welcome
 from dtcore.queues.memory import MemoryQueue
 from dtcore.queues.records import MB, MIRROR, REPLICATION
 from dtcore.target.requests import HANDLERS
@@ -76,6 +81,8 @@ class Session:
         self._clones: list[SafeRoot] = []
         self._expired = False
         self.gave_up = False
+        self._dropped: list[OpFailure] = []  # given up since the last ACK
+        self._stale: set[bytes] = set()
 
     def label(self) -> str:
         return f"from {self.peer} (connection {self.id})"
@@ -216,7 +223,8 @@ class Session:
         applier = Lanes(self.root, lambda root: Applier(
             root, self.counters, retry_delay=cfg["TGRetryLocked"],
             retry_limit=cfg["TGExecutionRetryLimit"], move_deleted_to=move,
-            stopping=self.stopping, on_gave_up=self._gave_up), self.target.apply_threads)
+            stopping=self.stopping, on_gave_up=self._gave_up, on_retry=self._retrying,
+            stale=self._stale), self.target.apply_threads)
         try:
             while True:
                 try:
@@ -234,7 +242,10 @@ class Session:
                 self.counters["Bytes In Target Queue"] = counts["rep_bytes"] + counts["mir_bytes"]
                 self.counters["Ops Remaining"] = counts["rep_ops"] + counts["mir_ops"]
                 self._flow_check()
-                self.link.send(ACK, seq=last)
+                with self._cv:
+                    dropped, self._dropped = self._dropped, []
+                self.link.send(ACK, json.dumps(Ack(tuple(dropped)).fields()).encode()
+                               if dropped else b"", seq=last)
         except (InvalidPathError, StreamError) as e:
             emit(6002, detail=f"op {self.label()} refused: {e}")
             self.link.ch.refuse(e)
@@ -257,9 +268,21 @@ class Session:
                 self._applied = -1
                 self._cv.notify_all()
 
-    def _gave_up(self, detail: str) -> None:
+    def _gave_up(self, path: bytes, error: OSError) -> None:
+        failure = op_failure(path, error)
         self.gave_up = True
-        self.target.states.set(self.path, MIRROR_REQUIRED, f"an op was dropped: {detail}")
+        with self._cv:
+            self._dropped.append(failure)
+        self.target.states.set(self.path, MIRROR_REQUIRED,
+                               f"an op was dropped: {os.fsdecode(path)}: {failure.reason}")
+
+    def _retrying(self, path: bytes, error: OSError, tries: int) -> None:
+        """Tell the source why its ops wait (it would otherwise see nothing)."""
+        assert self.link is not None
+        try:
+            self.link.send_json(NOTICE, Notice(op_failure(path, error), tries).fields())
+        except DTError:
+            pass
 
     # -- requests ----------------------------------------------------------
     def _on_request(self, req_id: int, params: dict[str, Any], data: memoryview) -> None:
@@ -288,8 +311,14 @@ class Session:
             except DTError:
                 pass
         except (OSError, ValueError, TypeError, KeyError) as e:
+            method = params.get(METHOD_FIELD)
+            err: DTError = InvalidParameterError(f"{method}: {e}")
+            if isinstance(e, OSError):  # the target's own trouble, with the guide's code
+                err = TargetDiskFullError(f"{method}: {e.strerror or e}") \
+                    if e.errno in (errno.ENOSPC, errno.EDQUOT) else \
+                    FileAccessError(f"{method}: {e.strerror or e}", e.errno or 0)
             try:
-                self.link.reply_error(req_id, InvalidParameterError(f"{params.get(METHOD_FIELD)}: {e}"))
+                self.link.reply_error(req_id, err)
             except DTError:
                 pass
 
@@ -313,7 +342,9 @@ class Session:
             yield None
             return
         try:
-            yield fd, os.fstat(fd).st_size
+            st = os.fstat(fd)
+            # anything but a regular file (a FIFO would block a read) is no copy
+            yield (fd, st.st_size) if stat.S_ISREG(st.st_mode) else None
         finally:
             os.close(fd)
 
@@ -344,3 +375,12 @@ def _count_ops(body: Any) -> int:
     if len(view) < 16:
         raise StreamError(f"op batch of {len(view)} bytes is shorter than its header")
     return int.from_bytes(view[8:12], "little")
+
+
+# The guide's code for an op the target cannot apply.
+_CODES = {errno.ENOSPC: -173, errno.EDQUOT: -173, errno.EACCES: -138, errno.EPERM: -138}
+
+
+def op_failure(path: bytes, error: OSError) -> OpFailure:
+    return OpFailure(path, _CODES.get(error.errno or 0, -1), error.errno or 0,
+                     error.strerror or str(error))

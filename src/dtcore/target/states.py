@@ -39,5 +39,9 @@ class DataStates:
             if self._states.get(path) == state:
                 return
             self._states[path] = state
-            replace_whole(self.file, json.dumps(self._states).encode())
+            try:
+                replace_whole(self.file, json.dumps(self._states).encode())
+            except OSError as e:  # a full disk must not stop the target telling the state
+                emit(6002, detail=f"the target data state of /{path} ({state}) cannot be saved: "
+                                  f"{e.strerror or e}; it holds until the target restarts")
         emit(4065, conn=f"for target path /{path}", reason=f"now {state}" + (f" ({reason})" if reason else ""))

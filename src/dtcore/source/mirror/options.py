@@ -75,5 +75,7 @@ class MirrorResult:
     # them to its MoveOrphansDir instead
     orphans: dict[str, int] = field(default_factory=lambda: {"files": 0, "directories": 0, "bytes": 0})
     differences: list[tuple[str, str]] = field(default_factory=list)
+    # ops the target gave up: (path, the guide's code, errno, reason)
+    dropped: list[tuple[str, int, int, str]] = field(default_factory=list)
     resumed: int = 0
     seconds: float = 0.0

@@ -23,6 +23,7 @@ import numpy as np
 
 from dtcore.control.events import emit
 from dtcore.control.stats import PERCENT_SCALE
+from dtcore.errors import from_code
 from dtcore.model.manifest import (
     FILE,
     KIND_DIR,
@@ -38,7 +39,7 @@ from dtcore.model.manifest import (
 )
 from dtcore.model.ops import Op, OpKind
 from dtcore.model.repset import ReplicationSet
-from dtcore.protocol.messages import ManifestRequest, StateRequest
+from dtcore.protocol.messages import ManifestRequest, Notice, OpFailure, StateRequest
 from dtcore.source.connection import Connection
 from dtcore.source.mirror.options import (
     ATTRIBUTES,
@@ -158,10 +159,30 @@ class Mirror:
         if self.verify_log is not None:
             self.verify_log.write(os.fsdecode(path), reason)
 
+    @property
+    def notice(self) -> Notice | None:
+        """The target's word on an op it is retrying, while nothing has been
+        acknowledged since (None otherwise)."""
+        return self.conn.tx.notice
+
+    def _on_notice(self, notice: Notice) -> None:
+        if self.progress is not None:
+            self.progress(self)
+
     # -- the whole mirror --------------------------------------------------------
     def run(self, resume: bool = False) -> MirrorResult:
         """Run the mirror.  With ``resume``, files already acknowledged are
-        skipped and files that were under way are compared block by block."""
+        skipped and files that were under way are compared block by block.
+        Ops the target gave up end it with the error of their code (-173 for
+        a full target), carrying this mirror's result as ``result``; their
+        files count as not sent, so the next mirror sends them again."""
+        self.conn.tx.on_notice_hook = self._on_notice
+        try:
+            return self._run(resume)
+        finally:
+            self.conn.tx.on_notice_hook = None
+
+    def _run(self, resume: bool) -> MirrorResult:
         opts, conn = self.opts, self.conn
         verify_only = opts.verify_only
         start = time.monotonic()
@@ -253,6 +274,9 @@ class Mirror:
         elif opts.verify:
             for path in sorted(theirs.path(j) for j in np.flatnonzero(~matched).tolist()):
                 self._difference(path, "on the target only")
+        failures = conn.tx.take_dropped()
+        if failures:
+            self._failed(failures, start)
         if self._stop.is_set():
             emit(4061 if opts.verify else 4022, conn=label, detail="stopped by request")
             self.status = STOPPED
@@ -267,6 +291,23 @@ class Mirror:
             self._set_status(IDLE)
         self.result.seconds = time.monotonic() - start
         return self.result
+
+    def _failed(self, failures: list[OpFailure], start: float) -> None:
+        """The target gave ops up: the mirror is incomplete, say so and raise."""
+        with self._lock:
+            for f in failures:
+                self.done.discard(f.path)
+                self.result.dropped.append((os.fsdecode(f.path), f.code, f.errno, f.reason))
+        first = failures[0]
+        code = -173 if any(f.code == -173 for f in failures) else first.code
+        detail = (f"the target gave up {len(failures)} op(s), first on "
+                  f"{os.fsdecode(first.path)} ({first.reason}); it needs a remirror")
+        emit(4022, conn=self.conn.label(), detail=detail)
+        self.status = STOPPED
+        self.result.seconds = time.monotonic() - start
+        err = from_code(code, detail)
+        err.result = self.result  # type: ignore[attr-defined]
+        raise err
 
     def _finish(self, batch: FrameBatch, dirs: list[Entry],
                 links: list[tuple[Entry, Entry | None]]) -> None:
