@@ -96,6 +96,12 @@ class QueueClosedError(DTError):
     """The queue was closed (-1)."""
 
 
+class ConnectionExistsError(DTError, ConnectionError):
+    """Another source already works on that target path (-106)."""
+
+    code = -106
+
+
 class InvalidPathError(DTError, ValueError):
     """A path from a peer is absolute, escapes its root, or is otherwise not a
     plain relative path (-225)."""
@@ -198,7 +204,8 @@ _WRITTEN: dict[int, type[DTError]] = {cls.code: cls for cls in (
     InvalidParameterError, StreamError, OutOfMemoryError, FileAccessError,
     InvalidStatisticsFileError, TargetDiskFullError, QueueLogFileError, InvalidPathError,
     InvalidSourcePathError, AccessDeniedError, ConnectionFailedError, NetworkFailedError,
-    HandshakeIncompleteError, IncompatibleVersionError, DataOverloadError, ListenFailedError)}
+    HandshakeIncompleteError, IncompatibleVersionError, DataOverloadError, ListenFailedError,
+    ConnectionExistsError)}
 ERRORS: dict[int, type[DTError]] = {}
 for _code, (_name, _message) in CODES.items():
     _cls = _WRITTEN.get(_code)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from dtcore.engine import Engine
-from dtcore.errors import DTError, TargetDiskFullError
+from dtcore.errors import ConnectionExistsError, DTError, TargetDiskFullError
 from dtcore.model.ops import Op, OpKind
 from dtcore.model.repset import ReplicationSet
 from dtcore.protocol.messages import StateRequest
@@ -184,3 +184,24 @@ def test_ops_on_missing_paths_are_given_up_not_retried_forever(engine, tmp_path)
     assert time.monotonic() - started < 10
     assert sorted(f.path for f in conn.tx.take_dropped()) == [b"link", b"missing"]
     assert (tmp_path / "tgt" / "job" / "after").is_dir()
+
+
+def test_two_sources_cannot_share_a_target_path(engine, tmp_path):
+    target = engine.start_target(tmp_path / "tgt", port=0)
+    a, b = tmp_path / "a", tmp_path / "b"
+    _set(a, {"same": 1000})
+    _set(b, {"same": 2000})
+    first = engine.connect(ReplicationSet(a), "127.0.0.1", target.port, "shared")
+    with Engine(secret=SECRET) as other:
+        for path in ("shared", "shared/inner", ""):  # the path, one inside it, one around it
+            with pytest.raises(ConnectionExistsError, match="in use by another source"):
+                other.connect(ReplicationSet(b), "127.0.0.1", target.port, path)
+        elsewhere = other.connect(ReplicationSet(b), "127.0.0.1", target.port, "other")
+        other.mirror(elsewhere, ReplicationSet(b), FULL)
+        first.close()
+        deadline = time.monotonic() + 5
+        while target.sessions > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = other.connect(ReplicationSet(b), "127.0.0.1", target.port, "shared")
+        other.mirror(second, ReplicationSet(b), FULL)
+    assert (tmp_path / "tgt" / "shared" / "same").read_bytes() == (b / "same").read_bytes()

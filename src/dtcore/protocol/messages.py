@@ -61,14 +61,18 @@ class Hello:
     target_path: str = ""
     repset: str = ""
     compress: bool = False
+    # the same for every connection of one source connection object, its
+    # reconnects included: the target tells a returning source from another
+    source: str = ""
 
     def fields(self) -> Fields:
-        return {"target_path": self.target_path, "repset": self.repset, "compress": self.compress}
+        return {"target_path": self.target_path, "repset": self.repset, "compress": self.compress,
+                "source": self.source}
 
     @classmethod
     def parse(cls, fields: Fields) -> "Hello":
         return cls(_text(fields, "target_path"), _text(fields, "repset"),
-                   fields.get("compress") is True)
+                   fields.get("compress") is True, _text(fields, "source")[:64])
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ op batches to its transmitter (:mod:`dtcore.source.transmitter`), which
 sends them in order and collects the target's acknowledgements."""
 from __future__ import annotations
 
+import secrets
 import socket
 import time
 from collections import deque
@@ -68,6 +69,7 @@ class Connection:
         self.link: Link | None = None
         self.target_state = ""
         self.queue: ReplicationQueue | None = None
+        self.source_id = secrets.token_hex(16)  # kept across reconnects
         self.tx = Transmitter(self.config["SourcePendingAcks"], self.counters, f"dtcore-tx-{conn_id}")
 
     def label(self) -> str:
@@ -93,7 +95,7 @@ class Connection:
                 if self.compression else None
             ch = Channel(sock, crc=bool(cfg["EnableCRCCheck"]), compressor=compressor)
             welcome = client_handshake(ch, self.secret, Hello(
-                self.target_path, self.repset, compressor is not None).fields())
+                self.target_path, self.repset, compressor is not None, self.source_id).fields())
             sock.settimeout(None)
         except (OSError, DTError) as e:
             sock.close()

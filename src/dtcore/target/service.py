@@ -13,7 +13,12 @@ from dtcore.apply.safe_paths import SafeRoot
 from dtcore.control.config import Config
 from dtcore.control.events import emit
 from dtcore.control.stats import Statistics
-from dtcore.errors import DataOverloadError, InvalidParameterError, ListenFailedError
+from dtcore.errors import (
+    ConnectionExistsError,
+    DataOverloadError,
+    InvalidParameterError,
+    ListenFailedError,
+)
 from dtcore.protocol.handshake import secret_bytes
 from dtcore.protocol.tls import self_signed, server_tls
 from dtcore.target.session import Session
@@ -135,15 +140,36 @@ class Target:
             raise
 
     def admit(self, session: "Session") -> None:
-        """Count a session that proved the secret among the sources served;
-        DataOverloadError when MaxConnections (0: no limit) are served already."""
+        """Count a session that proved the secret among the sources served.
+        DataOverloadError when MaxConnections (0: no limit) are served
+        already; ConnectionExistsError when another source works on the same
+        target path, or one inside or around it (two sources writing one copy
+        leave files that are neither's).  The same source connecting again
+        (a reconnect the target has not noticed the end of) takes over."""
         limit = self.config["MaxConnections"]
+        superseded = []
         with self._lock:
-            served = sum(s.authenticated for s in self._sessions)
+            for other in self._sessions:
+                if other is session or not other.authenticated or other.stopping.is_set() or \
+                        not _overlap(other.path, session.path):
+                    continue
+                if session.source_id and other.source_id == session.source_id:
+                    superseded.append(other)
+                else:
+                    raise ConnectionExistsError(
+                        f"target path /{other.path} is in use by another source "
+                        f"({other.peer}); one source at a time per target path")
+            served = sum(s.authenticated for s in self._sessions) - len(superseded)
             if limit and served >= limit:
                 raise DataOverloadError(f"the target already serves MaxConnections={limit} "
                                         "sources; try again later")
             session.authenticated = True
+            for other in superseded:
+                other.authenticated = False
+        for other in superseded:
+            emit(6001, detail=f"connection {other.label()} is replaced by connection "
+                              f"{session.label()} of the same source")
+            other.stop()
 
     def forget(self, session: "Session") -> None:
         with self._lock:
@@ -179,3 +205,8 @@ class Target:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether target paths ``a`` and ``b`` share files (one holds the other)."""
+    return a == b or not a or not b or a.startswith(b + "/") or b.startswith(a + "/")

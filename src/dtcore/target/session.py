@@ -61,6 +61,7 @@ class Session:
         self.peer = peer
         self.id = conn_id
         self.authenticated = False
+        self.source_id = ""
         self.link: Link | None = None
         self.root: SafeRoot | None = None
         self.path = ""
@@ -174,11 +175,13 @@ class Session:
         self.target.forget(self)
 
     def _welcome(self, fields: dict[str, Any]) -> dict[str, Any]:
-        path = Hello.parse(fields).target_path.strip("/")
+        hello = Hello.parse(fields)
+        path = hello.target_path.strip("/")
         if path:
             check_path(os.fsencode(path), STATE_DIR)
-        self.target.admit(self)  # MaxConnections
+        self.source_id = hello.source
         self.path = path
+        self.target.admit(self)  # MaxConnections, and one source per target path
         self.root = self.target.root.sub(os.fsencode(path))
         return Welcome(self.target.states.get(path), self.target.host).fields()
 
