@@ -1,4 +1,5 @@
 import io
+import json
 import struct
 import threading
 import time
@@ -233,3 +234,71 @@ def test_a_started_over_file_is_never_seen_without_its_header(tmp_path):
         stop.set()
         reader.join(timeout=30)
     assert seen and not reader.is_alive() and not bad, bad[:1]
+
+
+def _older_file(path, drop):
+    """statistic.sts as an engine without the server field ``drop`` writes it."""
+    import json
+    import zlib
+
+    from dtcore.control import stsfile
+    fields = {s: [f for f in fs if f.lstrip("@") != drop] for s, fs in stsfile.CURRENT.sections.items()}
+    schema = json.dumps({"sections": fields}).encode()
+    head = struct.pack("<8sHHI", stsfile.MAGIC, stsfile.VERSION, 0, len(schema)) + schema
+    snap = engine_stats().snapshot(now=T0)
+    keep = [i for i, n in enumerate(stsfile.CURRENT.numeric["server"]) if n != drop]
+    body = struct.pack("<d", snap.time) + snap.server[keep].astype("<i8").tobytes()
+    for name in stsfile.CURRENT.text["server"]:
+        b = snap.server_text.get(name, "").encode()
+        body += struct.pack("<H", len(b)) + b
+    body += struct.pack("<HH", 0, 0)
+    path.write_bytes(head + struct.pack("<II", len(body), zlib.crc32(body)) + body)
+    return snap
+
+
+def test_a_file_with_other_fields_reads_back_by_name(tmp_path, utc):
+    """An engine with one field fewer: every value keeps its name (none shifts
+    into its neighbour's place); the missing one reads as 0; dtstat and
+    to_numpy take the file as it is."""
+    written = _older_file(tmp_path / "old.sts", "Logins")
+    (snap,) = list(read(tmp_path / "old.sts"))
+    assert snap.value("server", "Logins") == 0
+    for name in ("FailedLogins", "RepOpsGenerated", "MirOpsGenerated", "autoReConnects"):
+        assert snap.value("server", name) == written.value("server", name), name
+    assert to_numpy([snap])["server"]["MirBytesGenerated"][0] == 108352749214952
+    out = io.StringIO()
+    assert dtstat.main(["-f", str(tmp_path / "old.sts")], out=out) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_damaged_files_give_only_minus_143(tmp_path_factory, data):
+    """Flipped, cut, inserted or replaced bytes anywhere, schema included:
+    reading yields snapshots or raises -143, never another exception."""
+    path = tmp_path_factory.mktemp("fuzz") / "f.sts"
+    good = bytearray(_file(path.parent))
+    how = data.draw(st.sampled_from(["flip", "cut", "insert", "schema"]))
+    at = data.draw(st.integers(0, len(good) - 1))
+    if how == "flip":
+        good[at] ^= data.draw(st.integers(1, 255))
+    elif how == "cut":
+        del good[at:at + data.draw(st.integers(1, 64))]
+    elif how == "insert":
+        good[at:at] = data.draw(st.binary(min_size=1, max_size=16))
+    else:
+        schema = data.draw(st.recursive(
+            st.none() | st.integers() | st.text(max_size=5),
+            lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
+                st.sampled_from(["sections", "server", "target", "connection", ""]), kids,
+                max_size=4), max_leaves=20))
+        raw = json.dumps(schema).encode() if data.draw(st.booleans()) else b"[" * 5000
+        n = struct.unpack_from("<I", good, 12)[0]
+        good[12:16] = struct.pack("<I", len(raw))
+        good[16:16 + n] = raw
+    path.write_bytes(bytes(good))
+    try:
+        snaps = list(read(path))
+    except InvalidStatisticsFileError as e:
+        assert e.code == -143
+    else:
+        to_numpy(snaps)

@@ -10,10 +10,11 @@ Layout (little-endian):
     values   one i64 per numeric field of the section, in schema order
     texts    per text field: u16 length | UTF-8 bytes
 
-Readers take the field lists from the schema, so a file keeps its meaning
-when the engine's lists grow; a file of a newer version, a foreign file or a
-cut-off one is refused with the invalid statistics file error (-143) naming
-the byte offset."""
+Readers take the field lists from the schema and match fields by name, so a
+file keeps its meaning when the engine's lists change (a field the file
+lacks reads as 0, one this engine lacks is left out); a file of a newer
+version, a foreign, damaged or cut-off one is refused with the invalid
+statistics file error (-143) naming the byte offset, and nothing else."""
 from __future__ import annotations
 
 import json
@@ -41,13 +42,29 @@ OLD_NAME = "statistic-old.sts"
 
 
 class _Schema:
+    """The fields of each section in a file's order ("*name": a text field),
+    and where each lands in this engine's order, so that a file written by
+    an engine with other fields reads back by name, never shifted."""
+
     def __init__(self, sections: dict[str, list[str]]) -> None:
         self.sections = sections
         self.numeric = {s: [f.lstrip("@") for f in fs if f[0] != "*"] for s, fs in sections.items()}
         self.text = {s: [f[1:] for f in fs if f[0] == "*"] for s, fs in sections.items()}
+        self.remap: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def map_onto(self, current: "_Schema") -> "_Schema":
+        """Fill remap: (positions in ``current``, positions in this file) of
+        the numeric fields both know; the others are left out, or read as 0."""
+        for s in self.numeric:
+            ours = {n: i for i, n in enumerate(current.numeric[s])}
+            pairs = [(ours[n], i) for i, n in enumerate(self.numeric[s]) if n in ours]
+            self.remap[s] = (np.array([p[0] for p in pairs], dtype=np.intp),
+                             np.array([p[1] for p in pairs], dtype=np.intp))
+        return self
 
 
 CURRENT = _Schema({s: list(f) for s, f in SECTIONS.items()})
+CURRENT.map_onto(CURRENT)
 
 
 def header() -> bytes:
@@ -92,12 +109,19 @@ class _Body:
         return b
 
     def row(self, schema: _Schema, section: str) -> tuple[np.ndarray, dict[str, str]]:
+        """One row, its values in this engine's field order."""
         n = len(schema.numeric[section])
-        values = np.frombuffer(self.take(8 * n), dtype="<i8").astype(np.int64)
+        stored = np.frombuffer(self.take(8 * n), dtype="<i8")
+        values = np.zeros(len(CURRENT.numeric[section]), dtype=np.int64)
+        dst, src = schema.remap[section]
+        values[dst] = stored[src]
+        known = set(CURRENT.text[section])
         text = {}
         for name in schema.text[section]:
             (size,) = struct.unpack("<H", self.take(2))
-            text[name] = self.take(size).decode(errors="replace")
+            value = self.take(size).decode(errors="replace")
+            if name in known:
+                text[name] = value
         return values, text
 
 
@@ -113,10 +137,19 @@ def parse_header(data: bytes, path: Path) -> tuple[_Schema, int]:
     if _HEAD.size + n > len(data):
         raise _bad(path, len(data), "schema cut short")
     try:
-        sections = json.loads(data[_HEAD.size:_HEAD.size + n])["sections"]
-        return _Schema({s: list(sections[s]) for s in SECTIONS}), _HEAD.size + n
-    except (ValueError, KeyError, TypeError):
+        doc = json.loads(data[_HEAD.size:_HEAD.size + n])
+    except (ValueError, RecursionError):
         raise _bad(path, _HEAD.size, "unreadable schema") from None
+    sections = doc.get("sections") if isinstance(doc, dict) else None
+    if not isinstance(sections, dict):
+        raise _bad(path, _HEAD.size, "schema without its sections")
+    for s in SECTIONS:
+        fields = sections.get(s)
+        if not isinstance(fields, list) or not all(
+                isinstance(f, str) and f.lstrip("*@") for f in fields) or \
+                len(set(fields)) != len(fields):
+            raise _bad(path, _HEAD.size, f"schema section {s!r} is not a list of field names")
+    return _Schema({s: list(sections[s]) for s in SECTIONS}).map_onto(CURRENT), _HEAD.size + n
 
 
 def read(path: str | os.PathLike[str]) -> Iterator[Snapshot]:
