@@ -4,7 +4,9 @@
 #include "dt_journal_int.h"
 
 static const char SEG_MAGIC[8] = {'D', 'T', 'Q', 'S', 'E', 'G', '0', '1'};
-static const char POS_MAGIC[8] = {'D', 'T', 'Q', 'P', 'O', 'S', '0', '1'};
+/* Position file v2 adds the newest segment; v1 files are still read. */
+static const char POS_MAGIC[8] = {'D', 'T', 'Q', 'P', 'O', 'S', '0', '2'};
+static const char POS_MAGIC_V1[8] = {'D', 'T', 'Q', 'P', 'O', 'S', '0', '1'};
 
 int dtj_io_fail(dt_err *err, const char *what, uint64_t segno, uint64_t off)
 {
@@ -183,12 +185,13 @@ int dtj_open_segment(dt_journal *j, seg_reader *r, uint64_t segno, uint64_t *fir
 
 int dtj_write_pos(dt_journal *j, uint64_t seq, uint64_t segno, uint64_t off, dt_err *err)
 {
-    uint8_t p[40] = {0};
+    uint8_t p[48] = {0};
     memcpy(p, POS_MAGIC, 8);
     put64(p + 8, seq);
     put64(p + 16, segno);
     put64(p + 24, off);
-    put32(p + 32, dt_crc32c(0, p, 32));
+    put64(p + 32, j->head_segno);
+    put32(p + 40, dt_crc32c(0, p, 40));
     int fd = openat(j->dirfd, "dtq.pos.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return dtj_io_fail(err, "cannot write the queue position", segno, off);
@@ -199,20 +202,28 @@ int dtj_write_pos(dt_journal *j, uint64_t seq, uint64_t segno, uint64_t off, dt_
     close(fd);
     if (renameat(j->dirfd, "dtq.pos.tmp", j->dirfd, "dtq.pos") || fsync(j->dirfd))
         return dtj_io_fail(err, "cannot write the queue position", segno, off);
+    j->pos_seq = seq;
+    j->pos_segno = segno;
+    j->pos_off = off;
     return DT_OK;
 }
 
-int dtj_read_pos(dt_journal *j, uint64_t *seq, uint64_t *segno, uint64_t *off)
+/* 1 and the position (head 0 from a v1 file), 0 when there is no file, -1
+ * when it is damaged. */
+int dtj_read_pos(dt_journal *j, uint64_t *seq, uint64_t *segno, uint64_t *off, uint64_t *head)
 {
     int fd = openat(j->dirfd, "dtq.pos", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
-    uint8_t p[40];
+    uint8_t p[48];
     size_t got;
-    int ok = !read_full(fd, p, sizeof p, 0, &got) && got == sizeof p && !memcmp(p, POS_MAGIC, 8) &&
-             get32(p + 32) == dt_crc32c(0, p, 32);
+    int bad = read_full(fd, p, sizeof p, 0, &got) != 0;
     close(fd);
-    if (!ok)
+    if (!bad && got == 48 && !memcmp(p, POS_MAGIC, 8) && get32(p + 40) == dt_crc32c(0, p, 40))
+        *head = get64(p + 32);
+    else if (!bad && got == 40 && !memcmp(p, POS_MAGIC_V1, 8) && get32(p + 32) == dt_crc32c(0, p, 32))
+        *head = 0;
+    else
         return -1;
     *seq = get64(p + 8);
     *segno = get64(p + 16);

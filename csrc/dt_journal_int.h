@@ -70,6 +70,10 @@ struct dt_journal {
     /* reader */
     seg_reader r;
     uint64_t r_seq, first_segno;
+    /* the position file: the consumer's committed place, and the newest
+     * segment the writer made (so that a lost newest segment is noticed) */
+    uint64_t pos_seq, pos_segno, pos_off, head_segno;
+    int pos_lost; /* segments were found without a position file */
     dt_journal_counts c;
 };
 
@@ -124,7 +128,8 @@ DTJ_PRIVATE int dtj_open_segment(dt_journal *j, seg_reader *r, uint64_t segno, u
                                  int flags);
 DTJ_PRIVATE int dtj_write_pos(dt_journal *j, uint64_t seq, uint64_t segno, uint64_t off,
                               dt_err *err);
-DTJ_PRIVATE int dtj_read_pos(dt_journal *j, uint64_t *seq, uint64_t *segno, uint64_t *off);
+DTJ_PRIVATE int dtj_read_pos(dt_journal *j, uint64_t *seq, uint64_t *segno, uint64_t *off,
+                             uint64_t *head);
 /* dt_journal_read.c: committing the consumer position */
 DTJ_PRIVATE int dtj_commit_locked(dt_journal *j, dt_err *err);
 /* dt_journal_write.c: segments and the write buffer */

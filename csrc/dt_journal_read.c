@@ -19,6 +19,8 @@ static void drop_consumed(dt_journal *j, uint64_t upto)
 
 int dtj_commit_locked(dt_journal *j, dt_err *err)
 {
+    if (j->pos_lost) /* keep it lost: what was consumed before is unknown */
+        return DT_OK;
     int rc = dtj_write_pos(j, j->r_seq, j->r.segno, j->r.off, err);
     if (rc == DT_OK)
         drop_consumed(j, j->r.segno);
@@ -112,6 +114,11 @@ int dt_journal_pop(dt_journal *j, size_t max_records, uint8_t *out, size_t out_c
         j->r.off += REC_HEADER + pad8(v.len);
         j->r_seq++;
     }
+    /* at a loss found when the journal was opened: an error every time,
+     * never an empty queue */
+    if (!k && rc == DT_OK && j->c.corrupt && j->r_seq >= j->c.corrupt_seq)
+        rc = dt_fail(err, DT_E_CORRUPT, "queued records are lost", (int64_t)j->c.corrupt_segno,
+                     (int64_t)j->c.corrupt_offset, (int64_t)j->c.corrupt_seq, -1);
     pthread_mutex_unlock(&j->lock);
     *popped = k;
     *used = bytes;

@@ -60,15 +60,46 @@ static void note_corrupt(dt_journal *j, uint64_t segno, uint64_t off, uint64_t s
     }
 }
 
+/* Whether a segment file is shorter than its header, or only zeros there. */
+static int blank_segment(dt_journal *j, uint64_t segno)
+{
+    char name[64];
+    dtj_seg_name(name, segno);
+    int fd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    uint8_t h[SEG_HEADER + 1];
+    ssize_t n = pread(fd, h, sizeof h, 0);
+    close(fd);
+    if (n < 0)
+        return 0;
+    if (n < SEG_HEADER)
+        return 1;
+    if (n > SEG_HEADER)
+        return 0;
+    for (int i = 0; i < SEG_HEADER; i++)
+        if (h[i])
+            return 0;
+    return 1;
+}
+
 /* Walk every segment from the position: count what is queued, truncate a
  * torn tail, note the first corruption, and find the next sequence number. */
 static int recover(dt_journal *j, const uint64_t *segs, size_t nsegs, uint64_t *start_off,
-                   dt_err *err)
+                   int *had_pos, dt_err *err)
 {
     uint64_t pos_seq = FIRST_SEQ, pos_segno = nsegs ? segs[0] : FIRST_SEGNO, pos_off = SEG_HEADER;
-    int have_pos = dtj_read_pos(j, &pos_seq, &pos_segno, &pos_off);
+    uint64_t head = 0;
+    int have_pos = dtj_read_pos(j, &pos_seq, &pos_segno, &pos_off, &head);
     if (have_pos < 0)
         return dt_fail(err, DT_E_CORRUPT, "the queue position file is damaged", -1, -1, 0, 0);
+    *had_pos = have_pos;
+    /* every journal has its position file from its first open on: segments
+     * without one mean it was lost, and with it what was consumed */
+    if (!have_pos && nsegs) {
+        j->pos_lost = 1;
+        note_corrupt(j, segs[0], 0, pos_seq);
+    }
     size_t first = 0;
     while (first < nsegs && segs[first] < pos_segno) { /* consumed, not yet deleted */
         char name[64];
@@ -84,6 +115,13 @@ static int recover(dt_journal *j, const uint64_t *segs, size_t nsegs, uint64_t *
         uint64_t first_seq;
         struct stat st;
         if (dtj_open_segment(j, &r, segs[s], &first_seq, O_RDWR)) {
+            if (s + 1 == nsegs && blank_segment(j, segs[s])) {
+                /* made, then cut by a crash before its header: held nothing */
+                char name[64];
+                dtj_seg_name(name, segs[s]);
+                unlinkat(j->dirfd, name, 0);
+                continue;
+            }
             note_corrupt(j, segs[s], 0, expect);
             continue;
         }
@@ -157,6 +195,10 @@ static int recover(dt_journal *j, const uint64_t *segs, size_t nsegs, uint64_t *
     free(r.buf);
     if (r.fd >= 0)
         close(r.fd);
+    /* the newest segment the writer made is gone (deleted, or never listed) */
+    if (head && (!nsegs || segs[nsegs - 1] < head))
+        note_corrupt(j, head, 0, expect);
+    j->head_segno = head;
     /* past damage, new records must not reuse a sequence number seen on disk */
     j->next_seq = j->c.corrupt && max_seq + 1 > expect ? max_seq + 1 : expect;
     j->durable_seq = j->next_seq - 1;
@@ -198,14 +240,26 @@ int dt_journal_open(const dt_journal_cfg *cfg, dt_journal **out, dt_err *err)
         goto fail;
     }
     uint64_t start_off;
-    if ((rc = recover(j, segs, nsegs, &start_off, err)) != DT_OK)
+    int had_pos;
+    if ((rc = recover(j, segs, nsegs, &start_off, &had_pos, err)) != DT_OK)
         goto fail;
-    /* writes always start a fresh segment, after whatever recovery found */
-    j->w_segno = (nsegs && segs[nsegs - 1] > j->first_segno ? segs[nsegs - 1] : j->first_segno) + 1;
+    /* writes always start a fresh segment, after whatever recovery found and
+     * after the recorded head: a lost newest segment stays a gap that every
+     * later open sees too */
+    j->w_segno = nsegs && segs[nsegs - 1] > j->first_segno ? segs[nsegs - 1] : j->first_segno;
+    if (j->head_segno > j->w_segno)
+        j->w_segno = j->head_segno;
+    j->w_segno++;
+    /* a new journal: its position file comes first, so that its first
+     * segment is never found without one (which would mean a lost position) */
+    if (!had_pos && !nsegs &&
+        (rc = dtj_write_pos(j, j->r_seq, j->w_segno, SEG_HEADER, err)) != DT_OK)
+        goto fail;
     rc = dtj_new_segment(j, j->w_segno, j->next_seq, cfg->write_through, &j->wfd, err);
     if (rc != DT_OK)
         goto fail;
     j->w_size = SEG_HEADER;
+    j->head_segno = j->w_segno;
     uint64_t first_seq;
     uint64_t start = j->first_segno;
     while (dtj_open_segment(j, &j->r, start, &first_seq, O_RDONLY) && start < j->w_segno)
@@ -218,6 +272,13 @@ int dt_journal_open(const dt_journal_cfg *cfg, dt_journal **out, dt_err *err)
         j->r.off = start_off;
     if (j->r.segno == j->w_segno)
         j->r.end = j->w_size;
+    j->pos_seq = j->r_seq;
+    j->pos_segno = j->r.segno;
+    j->pos_off = j->r.off;
+    /* a journal whose position was lost keeps lacking one, so that it is
+     * reported again until it is reset; otherwise record the new head */
+    if (!j->pos_lost && (rc = dtj_write_pos(j, j->pos_seq, j->pos_segno, j->pos_off, err)) != DT_OK)
+        goto fail;
     free(segs);
     *out = j;
     return DT_OK;

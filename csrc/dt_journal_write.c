@@ -151,7 +151,10 @@ static int roll(dt_journal *j, dt_err *err)
     j->wfd = fd;
     j->w_segno++;
     j->w_size = SEG_HEADER;
-    return DT_OK;
+    /* once per segment: record the new head, so that recovery can tell a
+     * lost newest segment from the end of the queue */
+    j->head_segno = j->w_segno;
+    return j->pos_lost ? DT_OK : dtj_write_pos(j, j->pos_seq, j->pos_segno, j->pos_off, err);
 }
 
 static int reserve_wbuf(dt_journal *j, size_t more)

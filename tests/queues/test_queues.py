@@ -589,3 +589,77 @@ class QueueModel(RuleBasedStateMachine):
 
 TestQueueModel = QueueModel.TestCase
 TestQueueModel.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+
+
+# ---- every loss found when a journal is opened is an error, never an empty queue ----
+
+def _filled(path, n=60):
+    """A closed journal of several segments holding records 0..n-1."""
+    q = disk(path)
+    recs = [b"%04d" % i * 100 for i in range(n)]
+    q.push(recs)
+    q.close()
+    return recs, sorted(path.glob("*.seg"))
+
+
+def _drain(q):
+    got = []
+    with pytest.raises(QueueCorruptError):
+        while True:
+            batch = q.pop(7)
+            assert batch, "an empty pop where records were lost"
+            got.extend(batch)
+    return got
+
+
+@pytest.mark.parametrize("damage", ["newest header", "newest deleted", "middle deleted"])
+def test_a_lost_or_damaged_segment_is_an_error_at_every_pop(tmp_path, seen_events, damage):
+    recs, segs = _filled(tmp_path)
+    assert len(segs) >= 4
+    holding = [s for s in segs if s.stat().st_size > 32]  # the last one was opened, empty
+    victim = holding[-1] if damage.startswith("newest") else holding[len(holding) // 2]
+    if damage == "newest header":
+        with open(victim, "r+b") as f:
+            f.write(b"garbage!")
+    else:
+        victim.unlink()
+    q = disk(tmp_path)
+    assert q.counts()["corrupt"]
+    assert 4070 in [e.id for e in seen_events]
+    got = _drain(q)
+    assert got == recs[:len(got)] and len(got) < len(recs)
+    with pytest.raises(QueueCorruptError):  # and again: the loss does not go away
+        q.pop()
+    q.close()
+    q = disk(tmp_path)  # nor when the journal is opened once more
+    assert q.counts()["corrupt"]
+    with pytest.raises(QueueCorruptError):
+        while q.pop(100):
+            pass
+    q.close()
+
+
+def test_a_lost_position_file_never_delivers_consumed_records_again(tmp_path):
+    recs, _ = _filled(tmp_path)
+    q = disk(tmp_path)
+    assert q.pop(10) == recs[:10]
+    q.commit()
+    q.close()
+    (tmp_path / "dtq.pos").unlink()
+    for _ in range(2):  # reported at every open until the queue is reset
+        q = disk(tmp_path)
+        assert q.counts()["corrupt"]
+        with pytest.raises(QueueCorruptError):
+            q.pop()
+        q.close()
+
+
+def test_a_new_journal_reopened_without_any_pop_is_whole(tmp_path):
+    recs, _ = _filled(tmp_path)
+    q = disk(tmp_path)
+    assert not q.counts()["corrupt"]
+    got = []
+    while batch := q.pop(100):
+        got.extend(batch)
+    assert got == recs
+    q.close()
