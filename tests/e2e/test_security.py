@@ -5,6 +5,7 @@ connection closes, nothing appears outside the root, and the target goes on
 serving an honest source."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -12,12 +13,15 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dtcore.apply.safe_paths import SafeRoot
 from dtcore.engine import Engine
 from dtcore.errors import (
     AccessDeniedError,
     DataOverloadError,
+    DTError,
     IncompatibleVersionError,
     InvalidParameterError,
     InvalidPathError,
@@ -27,7 +31,7 @@ from dtcore.model.compression import Compressor
 from dtcore.model.ops import Op, OpKind, encode_patch, pack_batch
 from dtcore.model.paths import check_path
 from dtcore.model.repset import ReplicationSet
-from dtcore.protocol.frames import FLAG_LZ4, HEADER, HELLO, MAGIC, OPS, Channel
+from dtcore.protocol.frames import FLAG_LZ4, HEADER, HELLO, MAGIC, OPS, Channel, refuse_error
 from dtcore.protocol.handshake import client_handshake
 from dtcore.protocol.link import Link
 from dtcore.protocol.messages import SignatureRequest
@@ -417,3 +421,31 @@ def test_orphans_go_where_the_target_says(tmp_path, target_moves):
         assert not (tmp_path / "root" / "job" / "orphan").exists()
         assert (moved_to / "orphan").exists() is target_moves
         link.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(
+    st.binary(max_size=2000),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                 lambda kids: st.lists(kids, max_size=5) | st.dictionaries(
+                     st.sampled_from(["version", "min_version", "nonce", "max_frame",
+                                      "target_path", "source", "compress", "x"]), kids,
+                     max_size=6), max_leaves=30).map(lambda v: json.dumps(v).encode())))
+def test_any_hello_ends_in_a_refusal_and_the_session_goes(served, body):
+    """Random HELLO bodies (bytes, or JSON of any shape): the target answers
+    each with a documented error or a close, forgets the session, and is
+    still there for the next one."""
+    engine, target, root, outside = served
+    sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+    ch = Channel(sock)
+    ch.send_parts([ch.header(HELLO, 0, [body]), body])
+    try:
+        ftype, _, _, reply = ch.recv(1 << 16)
+    except DTError:
+        ftype = None  # closed without a word: also an answer
+    if ftype == 5:  # REFUSE
+        assert isinstance(refuse_error(reply), DTError)
+    else:
+        assert ftype in (None, 2)  # or a CHALLENGE: then it waits for a proof
+    sock.close()
+    assert _gone(target)
