@@ -306,6 +306,21 @@ def test_idle_connections_cost_little_and_are_bounded(served, tmp_path, seen_eve
     still_serves(engine, target, tmp_path, "i")
 
 
+def test_authenticated_idle_sessions_cost_no_queue_ring(served, tmp_path):
+    """The target's queue ring (tens of MB, faulted in) comes with the first
+    ops: sources that connect and only ask, or wait, do not pay for it."""
+    engine, target, root, outside = served
+    before = _rss()
+    chans = [hostile(target, path=f"idle-{i}") for i in range(4)]  # MaxConnections is 5
+    deadline = time.monotonic() + 5
+    while sum(s.authenticated for s in target._sessions) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _rss() - before < 16 * 2**20, (_rss() - before) / 2**20
+    for ch in chans:
+        ch.close()
+    assert _gone(target)
+
+
 def test_a_trickled_handshake_meets_one_deadline(engine, tmp_path, seen_events):
     target = engine.start_target(tmp_path / "root", port=0, handshake_timeout=1.0)
     sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)

@@ -54,8 +54,8 @@ class Session:
 
     def __init__(self, target: Target, sock: socket.socket, peer: str, conn_id: int) -> None:
         # Nothing costly here: until the peer proves the secret, a session is
-        # a socket, a thread and a handshake deadline.  Queue, counters and
-        # request threads come with authentication (see _serve).
+        # a socket, a thread and a handshake deadline.  Counters and request
+        # threads come with authentication, the queue with the first ops.
         self.target = target
         self.sock = sock
         self.peer = peer
@@ -77,6 +77,7 @@ class Session:
         self._seqs: collections.deque[int] = collections.deque()
         self._cv = threading.Condition()
         self._helpers: ThreadPoolExecutor | None = None
+        self._applier: threading.Thread | None = None
         self._views = threading.local()  # each request thread's clone of the root
         self.listing = b""  # the last manifest walked, sent part by part
         self._clones: list[SafeRoot] = []
@@ -142,7 +143,6 @@ class Session:
         """Serve an admitted source until its link closes."""
         target, cfg = self.target, self.target.config
         self.counters = target.stats.target(self.peer, f"{target.host}:{target.port}")
-        self.queue = MemoryQueue(min(cfg["QMemoryBufferMax"], 64) * MB, cfg["OpBufferSize"])
         self._high = target.memory_bytes * cfg["TGMirrorCapacityHigh"] // 100
         self._low = target.memory_bytes * min(cfg["TGMirrorCapacityLow"], cfg["TGMirrorCapacityHigh"]) // 100
         self._helpers = ThreadPoolExecutor(2, thread_name_prefix=f"dtcore-target-{self.id}-rq")
@@ -150,10 +150,19 @@ class Session:
         emit(4016, conn=self.label())
         self.link = Link(ch, f"source {self.peer}", heartbeat=cfg["HBExternalRate"], ttl=cfg["HBTTL"],
                          on_ops=self._on_ops, on_request=self._on_request, on_close=self._on_close)
-        applier = threading.Thread(target=self._apply_loop, name=f"dtcore-apply-{self.id}", daemon=True)
-        applier.start()
         self.link.start()
-        applier.join()
+        self.stopping.wait()  # set when the link closes
+        if self._applier is not None:
+            self._applier.join()
+
+    def _start_applying(self) -> None:
+        """The queue and the applier, from the first op batch on: a source
+        that only asks questions (verify, restore) costs no queue ring."""
+        cfg = self.target.config
+        self.queue = MemoryQueue(min(cfg["QMemoryBufferMax"], 64) * MB, cfg["OpBufferSize"])
+        self._applier = threading.Thread(target=self._apply_loop, name=f"dtcore-apply-{self.id}",
+                                         daemon=True)
+        self._applier.start()
 
     def _release(self) -> None:
         self.stopping.set()
@@ -187,6 +196,9 @@ class Session:
 
     # -- reader thread -----------------------------------------------------
     def _on_ops(self, seq: int, flags: int, body: Any) -> None:
+        if self.queue is None:
+            self._start_applying()
+        assert self.queue is not None
         kind = MIRROR if flags & FLAG_MIRROR else REPLICATION
         info = _count_ops(body)
         with self._cv:
