@@ -165,14 +165,9 @@ class Session:
         self._applier.start()
 
     def _release(self) -> None:
-        self.stopping.set()
-        if self.link is not None:
-            self.link.close()
-        else:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
+        self.stop()
+        if self.link is None:
+            self.sock.close()
         if self.queue is not None:
             self.queue.close()
         if self._helpers is not None:
