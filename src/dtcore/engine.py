@@ -156,10 +156,11 @@ class Engine:
         raise ConnectionFailedError(f"could not reconnect to {conn.host}:{conn.port}")
 
     # -- shutting down --------------------------------------------------------
-    def close(self) -> None:
-        """Disconnect every connection and stop every target."""
+    def close(self, timeout: float = 30) -> None:
+        """Disconnect every connection (each waiting up to ``timeout`` seconds
+        for what it sent to be acknowledged) and stop every target."""
         for conn in self.connections:
-            conn.close()
+            conn.close(timeout)
         for target in self.targets:
             target.stop()
         self.connections.clear()
@@ -170,5 +171,6 @@ class Engine:
     def __enter__(self) -> "Engine":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: object, *exc: object) -> None:
+        # interrupted (Ctrl-C): stop now rather than wait for acknowledgements
+        self.close(0 if kind is KeyboardInterrupt else 30)

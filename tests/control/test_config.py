@@ -98,7 +98,7 @@ def test_command_line_show_get_set(tmp_path, capsys, monkeypatch):
     assert conf.read_text() == "NetPort=1700\n"
     assert cli.main(["config", "get", "NetPort"]) == 0
     assert capsys.readouterr().out == "1700\n"
-    assert cli.main(["config", "set", "NetPort", "99"]) == 1
+    assert cli.main(["config", "set", "NetPort", "99"]) == 2  # usage: a value out of range
     assert "1025..65535" in capsys.readouterr().err
     assert cli.main(["config", "show"]) == 0
     out = capsys.readouterr().out

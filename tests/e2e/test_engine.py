@@ -266,7 +266,7 @@ def test_command_line_target_and_mirror(tmp_path):
         (tmp_path / "tgt" / "cli" / "docs" / "f10.txt").write_bytes(b"changed on the target")
         out = subprocess.run([*exe, "verify", str(src), f"127.0.0.1:{port}:cli", "--log-dir",
                               str(tmp_path / "v")], env=env, capture_output=True, text=True, timeout=60)
-        assert out.returncode == 1 and "docs/f10.txt" in out.stdout
+        assert out.returncode == 3 and "docs/f10.txt" in out.stdout  # differences found
     finally:
         server.terminate()
         server.wait(10)

@@ -8,6 +8,7 @@ import signal
 import threading
 from typing import Any
 
+from dtcore.cli import exits
 from dtcore.cli.progress import Bar, print_connection_stats, print_result
 from dtcore.control.config import Config, default_path
 from dtcore.engine import Engine
@@ -55,7 +56,7 @@ def _verify(args: argparse.Namespace) -> int:
         for path, reason in result.differences[:50]:
             print(f"DIFFERS  {path}: {reason}")
         print(f"{len(result.differences)} differences" + (" (remirrored)" if args.remirror else ""))
-    return 1 if result.differences and not args.remirror else 0
+    return exits.DIFFERENCES if result.differences and not args.remirror else exits.OK
 
 
 def _restore(args: argparse.Namespace) -> int:
@@ -85,6 +86,12 @@ def _target(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return int(text)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conf", help="the DT.conf to use (default: $DTCORE_CONF or /etc/DT/DT.conf)")
     p.add_argument("--secret-file", help="file holding the shared secret (default: $DTCORE_SECRET)")
@@ -101,7 +108,8 @@ def _source_args(p: argparse.ArgumentParser, first: str, help_first: str) -> Non
 def add_engine_commands(sub: Any) -> None:
     t = sub.add_parser("target", help="run a target service")
     t.add_argument("--root", required=True, help="folder the target writes beneath")
-    t.add_argument("--port", type=int, default=None, help="TCP port (default NetPort, 1500)")
+    t.add_argument("--port", type=_port, default=None,
+                   help="TCP port, 0 for any free one (default NetPort, 1500)")
     t.add_argument("--host", default="0.0.0.0", help="address to listen on")
     t.add_argument("--apply-threads", type=int, default=APPLY_THREADS,
                    help=f"threads applying each connection's ops (default {APPLY_THREADS})")

@@ -189,6 +189,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     except DTError as e:
         print(f"dtstat: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a missing or unreadable file: one line, no traceback
+        print(f"dtstat: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""),
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
 

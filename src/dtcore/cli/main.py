@@ -5,9 +5,12 @@ engine: ``dtcore target``, ``dtcore mirror``, ``dtcore verify`` and
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from typing import Sequence
 
+from dtcore.cli import exits
 from dtcore.control import settings
 from dtcore.control.config import Config, default_path
 from dtcore.errors import DTError
@@ -38,7 +41,9 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dtcore", description="dtcore replication engine")
+    p = argparse.ArgumentParser(prog="dtcore", description="dtcore replication engine",
+                                epilog=exits.epilog(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("config", help="show or change settings in DT.conf")
     c.add_argument("--conf", help="the DT.conf to use (default: $DTCORE_CONF or /etc/DT/DT.conf)")
@@ -61,13 +66,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dtcore.cli.logviewer import main as logviewer
         return logviewer(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command not in ("target", "config"):
+        # a source command ends in one line saying what happened (and shows
+        # the target's notices on its progress bar): events stay out of stderr
+        logging.getLogger("dtcore").addHandler(logging.NullHandler())
+        logging.getLogger("dtcore").propagate = False
     try:
         if args.command != "config":
             return int(args.run(args))
         return _config(args)
-    except DTError as e:
-        print(f"dtcore {args.command}: {e}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        print(f"dtcore {args.command}: interrupted", file=sys.stderr)
+        return exits.INTERRUPTED
+    except BrokenPipeError:  # the reader went away (| head): say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return exits.ERROR
+    except (DTError, OSError, TimeoutError) as e:
+        what = e if isinstance(e, DTError) or not isinstance(e, OSError) else \
+            f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        print(f"dtcore {args.command}: {what}", file=sys.stderr)
+        return exits.code_for(e)
 
 
 if __name__ == "__main__":

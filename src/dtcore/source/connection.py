@@ -17,7 +17,7 @@ from dtcore.control import settings
 from dtcore.control.config import Config
 from dtcore.control.events import emit
 from dtcore.control.stats import ConState, Counters, Statistics
-from dtcore.errors import ConnectionFailedError, DTError, StreamError
+from dtcore.errors import ConnectionFailedError, DTError, InvalidParameterError, StreamError
 from dtcore.model.compression import Compressor
 from dtcore.model.ops import Op
 from dtcore.protocol.frames import Channel, tune_socket
@@ -39,13 +39,34 @@ from dtcore.source.transmitter import Transmitter
 
 
 def parse_address(text: str, default_port: int | None = None) -> tuple[str, int, str]:
-    """``HOST[:PORT][:TARGETPATH]`` → (host, port, target path)."""
-    host, _, rest = text.partition(":")
-    port_text, _, path = rest.partition(":")
-    if port_text and not port_text.isdigit():
-        port_text, path = "", rest  # HOST:PATH
-    port = int(port_text) if port_text else (default_port or settings.default("NetPort"))
-    return host or "127.0.0.1", port, path.strip("/")
+    """``HOST[:PORT][:TARGETPATH]`` → (host, port, target path).  An IPv6
+    host goes in brackets (``[::1]:1500:data``).  With three parts the middle
+    one must be a port (1-65535); with two, digits are a port and anything
+    else is the target path.  InvalidParameterError for anything else."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not host or (rest and not rest.startswith(":")):
+            raise InvalidParameterError(f"{text!r}: an IPv6 address goes in brackets, "
+                                        "as [::1]:1500:path")
+        parts = rest[1:].split(":", 1) if rest else []
+    else:
+        host, *parts = text.split(":", 2)
+    if not host:
+        raise InvalidParameterError(f"{text!r} names no host")
+    port = default_port or settings.default("NetPort")
+    path = ""
+    if len(parts) == 2:
+        if not parts[0].isdigit():
+            raise InvalidParameterError(f"{text!r}: {parts[0]!r} is not a port number")
+        port, path = int(parts[0]), parts[1]
+    elif len(parts) == 1:
+        if parts[0].isdigit():
+            port = int(parts[0])
+        else:
+            path = parts[0]
+    if not 1 <= port <= 65535:
+        raise InvalidParameterError(f"{text!r}: port {port} is outside 1-65535")
+    return host, port, path.strip("/")
 
 
 class Connection:
@@ -187,13 +208,14 @@ class Connection:
         self.counters["conState"] = int(ConState.ERROR) if error else int(ConState.NONE)
         emit(4017, conn=self.label())
 
-    def close(self) -> None:
-        """Wait for what was queued to be acknowledged (briefly), then disconnect."""
+    def close(self, timeout: float = 30) -> None:
+        """Wait up to ``timeout`` seconds for what was queued to be
+        acknowledged, then disconnect."""
         if self.link is None:
             return
-        if not self.link.closed:
+        if not self.link.closed and timeout > 0:
             try:
-                self.flush(timeout=30)
+                self.flush(timeout=timeout)
             except (DTError, TimeoutError):
                 pass
         self.link.close()

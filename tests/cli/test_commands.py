@@ -1,0 +1,153 @@
+"""The commands as people run them, in subprocesses: one line on stderr and a
+documented exit code for every failure, never a traceback; addresses parsed
+strictly (IPv6 in brackets); one Ctrl-C stops at once."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dtcore.cli import exits
+
+pytestmark = pytest.mark.timeout(120)
+SECRET = "cli-test-secret"
+EXE = [sys.executable, "-m", "dtcore.cli.main"]
+
+
+def env(tmp_path, secret=SECRET):
+    return {**os.environ, "DTCORE_SECRET": secret, "DTCORE_LOGDIR": str(tmp_path / "logs")}
+
+
+def run(args, tmp_path, secret=SECRET, timeout=60):
+    return subprocess.run([*EXE, *args], env=env(tmp_path, secret), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_line(out):
+    """The command failed with a single line on stderr and no traceback."""
+    bar = re.compile(r"\d+%")  # the progress bar's lines
+    lines = [line for line in out.stderr.splitlines() if not bar.search(line)]
+    assert "Traceback" not in out.stderr and len(lines) == 1, out.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def target(tmp_path):
+    proc = subprocess.Popen([*EXE, "target", "--root", str(tmp_path / "tgt"), "--port", "0",
+                             "--host", "127.0.0.1"], env=env(tmp_path), stdout=subprocess.PIPE,
+                            text=True)
+    port = int(proc.stdout.readline().rsplit(":", 1)[1])
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def src(tmp_path):
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "a.txt").write_bytes(b"a" * 1000)
+    return root
+
+
+def test_addresses_are_parsed_strictly(tmp_path, src):
+    for address, why in [("127.0.0.1:notaport:data", "not a port number"),
+                         ("127.0.0.1:99999:data", "outside 1-65535"),
+                         ("[::1:1500:data", "in brackets")]:
+        out = run(["mirror", str(src), address], tmp_path)
+        assert out.returncode == exits.USAGE and why in one_line(out), address
+
+
+def test_ipv6_in_brackets(tmp_path, src):
+    proc = subprocess.Popen([*EXE, "target", "--root", str(tmp_path / "tgt"), "--port", "0",
+                             "--host", "::1"], env=env(tmp_path), stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline().rsplit(":", 1)[1])
+        out = run(["mirror", str(src), f"[::1]:{port}:six", "--full"], tmp_path)
+        assert out.returncode == exits.OK, out.stderr
+        assert (tmp_path / "tgt" / "six" / "a.txt").read_bytes() == b"a" * 1000
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_failures_are_one_line_with_their_exit_code(tmp_path, src, target):
+    out = run(["mirror", str(src), f"127.0.0.1:{target}:job"], tmp_path, secret="wrong")
+    assert out.returncode == exits.AUTHENTICATION and "-138" in one_line(out)
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there now
+    out = run(["mirror", str(src), f"127.0.0.1:{port}:job"], tmp_path)
+    assert out.returncode == exits.NETWORK and "-145" in one_line(out)
+    out = run(["target", "--root", str(tmp_path / "t2"), "--port", "99999"], tmp_path)
+    assert out.returncode == exits.USAGE and "Traceback" not in out.stderr
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    out = run(["mirror", str(a_file), f"127.0.0.1:{target}:job"], tmp_path)
+    assert out.returncode != 0 and "not a folder" in one_line(out)
+    out = run(["verify", str(src), f"127.0.0.1:{target}:job", "--log-dir", str(a_file)], tmp_path)
+    assert out.returncode != 0 and one_line(out)
+    out = run(["target", "--root", "/proc/no-such-root"], tmp_path)
+    assert out.returncode != 0 and one_line(out)
+    out = subprocess.run([sys.executable, "-m", "dtcore.cli.dtstat", "-f", str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "No such file" in one_line(out)
+
+
+def test_config_show_into_a_closed_pipe(tmp_path):
+    out = subprocess.run(" ".join([*EXE, "config", "show"]) + " | head -1", shell=True,
+                         env=env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert out.stdout.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_verify_differences_have_their_own_code(tmp_path, src, target):
+    assert run(["mirror", str(src), f"127.0.0.1:{target}:job", "--full"], tmp_path).returncode == 0
+    (tmp_path / "tgt" / "job" / "a.txt").write_bytes(b"b" * 1000)
+    out = run(["verify", str(src), f"127.0.0.1:{target}:job"], tmp_path)
+    assert out.returncode == exits.DIFFERENCES and "a.txt" in out.stdout
+
+
+def test_a_partial_transfer_exits_7(tmp_path, src):
+    (src / "big").write_bytes(os.urandom(3 << 20))
+    code = ("import resource, signal, sys\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+            "from dtcore.cli.main import main\n"
+            "sys.exit(main())\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, "target", "--root", str(tmp_path / "tgt"),
+                             "--port", "0", "--host", "127.0.0.1"], env=env(tmp_path),
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline().rsplit(":", 1)[1])
+        out = run(["mirror", str(src), f"127.0.0.1:{port}:job", "--full"], tmp_path)
+        assert out.returncode == exits.PARTIAL
+        assert "gave up" in one_line(out) and "big" in out.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_one_ctrl_c_stops_at_once(tmp_path, src):
+    """A target that never answers the handshake: Ctrl-C ends the command
+    within a second or two with one line and 130."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    proc = subprocess.Popen([*EXE, "mirror", str(src), f"127.0.0.1:{silent.getsockname()[1]}:x"],
+                            env=env(tmp_path), stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=10)[1]
+        assert proc.returncode == exits.INTERRUPTED
+        assert time.monotonic() - started < 5
+        assert "interrupted" in err and "Traceback" not in err
+    finally:
+        proc.kill()
+        silent.close()
