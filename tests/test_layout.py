@@ -17,6 +17,7 @@ RANK = {
     "source": 4, "target": 4,
     "engine": 5,
     "cli": 6,
+    "__main__": 7,  # python -m dtcore
 }
 BASE = {"errors", "_error_table", "_buffers", "_files", "_native"}
 CONTROL = "control"

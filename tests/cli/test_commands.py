@@ -39,7 +39,7 @@ def one_line(out):
 
 @pytest.fixture
 def target(tmp_path):
-    proc = subprocess.Popen([*EXE, "target", "--root", str(tmp_path / "tgt"), "--port", "0",
+    proc = subprocess.Popen([*EXE, "target", "--root", str(tmp_path / "tgt"), "--create", "--port", "0",
                              "--host", "127.0.0.1"], env=env(tmp_path), stdout=subprocess.PIPE,
                             text=True)
     port = int(proc.stdout.readline().rsplit(":", 1)[1])
@@ -65,7 +65,7 @@ def test_addresses_are_parsed_strictly(tmp_path, src):
 
 
 def test_ipv6_in_brackets(tmp_path, src):
-    proc = subprocess.Popen([*EXE, "target", "--root", str(tmp_path / "tgt"), "--port", "0",
+    proc = subprocess.Popen([*EXE, "target", "--root", str(tmp_path / "tgt"), "--create", "--port", "0",
                              "--host", "::1"], env=env(tmp_path), stdout=subprocess.PIPE, text=True)
     try:
         port = int(proc.stdout.readline().rsplit(":", 1)[1])
@@ -94,7 +94,7 @@ def test_failures_are_one_line_with_their_exit_code(tmp_path, src, target):
     assert out.returncode != 0 and "not a folder" in one_line(out)
     out = run(["verify", str(src), f"127.0.0.1:{target}:job", "--log-dir", str(a_file)], tmp_path)
     assert out.returncode != 0 and one_line(out)
-    out = run(["target", "--root", "/proc/no-such-root"], tmp_path)
+    out = run(["target", "--root", "/proc/no-such-root", "--create"], tmp_path)
     assert out.returncode != 0 and one_line(out)
     out = subprocess.run([sys.executable, "-m", "dtcore.cli.dtstat", "-f", str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=60)
@@ -122,7 +122,7 @@ def test_a_partial_transfer_exits_7(tmp_path, src):
             "from dtcore.cli.main import main\n"
             "sys.exit(main())\n")
     proc = subprocess.Popen([sys.executable, "-c", code, "target", "--root", str(tmp_path / "tgt"),
-                             "--port", "0", "--host", "127.0.0.1"], env=env(tmp_path),
+                             "--create", "--port", "0", "--host", "127.0.0.1"], env=env(tmp_path),
                             stdout=subprocess.PIPE, text=True)
     try:
         port = int(proc.stdout.readline().rsplit(":", 1)[1])
@@ -151,3 +151,44 @@ def test_one_ctrl_c_stops_at_once(tmp_path, src):
     finally:
         proc.kill()
         silent.close()
+
+
+def test_version_and_python_dash_m(tmp_path):
+    for exe in (EXE, [sys.executable, "-m", "dtcore"]):
+        out = subprocess.run([*exe, "--version"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and re.fullmatch(r"dtcore \d+\.\d+\.\d+\n", out.stdout)
+
+
+def test_a_missing_target_root_needs_create(tmp_path):
+    out = run(["target", "--root", str(tmp_path / "typo"), "--port", "0"], tmp_path)
+    assert out.returncode == exits.USAGE and "--create" in one_line(out)
+    assert not (tmp_path / "typo").exists()
+    proc = subprocess.Popen([*EXE, "target", "--root", str(tmp_path / "new"), "--create",
+                             "--port", "0", "--host", "127.0.0.1"], env=env(tmp_path),
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert "serving" in proc.stdout.readline() and (tmp_path / "new").is_dir()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_the_targets_root_needs_saying_and_never_loses_orphans(tmp_path, src, target):
+    other = tmp_path / "tgt" / "someone-else"
+    other.mkdir(parents=True)
+    (other / "theirs.txt").write_bytes(b"another source's copy")
+    out = run(["mirror", str(src), f"127.0.0.1:{target}"], tmp_path)
+    assert out.returncode == exits.USAGE and "--allow-root" in one_line(out)
+    out = run(["mirror", str(src), f"127.0.0.1:{target}", "--allow-root", "--orphans"], tmp_path)
+    assert out.returncode == exits.USAGE and "orphan removal" in one_line(out)
+    assert (other / "theirs.txt").exists()
+    out = run(["mirror", str(src), f"127.0.0.1:{target}", "--allow-root"], tmp_path)
+    assert out.returncode == exits.OK and (tmp_path / "tgt" / "a.txt").exists()
+
+
+def test_restore_into_a_new_folder(tmp_path, src, target):
+    assert run(["mirror", str(src), f"127.0.0.1:{target}:job", "--full"], tmp_path).returncode == 0
+    dest = tmp_path / "restored" / "deeper"
+    out = run(["restore", str(dest), f"127.0.0.1:{target}:job"], tmp_path)
+    assert out.returncode == exits.OK, out.stderr
+    assert (dest / "a.txt").read_bytes() == b"a" * 1000

@@ -253,7 +253,7 @@ def test_command_line_target_and_mirror(tmp_path):
     build(src, big=1 << 20)
     env = {**os.environ, "DTCORE_SECRET": SECRET, "DTCORE_LOGDIR": str(tmp_path / "logs")}
     exe = [sys.executable, "-m", "dtcore.cli.main"]
-    server = subprocess.Popen([*exe, "target", "--root", str(tmp_path / "tgt"), "--port", "0",
+    server = subprocess.Popen([*exe, "target", "--root", str(tmp_path / "tgt"), "--create", "--port", "0",
                                "--host", "127.0.0.1"], env=env, stdout=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()

@@ -12,6 +12,7 @@ from dtcore.cli import exits
 from dtcore.cli.progress import Bar, print_connection_stats, print_result
 from dtcore.control.config import Config, default_path
 from dtcore.engine import Engine
+from dtcore.errors import InvalidParameterError
 from dtcore.model.repset import ReplicationSet
 from dtcore.source.connection import Connection, parse_address
 from dtcore.source.mirror import DIFFERENCE, FULL
@@ -30,8 +31,17 @@ def _engine(args: argparse.Namespace) -> Engine:
     return Engine(Config(conf if os.path.exists(conf) else None), secret=_secret(args))
 
 
-def _connect(engine: Engine, args: argparse.Namespace, root: str) -> tuple[Connection, ReplicationSet]:
+def _address(engine: Engine, args: argparse.Namespace) -> tuple[str, int, str]:
     host, port, path = parse_address(args.target, engine.config["NetPort"])
+    if not path and not args.allow_root:
+        raise InvalidParameterError(
+            f"{args.target!r} names no target path: the copy would go into the target's root, "
+            "beside every other source's; name one (HOST:PORT:PATH) or pass --allow-root")
+    return host, port, path
+
+
+def _connect(engine: Engine, args: argparse.Namespace, root: str) -> tuple[Connection, ReplicationSet]:
+    host, port, path = _address(engine, args)
     repset = ReplicationSet(root, args.rule or ("",))
     return engine.connect(repset, host, port, path, tls=True if args.tls else None), repset
 
@@ -61,7 +71,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     with _engine(args) as engine:
-        host, port, path = parse_address(args.target, engine.config["NetPort"])
+        host, port, path = _address(engine, args)
+        os.makedirs(args.destination, exist_ok=True)
         conn = engine.connect(ReplicationSet(args.destination), host, port, path,
                               tls=True if args.tls else None)
         r = engine.restore(conn, args.destination, overwrite=args.overwrite)
@@ -71,6 +82,9 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _target(args: argparse.Namespace) -> int:
+    if not os.path.isdir(args.root) and not args.create:
+        raise InvalidParameterError(f"{args.root} does not exist; check the name, or pass "
+                                    "--create to start a new target root there")
     engine = _engine(args)
     target = engine.start_target(args.root, host=args.host, port=args.port,
                                  tls=True if args.tls else None, apply_threads=args.apply_threads)
@@ -102,12 +116,15 @@ def _source_args(p: argparse.ArgumentParser, first: str, help_first: str) -> Non
     p.add_argument(first, help=help_first)
     p.add_argument("target", metavar="HOST[:PORT][:TARGETPATH]", help="the target and the path beneath its root")
     p.add_argument("--rule", action="append", help="replication set rule PATH[,Inc|Exc][,Rec] (repeatable)")
+    p.add_argument("--allow-root", action="store_true",
+                   help="allow an address without a target path: work in the target's root")
     _common(p)
 
 
 def add_engine_commands(sub: Any) -> None:
     t = sub.add_parser("target", help="run a target service")
     t.add_argument("--root", required=True, help="folder the target writes beneath")
+    t.add_argument("--create", action="store_true", help="make the root folder if it is missing")
     t.add_argument("--port", type=_port, default=None,
                    help="TCP port, 0 for any free one (default NetPort, 1500)")
     t.add_argument("--host", default="0.0.0.0", help="address to listen on")

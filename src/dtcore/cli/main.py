@@ -8,6 +8,7 @@ import argparse
 import logging
 import os
 import sys
+from importlib import metadata
 from typing import Sequence
 
 from dtcore.cli import exits
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dtcore", description="dtcore replication engine",
                                 epilog=exits.epilog(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"dtcore {metadata.version('dtcore')}")
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("config", help="show or change settings in DT.conf")
     c.add_argument("--conf", help="the DT.conf to use (default: $DTCORE_CONF or /etc/DT/DT.conf)")

@@ -50,6 +50,7 @@ def restore(conn: Connection, destination: str | os.PathLike[str], *, overwrite:
     start = time.monotonic()
     result = RestoreResult()
     theirs = list(Listing.parse(conn.manifest()))
+    os.makedirs(destination, exist_ok=True)  # a restore may go to a new folder
     with SafeRoot(destination) as root:
         applier = Applier(root, retry_delay=cfg["TGRetryLocked"], retry_limit=max(1, cfg["TGExecutionRetryLimit"]))
         try:

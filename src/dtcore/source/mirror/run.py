@@ -23,7 +23,7 @@ import numpy as np
 
 from dtcore.control.events import emit
 from dtcore.control.stats import PERCENT_SCALE
-from dtcore.errors import from_code
+from dtcore.errors import InvalidParameterError, from_code
 from dtcore.model.manifest import (
     FILE,
     KIND_DIR,
@@ -184,6 +184,10 @@ class Mirror:
 
     def _run(self, resume: bool) -> MirrorResult:
         opts, conn = self.opts, self.conn
+        if opts.orphans and not opts.verify_only and not conn.target_path:
+            raise InvalidParameterError(
+                "orphan removal in a target's root would delete every other source's copy "
+                "there; mirror into a target path to remove orphans")
         verify_only = opts.verify_only
         start = time.monotonic()
         self._error = None  # a resumed run starts clean; what failed before is resent
