@@ -65,3 +65,4 @@ def test_method_names_are_spelled_only_in_messages():
         if path.name != "messages.py":
             found = names.intersection(_strings(ast.parse(path.read_text())))
             assert not found, f"{path} spells {found}"
+

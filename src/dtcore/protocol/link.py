@@ -211,5 +211,6 @@ class Link:
                 pass
         self.ch.close()
         for t in self._threads:
-            if t is not threading.current_thread():
+            # a link closed before start() (its session stopped meanwhile) has no threads yet
+            if t is not threading.current_thread() and t.ident is not None:
                 t.join(5)
