@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -291,3 +292,47 @@ def test_manifest_larger_than_a_reply_comes_in_parts(setup, tmp_path, monkeypatc
     files = sorted(p.relative_to(dst) for p in dst.rglob("*") if p.is_file() and not p.is_symlink())
     assert len(files) > 10
     assert all((fresh / f).read_bytes() == (dst / f).read_bytes() for f in files)
+
+
+def _strict_tree(root):
+    """Every entry below ``root`` and the folder itself: mode, owner, size,
+    modification time, and content or link text."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        names = dirs + files + (["."] if dirpath == str(root) else [])
+        for name in names:
+            p = Path(dirpath) / name
+            rel = os.path.normpath(os.path.relpath(p, root))
+            if rel.split(os.sep)[0] == ".dtcore":
+                continue
+            st = os.lstat(p)
+            body = os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file() else None
+            out[rel] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns,
+                        None if p.is_dir() else st.st_size, body)
+    return out
+
+
+def test_the_copy_is_exact_folder_times_included(engine, tmp_path):
+    """Folder times (the target path's own folder too) match the source's
+    after a full mirror and after a difference mirror that removed orphans."""
+    src = tmp_path / "src"
+    (src / "d" / "e").mkdir(parents=True)
+    (src / "d" / "f.txt").write_text("f")
+    (src / "d" / "e" / "g.txt").write_text("g")
+    (src / "top.txt").write_text("t")
+    os.symlink("top.txt", src / "link")
+    old = 10**18
+    for p in (src / "d" / "e", src / "d", src):
+        os.utime(p, ns=(old, old))
+    target = engine.start_target(tmp_path / "tgt", port=0)
+    repset = ReplicationSet(src)
+    conn = engine.connect(repset, "127.0.0.1", target.port, "job")
+    engine.mirror(conn, repset, FULL)
+    assert _strict_tree(src) == _strict_tree(tmp_path / "tgt" / "job")
+    (src / "d" / "new.txt").write_text("n")
+    (src / "d" / "e" / "g.txt").unlink()
+    for p in (src / "d" / "e", src / "d"):
+        os.utime(p, ns=(2 * old, 2 * old))
+    (tmp_path / "tgt" / "job" / "d" / "orphan").write_text("o")
+    engine.mirror(conn, repset, DIFFERENCE, orphans=True)
+    assert _strict_tree(src) == _strict_tree(tmp_path / "tgt" / "job")

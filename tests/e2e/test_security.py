@@ -216,6 +216,7 @@ def test_hostile_request_fields(served, tmp_path):
     for params in [dict(method="read", path=b"../../etc/passwd".hex(), offset=0, length=10),
                    dict(method="sums", path=b"x".hex(), first=-1, count=1, block=4096),
                    dict(method="read", path="zz", offset=0, length=1),
+                   dict(method="root_attributes", attrs="00ff"),
                    dict(method="nope")]:
         with pytest.raises((InvalidPathError, StreamError)):
             conn.link.call(params.pop("method"), params)

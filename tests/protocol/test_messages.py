@@ -66,3 +66,8 @@ def test_method_names_are_spelled_only_in_messages():
             found = names.intersection(_strings(ast.parse(path.read_text())))
             assert not found, f"{path} spells {found}"
 
+
+
+def test_root_attributes_round_trip():
+    req = m.RootRequest(b"\x07" * 40)
+    assert m.RootRequest.parse(req.fields()) == req and m.REQUESTS["root_attributes"] is m.RootRequest

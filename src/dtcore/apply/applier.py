@@ -174,7 +174,7 @@ class Applier:
             self.release()
         elif kind == OpKind.SETATTR:
             if self._fd_path == path:  # the file just written: no path lookups
-                self._setattr_fd(self._fd, Attrs.unpack(bytes(data)))
+                self.set_fd_attrs(self._fd, Attrs.unpack(bytes(data)))
                 self.release()
             else:
                 self.release()
@@ -244,7 +244,8 @@ class Applier:
             os.unlink(name, dir_fd=dfd)
 
     @staticmethod
-    def _setattr_fd(fd: int, attrs: Attrs) -> None:
+    def set_fd_attrs(fd: int, attrs: Attrs) -> None:
+        """Owner (as root), mode and times of an open file or folder."""
         if attrs.mask & Attrs.OWNER and _IS_ROOT:
             os.fchown(fd, attrs.uid, attrs.gid)
         if attrs.mask & Attrs.MODE:

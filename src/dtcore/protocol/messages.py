@@ -298,9 +298,25 @@ class StateRequest(Request):
         return cls(new, str(fields.get("reason", "")))
 
 
+@dataclass(frozen=True)
+class RootRequest(Request):
+    """Give the target path's own folder these attributes (a packed SETATTR
+    payload): no op can name that folder, and a mirror sets it last."""
+
+    METHOD: ClassVar[str] = "root_attributes"
+    attrs: bytes
+
+    def fields(self) -> Fields:
+        return {"attrs": self.attrs.hex()}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "RootRequest":
+        return cls(_hex(fields.get("attrs"), "root attributes"))
+
+
 REQUESTS: dict[str, type[Request]] = {cls.METHOD: cls for cls in (
     ManifestRequest, SumsRequest, SignatureRequest, ReadRequest, ReadlinkRequest, OrphansRequest,
-    StateRequest)}
+    StateRequest, RootRequest)}
 
 
 # -- replies -----------------------------------------------------------------

@@ -9,14 +9,17 @@ import errno
 import mmap
 import os
 import stat
+import struct
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from dtcore._native import _checksum, _delta
+from dtcore.apply.applier import Applier
 from dtcore.apply.safe_paths import SafeRoot
 from dtcore.errors import InvalidParameterError, InvalidPathError, StreamError
 from dtcore.model.manifest import Listing
+from dtcore.model.ops import Attrs
 from dtcore.model.paths import check_path
 from dtcore.protocol.messages import (
     MAX_SIGNATURE_BLOCKS,
@@ -28,6 +31,7 @@ from dtcore.protocol.messages import (
     ReadlinkRequest,
     ReadRequest,
     Reply,
+    RootRequest,
     SignatureReply,
     SignatureRequest,
     StateReply,
@@ -153,10 +157,21 @@ def _state(s: Session, req: StateRequest, data: bytes) -> tuple[Reply, Any]:
     return StateReply(s.target.states.get(s.path)), b""
 
 
+def _root(s: Session, req: RootRequest, data: bytes) -> tuple[Reply, Any]:
+    """The target path's own folder takes the source root's attributes."""
+    try:
+        attrs = Attrs.unpack(req.attrs)
+    except (ValueError, struct.error):
+        raise StreamError("root attributes are malformed") from None
+    Applier.set_fd_attrs(s.view().fd, attrs)
+    return Reply(), b""
+
+
 # Each method's request class (which parses and checks its fields) and handler.
 HANDLERS: dict[str, tuple[Any, Handler]] = {
     ManifestRequest.METHOD: (ManifestRequest, _manifest), SumsRequest.METHOD: (SumsRequest, _sums),
     SignatureRequest.METHOD: (SignatureRequest, _signature), ReadRequest.METHOD: (ReadRequest, _read),
     ReadlinkRequest.METHOD: (ReadlinkRequest, _readlink),
     OrphansRequest.METHOD: (OrphansRequest, _orphans), StateRequest.METHOD: (StateRequest, _state),
+    RootRequest.METHOD: (RootRequest, _root),
 }

@@ -37,9 +37,9 @@ from dtcore.model.manifest import (
     Entry,
     Listing,
 )
-from dtcore.model.ops import Op, OpKind
+from dtcore.model.ops import Attrs, Op, OpKind
 from dtcore.model.repset import ReplicationSet
-from dtcore.protocol.messages import ManifestRequest, Notice, OpFailure, StateRequest
+from dtcore.protocol.messages import ManifestRequest, Notice, OpFailure, RootRequest, StateRequest
 from dtcore.source.connection import Connection
 from dtcore.source.mirror.options import (
     ATTRIBUTES,
@@ -268,14 +268,15 @@ class Mirror:
         matched = np.zeros(len(theirs), dtype=bool)
         matched[match[match >= 0]] = True
         if not verify_only:
+            self._links(batch, links)
+            if opts.orphans:  # before folder times: removing entries moves them
+                self._orphans([theirs.entry(j) for j in np.flatnonzero(~matched).tolist()])
             touched = self.result.bytes_sent > 0 or any(self.result.strategies[k] for k in (
-                WHOLE, BLOCK, ROLLING, ATTRIBUTES))
+                WHOLE, BLOCK, ROLLING, ATTRIBUTES)) or any(self.result.orphans.values())
             attrs_differ = (flags & (SAME_MTIME | SAME_MODE)) != (SAME_MTIME | SAME_MODE)
             dirs = todo & is_dir & (~there | attrs_differ | touched)
-            self._finish(batch, [ours.entry(i) for i in np.flatnonzero(dirs)[::-1].tolist()], links)
-        if opts.orphans and not verify_only:
-            self._orphans([theirs.entry(j) for j in np.flatnonzero(~matched).tolist()])
-        elif opts.verify:
+            self._folders(batch, [ours.entry(i) for i in np.flatnonzero(dirs)[::-1].tolist()])
+        if opts.verify and not (opts.orphans and not verify_only):
             for path in sorted(theirs.path(j) for j in np.flatnonzero(~matched).tolist()):
                 self._difference(path, "on the target only")
         failures = conn.tx.take_dropped()
@@ -313,10 +314,8 @@ class Mirror:
         err.result = self.result  # type: ignore[attr-defined]
         raise err
 
-    def _finish(self, batch: FrameBatch, dirs: list[Entry],
-                links: list[tuple[Entry, Entry | None]]) -> None:
-        """Hard links once their first names exist, then folder attributes
-        (deepest first), then wait for the target to apply everything."""
+    def _links(self, batch: FrameBatch, links: list[tuple[Entry, Entry | None]]) -> None:
+        """Hard links, once their first names exist on the target."""
         self.conn.flush()
         for e, t in links:
             first = self._sources[(e.dev, e.ino)]
@@ -328,12 +327,21 @@ class Mirror:
             batch.file_done(e.path)
             self.result.hard_links += 1
             self._account(e, WHOLE)
-        # writing into a folder moves its time: set folder attributes last
+        batch.flush()
+
+    def _folders(self, batch: FrameBatch, dirs: list[Entry]) -> None:
+        """Folder attributes last, deepest first (writing into a folder, or
+        removing from it, moves its time), the target path's own folder
+        after them all; then wait for the target to apply everything."""
         for e in dirs:
             self.sender.attributes(batch, e)
         batch.flush()
         self._set_status(WAITING)
         self.conn.flush()
+        st = os.lstat(self.repset.root)
+        self.conn.call(RootRequest(Attrs(Attrs.MODE | Attrs.OWNER | Attrs.TIMES, st.st_mode,
+                                         st.st_uid, st.st_gid, st.st_atime_ns,
+                                         st.st_mtime_ns).pack()))
 
     def _orphans(self, candidates: list[Entry]) -> None:
         orphans = select_orphans(candidates, self.opts, time.time_ns())
