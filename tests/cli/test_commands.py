@@ -192,3 +192,16 @@ def test_restore_into_a_new_folder(tmp_path, src, target):
     out = run(["restore", str(dest), f"127.0.0.1:{target}:job"], tmp_path)
     assert out.returncode == exits.OK, out.stderr
     assert (dest / "a.txt").read_bytes() == b"a" * 1000
+
+
+def test_exclude_and_include_at_any_depth(tmp_path, src, target):
+    (src / "deep" / "er").mkdir(parents=True)
+    (src / "deep" / "er" / "x.swp").write_bytes(b"swap")
+    (src / "deep" / "er" / "keep.swp").write_bytes(b"kept")
+    (src / "top.swp").write_bytes(b"swap")
+    out = run(["mirror", str(src), f"127.0.0.1:{target}:job", "--full", "--exclude", "*.swp",
+               "--include", "deep/er/keep.swp"], tmp_path)
+    assert out.returncode == exits.OK, out.stderr
+    job = tmp_path / "tgt" / "job"
+    assert (job / "a.txt").exists() and (job / "deep" / "er" / "keep.swp").exists()
+    assert not (job / "top.swp").exists() and not (job / "deep" / "er" / "x.swp").exists()

@@ -56,3 +56,17 @@ def test_bad_rules_and_roots(tree):
     with pytest.raises(InvalidSourcePathError):
         ReplicationSet(tree / "missing")
     assert str(Rule.parse("a/*.tmp,Exc")) == "a/*.tmp,Exc"
+
+
+def test_a_pattern_with_rec_applies_at_every_depth(tree):
+    """As the guide's Rec says, the rule applies to the folders beneath its
+    path too: *.tmp,Exc,Rec leaves out every .tmp file of the set."""
+    rs = ReplicationSet(tree, ["", "*.tmp,Exc,Rec"])
+    assert files(rs) == ["a/sub/z.txt", "a/x.txt", "b/keep.txt", "logs/2026/app.log", "top.txt"]
+    rs = ReplicationSet(tree, ["", "a/sub/*.tmp,Exc,Rec"])  # beneath its folder only
+    assert "a/y.tmp" in files(rs) and "a/sub/w.tmp" not in files(rs)
+    rs = ReplicationSet(tree, ["", "*.tmp,Exc"])  # without Rec: the root's own files only
+    assert "a/y.tmp" in files(rs)
+    rs = ReplicationSet(tree, ["*.txt,Inc,Rec"])  # included at any depth, with their folders
+    assert files(rs) == ["a/sub/z.txt", "a/x.txt", "b/keep.txt", "top.txt"]
+    assert {e.path for e in rs.walk() if e.kind == "d"} >= {b"a", b"a/sub", b"b"}

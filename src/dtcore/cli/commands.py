@@ -42,7 +42,9 @@ def _address(engine: Engine, args: argparse.Namespace) -> tuple[str, int, str]:
 
 def _connect(engine: Engine, args: argparse.Namespace, root: str) -> tuple[Connection, ReplicationSet]:
     host, port, path = _address(engine, args)
-    repset = ReplicationSet(root, args.rule or ("",))
+    rules = (args.rule or [""]) + [f"{p},Inc,Rec" for p in args.include or ()] + \
+        [f"{p},Exc,Rec" for p in args.exclude or ()]
+    repset = ReplicationSet(root, rules)
     return engine.connect(repset, host, port, path, tls=True if args.tls else None), repset
 
 
@@ -116,6 +118,10 @@ def _source_args(p: argparse.ArgumentParser, first: str, help_first: str) -> Non
     p.add_argument(first, help=help_first)
     p.add_argument("target", metavar="HOST[:PORT][:TARGETPATH]", help="the target and the path beneath its root")
     p.add_argument("--rule", action="append", help="replication set rule PATH[,Inc|Exc][,Rec] (repeatable)")
+    p.add_argument("--exclude", action="append", metavar="PATTERN",
+                   help="leave out what matches, at any depth (the rule PATTERN,Exc,Rec)")
+    p.add_argument("--include", action="append", metavar="PATTERN",
+                   help="keep what matches despite an --exclude (PATTERN,Inc,Rec)")
     p.add_argument("--allow-root", action="store_true",
                    help="allow an address without a target path: work in the target's root")
     _common(p)

@@ -5,6 +5,9 @@ A rule names a path relative to the replication set's root (``*``, ``?``
 and ``[...]`` wildcards allowed in any component) with the guide's
 attributes: Inc or Exc, and Rec when it also covers every folder beneath the
 path.  A rule without Rec covers the path and the files directly inside it.
+A rule whose last component is a wildcard pattern (``logs/*.tmp``) with Rec
+applies that pattern in the folder and in every folder beneath it, as the
+guide's Rec says: ``*.swp,Exc,Rec`` leaves out every ``.swp`` file of the set.
 Where several rules cover an entry, the most specific one (most path
 components) decides, and Exc beats Inc at equal depth.  An entry no rule
 covers is not protected."""
@@ -82,20 +85,24 @@ class ReplicationSet:
         if not self.rules:
             raise InvalidParameterError("a replication set needs at least one rule")
         self.name = name or os.path.basename(self.root) or "root"
-        self._compiled = [(r.parts, r) for r in self.rules]
+        # (pattern parts, rule, whether its last part is a pattern for any depth)
+        self._compiled = [(r.parts, r, r.recursive and bool(r.parts) and
+                           any(c in r.parts[-1] for c in b"*?[")) for r in self.rules]
         # one Inc,Rec rule on the root and nothing else: no entry needs checking
         self._all = [(r.parts, r.include, r.recursive) for r in self.rules] == [((), True, True)]
 
     def _verdict(self, parts: tuple[bytes, ...], is_dir: bool) -> tuple[int, bool] | None:
         """(depth, include) of the deciding rule for an entry, or None."""
         best: tuple[int, bool] | None = None
-        for pattern, rule in self._compiled:
+        for pattern, rule, anywhere in self._compiled:
             n = len(pattern)
             if n > len(parts):
                 continue
             covers = _match(pattern, parts) or (
                 _match(pattern, parts[:n]) and (rule.recursive or (
-                    len(parts) == n + 1 and not is_dir)))
+                    len(parts) == n + 1 and not is_dir))) or (
+                anywhere and _match(pattern[:-1], parts[:n - 1]) and
+                fnmatch.fnmatchcase(parts[-1], pattern[-1]))
             if covers and (best is None or n > best[0] or (n == best[0] and not rule.include)):
                 best = (n, rule.include)
         return best
@@ -111,8 +118,10 @@ class ReplicationSet:
         if self.includes(b"/".join(parts), True):
             return True
         n = len(parts)
-        return any(rule.include and len(pattern) > n and _match(pattern[:n], parts)
-                   for pattern, rule in self._compiled)
+        return any(rule.include and (
+            (len(pattern) > n and _match(pattern[:n], parts)) or
+            (anywhere and n >= len(pattern) - 1 and _match(pattern[:-1], parts[:len(pattern) - 1])))
+            for pattern, rule, anywhere in self._compiled)
 
     def listing(self, hash_below: int = 0) -> Listing:
         """Every protected entry (with inode, device and link count), folders
