@@ -205,3 +205,22 @@ def test_exclude_and_include_at_any_depth(tmp_path, src, target):
     job = tmp_path / "tgt" / "job"
     assert (job / "a.txt").exists() and (job / "deep" / "er" / "keep.swp").exists()
     assert not (job / "top.swp").exists() and not (job / "deep" / "er" / "x.swp").exists()
+
+
+def test_dry_run_lists_and_changes_nothing(tmp_path, src, target):
+    assert run(["mirror", str(src), f"127.0.0.1:{target}:job", "--full"], tmp_path).returncode == 0
+    job = tmp_path / "tgt" / "job"
+    (src / "new").mkdir()
+    (src / "new" / "b.txt").write_bytes(b"b" * 100_000)
+    (src / "a.txt").write_bytes(b"A" * 1000)
+    (job / "orphan.txt").write_bytes(b"o")
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None)
+              for p in job.rglob("*")}
+    out = run(["mirror", str(src), f"127.0.0.1:{target}:job", "--orphans", "-n"], tmp_path)
+    assert out.returncode == exits.OK, out.stderr
+    planned = {tuple(line.split()[1:]) for line in out.stdout.splitlines() if line.startswith("would")}
+    assert {("mkdir", "new"), ("whole", "new/b.txt"), ("remove", "orphan.txt")} <= planned
+    assert any(path == "a.txt" for _, path in planned)
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None)
+             for p in job.rglob("*")}
+    assert after == before

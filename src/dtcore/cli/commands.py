@@ -53,7 +53,13 @@ def _mirror(args: argparse.Namespace) -> int:
         conn, repset = _connect(engine, args, args.source)
         with Bar() as bar:
             result = engine.mirror(conn, repset, FULL if args.full else DIFFERENCE,
-                                   checksum=args.checksum, orphans=args.orphans, progress=bar)
+                                   checksum=args.checksum, orphans=args.orphans, progress=bar,
+                                   dry_run=args.dry_run or None)
+        if args.dry_run:
+            for action, path in result.planned:
+                print(f"would {action:<10} {path}")
+            print(f"{len(result.planned)} changes planned; nothing was sent or removed")
+            return exits.OK
         print_result(f"{'full' if args.full else 'difference'} mirror of {repset.root}", result)
         print_connection_stats(engine.statistics())
     return 0
@@ -147,6 +153,8 @@ def add_engine_commands(sub: Any) -> None:
     m.add_argument("--checksum", action=argparse.BooleanOptionalAction, default=None,
                    help="compare by block checksums (ChecksumAll) rather than size and time")
     m.add_argument("--orphans", action="store_true", help="remove (or move) files only the target has")
+    m.add_argument("-n", "--dry-run", action="store_true",
+                   help="list what would be sent and removed, and change nothing")
     m.set_defaults(run=_mirror)
 
     v = sub.add_parser("verify", help="compare a folder with its target copy (DTVerify.log)")

@@ -36,6 +36,7 @@ class MirrorOptions:
     remove_all_orphans: bool = True
     orphan_minutes: int = 60
     orphan_batch: int = 1000
+    dry_run: bool = False  # plan only: list what would be sent and removed, change nothing
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> "MirrorOptions":
@@ -75,6 +76,9 @@ class MirrorResult:
     # them to its MoveOrphansDir instead
     orphans: dict[str, int] = field(default_factory=lambda: {"files": 0, "directories": 0, "bytes": 0})
     differences: list[tuple[str, str]] = field(default_factory=list)
+    # with dry_run, what the mirror would do: (action, path), action being a
+    # transfer choice, "mkdir", "symlink", "link" or "remove" (an orphan)
+    planned: list[tuple[str, str]] = field(default_factory=list)
     # ops the target gave up: (path, the guide's code, errno, reason)
     dropped: list[tuple[str, int, int, str]] = field(default_factory=list)
     resumed: int = 0

@@ -153,6 +153,10 @@ class Mirror:
         """Ask the running mirror to stop after the files in hand."""
         self._stop.set()
 
+    def _would(self, action: str, e: Entry) -> None:
+        with self._lock:
+            self.result.planned.append((action, os.fsdecode(e.path)))
+
     def _difference(self, path: bytes, reason: str) -> None:
         with self._lock:
             self.result.differences.append((os.fsdecode(path), reason))
@@ -184,11 +188,12 @@ class Mirror:
 
     def _run(self, resume: bool) -> MirrorResult:
         opts, conn = self.opts, self.conn
-        if opts.orphans and not opts.verify_only and not conn.target_path:
+        if opts.orphans and not opts.verify_only and not opts.dry_run and not conn.target_path:
             raise InvalidParameterError(
                 "orphan removal in a target's root would delete every other source's copy "
                 "there; mirror into a target path to remove orphans")
         verify_only = opts.verify_only
+        writes = not verify_only and not opts.dry_run
         start = time.monotonic()
         self._error = None  # a resumed run starts clean; what failed before is resent
         label = conn.label()
@@ -218,7 +223,7 @@ class Mirror:
         emit(4058 if opts.verify else 4019, conn=label)
         theirs = Listing.parse(conn.manifest(pending) if pending is not None else b"")
         flags, match = ours.compare(theirs)
-        if not verify_only:
+        if writes:
             conn.call(StateRequest("Mirroring"))
         self._set_status(VERIFYING if opts.verify else IN_PROGRESS)
         there = (flags & (THERE | SAME_KIND)) == (THERE | SAME_KIND)
@@ -226,7 +231,10 @@ class Mirror:
         if not verify_only:
             for i in np.flatnonzero(todo & is_dir & ~there).tolist():
                 e = ours.entry(i)
-                batch.add(Op(OpKind.MKDIR, *self.sender.next_op(), e.path, e.mode))
+                if opts.dry_run:
+                    self._would("mkdir", e)
+                else:
+                    batch.add(Op(OpKind.MKDIR, *self.sender.next_op(), e.path, e.mode))
             batch.flush()
         skip = todo & unchanged(opts, flags, there, is_file, is_link, sizes)
         if self.started:  # files cut short by a lost connection are compared again
@@ -267,7 +275,14 @@ class Mirror:
             raise self._error
         matched = np.zeros(len(theirs), dtype=bool)
         matched[match[match >= 0]] = True
-        if not verify_only:
+        if opts.dry_run:
+            for e, _ in links:
+                self._would("link", e)
+            if opts.orphans:
+                candidates = [theirs.entry(j) for j in np.flatnonzero(~matched).tolist()]
+                for path in select_orphans(candidates, opts, time.time_ns()):
+                    self.result.planned.append(("remove", os.fsdecode(path)))
+        elif not verify_only:
             self._links(batch, links)
             if opts.orphans:  # before folder times: removing entries moves them
                 self._orphans([theirs.entry(j) for j in np.flatnonzero(~matched).tolist()])
@@ -286,7 +301,7 @@ class Mirror:
             emit(4061 if opts.verify else 4022, conn=label, detail="stopped by request")
             self.status = STOPPED
         else:
-            if not verify_only:
+            if writes:
                 conn.call(StateRequest("OK", "mirror complete"))
             c["ConMirrorEndTime"] = int(time.time())
             c["conMirrorPercent"] = 100 * PERCENT_SCALE
@@ -395,6 +410,10 @@ class Mirror:
             assert t is not None
             self._same_content(batch, e, t)
             return
+        if opts.dry_run:
+            self._would(plan, e)
+            self._account(e, plan)
+            return
         with self._lock:
             self.started.add(e.path)
         if plan == VERIFY:
@@ -438,6 +457,10 @@ class Mirror:
                 self._difference(e.path, "attributes differ")
             self._account(e, SKIPPED, e.size)
             return
+        if self.opts.dry_run:
+            self._would(ATTRIBUTES, e)
+            self._account(e, ATTRIBUTES, e.size)
+            return
         self.sender.attributes(batch, e)
         batch.file_done(e.path)
         self._account(e, ATTRIBUTES, e.size)
@@ -451,6 +474,10 @@ class Mirror:
             if t is None or t.kind != LINK:
                 self._difference(e.path, "symlink missing on the target")
             self._account(e, SKIPPED)
+            return
+        if self.opts.dry_run:
+            self._would("symlink", e)
+            self._account(e, WHOLE)
             return
         self.sender.symlink(batch, e)
         batch.file_done(e.path)
