@@ -150,17 +150,14 @@ class Connection:
     def alive(self) -> bool:
         return self.link is not None and not self.link.closed
 
-    def _check(self) -> Link:
-        return self.tx.check()
-
     # -- requests ------------------------------------------------------------
     def call(self, request: Request, timeout: float | None = 600) -> tuple[dict[str, Any], memoryview]:
         """Ask the target and wait: (reply fields, reply data)."""
-        return self._check().call(request.METHOD, request.fields(), timeout=timeout)
+        return self.tx.check().call(request.METHOD, request.fields(), timeout=timeout)
 
     def request(self, request: Request) -> Future[tuple[dict[str, Any], memoryview]]:
         """Ask the target; the future gives (reply fields, reply data)."""
-        return self._check().request(request.METHOD, request.fields())
+        return self.tx.check().request(request.METHOD, request.fields())
 
     def manifest(self, first: Any = None, hash_below: int = 0) -> memoryview:
         """The target's listing of its path.  ``first`` is the pending reply
