@@ -31,7 +31,17 @@ typedef struct dt_journal_cfg {
     uint64_t space_max;     /* QJournalSpaceMax in bytes, DT_J_UNLIMITED for none */
     uint64_t free_min;      /* QJournalFreeSpaceMin in bytes */
     int write_through;      /* QLogWriteThrough */
+    int hold;               /* records stay until a mark is committed (see below) */
 } dt_journal_cfg;
+
+/* A place in the journal: the records before it were popped.  With `hold`
+ * set, popping never consumes: the committed position moves only when the
+ * consumer commits a mark it took after a pop (a replication batch's mark,
+ * once the target acknowledged it), so a crash resends what was popped and
+ * not yet acknowledged. */
+typedef struct dt_journal_mark {
+    uint64_t seq, segno, off;
+} dt_journal_mark;
 
 typedef struct dt_journal_counts {
     uint64_t records, ops[2], bytes[2]; /* queued (not yet popped) */
@@ -58,16 +68,28 @@ int dt_journal_push(dt_journal *j, size_t n, const uint8_t *const *rec, const ui
 int dt_journal_pop(dt_journal *j, size_t max_records, uint8_t *out, size_t out_cap, uint32_t *len,
                    uint32_t *ops, uint8_t *kind, size_t *popped, size_t *used, dt_err *err);
 
-/* Put n records in front of everything queued (in their order), durably. */
+/* Put n records in front of everything queued (in their order), durably.
+ * With `hold`, in front of the committed position: records popped since
+ * are read again after them. */
 int dt_journal_prepend(dt_journal *j, size_t n, const uint8_t *const *rec, const uint32_t *len,
                        const uint32_t *ops, const uint8_t *kind, dt_err *err);
 
-/* Persist the consumer's position; consumed segments are deleted. */
+/* Persist the consumer's position; consumed segments are deleted.  With
+ * `hold`, a no-op: use dt_journal_commit_mark. */
 int dt_journal_commit(dt_journal *j, dt_err *err);
+
+/* The reader's place now (after the last pop). */
+void dt_journal_mark_get(dt_journal *j, dt_journal_mark *out);
+
+/* Persist a mark from dt_journal_mark_get as the consumer's position;
+ * segments before it are deleted.  A mark behind the committed one is
+ * ignored (acknowledgements are cumulative). */
+int dt_journal_commit_mark(dt_journal *j, const dt_journal_mark *m, dt_err *err);
 
 void dt_journal_counts_get(dt_journal *j, dt_journal_counts *out);
 
-/* Write out and sync what is buffered, commit, and free. */
+/* Write out and sync what is buffered, commit (with `hold`, nothing beyond
+ * the last committed mark), and free. */
 int dt_journal_close(dt_journal *j, dt_err *err);
 
 #endif

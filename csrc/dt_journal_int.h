@@ -132,6 +132,9 @@ DTJ_PRIVATE int dtj_read_pos(dt_journal *j, uint64_t *seq, uint64_t *segno, uint
                              uint64_t *head);
 /* dt_journal_read.c: committing the consumer position */
 DTJ_PRIVATE int dtj_commit_locked(dt_journal *j, dt_err *err);
+/* Persist the reader's place, held or not (a prepend moves it back). */
+DTJ_PRIVATE int dtj_commit_reader_locked(dt_journal *j, dt_err *err);
+DTJ_PRIVATE int dtj_rewind_locked(dt_journal *j, dt_err *err);
 /* dt_journal_write.c: segments and the write buffer */
 DTJ_PRIVATE int dtj_new_segment(dt_journal *j, uint64_t segno, uint64_t first_seq, int prealloc,
                                 int *fd_out, dt_err *err);

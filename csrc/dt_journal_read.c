@@ -17,14 +17,21 @@ static void drop_consumed(dt_journal *j, uint64_t upto)
     }
 }
 
-int dtj_commit_locked(dt_journal *j, dt_err *err)
+int dtj_commit_reader_locked(dt_journal *j, dt_err *err)
 {
-    if (j->pos_lost) /* keep it lost: what was consumed before is unknown */
+    if (j->pos_lost)
         return DT_OK;
     int rc = dtj_write_pos(j, j->r_seq, j->r.segno, j->r.off, err);
     if (rc == DT_OK)
         drop_consumed(j, j->r.segno);
     return rc;
+}
+
+int dtj_commit_locked(dt_journal *j, dt_err *err)
+{
+    /* lost: keep it so, what was consumed before is unknown; held: only a
+     * committed mark consumes */
+    return j->cfg.hold ? DT_OK : dtj_commit_reader_locked(j, err);
 }
 
 
@@ -50,6 +57,50 @@ static int advance_segment(dt_journal *j, dt_err *err)
         return dt_fail(err, DT_E_CORRUPT, "queue records are missing between segments",
                        (int64_t)j->r.segno, SEG_HEADER, (int64_t)j->r_seq, (int64_t)first_seq);
     return dtj_commit_locked(j, err); /* so the segment just read can be deleted */
+}
+
+void dt_journal_mark_get(dt_journal *j, dt_journal_mark *out)
+{
+    pthread_mutex_lock(&j->lock);
+    out->seq = j->r_seq;
+    out->segno = j->r.segno;
+    out->off = j->r.off;
+    pthread_mutex_unlock(&j->lock);
+}
+
+int dt_journal_commit_mark(dt_journal *j, const dt_journal_mark *m, dt_err *err)
+{
+    pthread_mutex_lock(&j->lock);
+    int rc = DT_OK;
+    if (m->seq > j->r_seq || m->segno > j->r.segno)
+        rc = dt_fail(err, DT_E_ARG, "a queue mark lies ahead of the reader", (int64_t)m->segno,
+                     (int64_t)m->off, (int64_t)m->seq, (int64_t)j->r_seq);
+    else if (!j->pos_lost && m->seq > j->pos_seq) {
+        rc = dtj_write_pos(j, m->seq, m->segno, m->off, err);
+        if (rc == DT_OK)
+            drop_consumed(j, m->segno);
+    }
+    pthread_mutex_unlock(&j->lock);
+    return rc;
+}
+
+/* Put the reader back at the committed position (held mode, before a
+ * prepend): what was popped since is read again. */
+int dtj_rewind_locked(dt_journal *j, dt_err *err)
+{
+    if (j->r.segno == j->pos_segno && j->r.off == j->pos_off)
+        return DT_OK;
+    uint64_t first_seq;
+    if (j->r.segno != j->pos_segno) {
+        if (dtj_open_segment(j, &j->r, j->pos_segno, &first_seq, O_RDONLY))
+            return dtj_io_fail(err, "cannot open a queue segment", j->pos_segno, 0);
+        if (j->pos_segno == j->w_segno)
+            j->r.end = j->w_size;
+    }
+    j->r.off = j->pos_off;
+    j->r.blen = 0;
+    j->r_seq = j->pos_seq;
+    return DT_OK;
 }
 
 int dt_journal_pop(dt_journal *j, size_t max_records, uint8_t *out, size_t out_cap, uint32_t *len,

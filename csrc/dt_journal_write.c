@@ -370,7 +370,7 @@ int dt_journal_prepend(dt_journal *j, size_t n, const uint8_t *const *rec, const
     pthread_mutex_lock(&j->lock);
     int rc = dtj_flush_wbuf(j, err);
     if (rc == DT_OK)
-        rc = dtj_commit_locked(j, err);
+        rc = j->cfg.hold ? dtj_rewind_locked(j, err) : dtj_commit_locked(j, err);
     uint64_t segno = j->r.segno - 1, seq = j->r_seq - n;
     int fd = -1;
     if (rc == DT_OK)
@@ -418,7 +418,7 @@ int dt_journal_prepend(dt_journal *j, size_t n, const uint8_t *const *rec, const
                     j->c.bytes[k] += len[i];
                 }
                 j->c.records += n;
-                rc = dtj_commit_locked(j, err);
+                rc = dtj_commit_reader_locked(j, err);
             }
         }
         close(fd);

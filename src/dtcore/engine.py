@@ -1,9 +1,11 @@
 """``dtcore.Engine``: the object another program embeds.
 
 One engine holds the settings, the statistics and the engine log; it starts
-target services, connects replication sets to targets, and runs mirrors,
-verifies and restores over those connections.  A mirror cut by a lost
-connection reconnects (``AutoReconnect``) and resumes where it stopped."""
+target services, connects replication sets to targets, replicates them
+live, and runs mirrors, verifies and restores over those connections.  A
+mirror cut by a lost connection reconnects (``AutoReconnect``) and resumes
+where it stopped; a replication reconnects and resends what the target had
+not acknowledged."""
 from __future__ import annotations
 
 import os
@@ -16,11 +18,14 @@ from dtcore.control.events import Event, emit, subscribe
 from dtcore.control.stats import ConState, Snapshot, Statistics
 from dtcore.errors import ConnectionFailedError, NetworkFailedError
 from dtcore.model.repset import ReplicationSet, Rule, Totals
+from dtcore.protocol.messages import StateRequest
 from dtcore.source.connection import Connection
-from dtcore.source.mirror import DIFFERENCE, Mirror, MirrorOptions, MirrorResult
+from dtcore.source.mirror import DIFFERENCE, FULL, Mirror, MirrorOptions, MirrorResult
+from dtcore.source.replication import Replication
 from dtcore.source.restore import RestoreResult, restore
 from dtcore.source.verifylog import VerifyLog
 from dtcore.target.service import APPLY_THREADS, HANDSHAKE_TIMEOUT, Target
+from dtcore.target.states import MIRROR_REQUIRED
 
 _RECONNECT_TRIES = 5
 
@@ -39,6 +44,7 @@ class Engine:
         self.stats = Statistics()
         self.targets: list[Target] = []
         self.connections: list[Connection] = []
+        self.replications: list[Replication] = []
         self.repset_totals: dict[str, Totals] = {}
         self._next_conn = 1
         self._log: EngineLog | None = None
@@ -105,6 +111,29 @@ class Engine:
                                          **options)
         return self._run(Mirror(conn, repset, opts, progress=progress))
 
+    def replicate(self, conn: Connection, repset: ReplicationSet, *,
+                  directory: str | None = None, coalesce: float = 0.005,
+                  progress: Callable[[Mirror], None] | None = None) -> Replication:
+        """Start replicating ``repset`` live over ``conn`` (event 4024): the
+        returned :class:`~dtcore.source.replication.Replication` takes the
+        program's ops.  Its queue and journal live in ``directory`` (default:
+        a folder of QJournalDir named after the set and the target path); ops
+        left there by an earlier run go first.  When that run may have lost
+        ops (it crashed without QLogWriteThrough) or the target path is not
+        OK, the target is marked Mirror Required and remirrored per
+        AutoRemirror before this returns."""
+        rep = Replication(conn, repset, directory=directory, coalesce=coalesce)
+        self.replications.append(rep)
+        if rep.needs_mirror:
+            how = self.config["AutoRemirror"]
+            conn.call(StateRequest(MIRROR_REQUIRED, "the replication may have lost ops"
+                                   if rep.pipeline.state.may_have_lost else "not in step"))
+            if how:
+                self.mirror(conn, repset, FULL if how == 2 else DIFFERENCE, checksum=how == 4,
+                            progress=progress)
+            rep.needs_mirror = False
+        return rep
+
     def verify(self, conn: Connection, repset: ReplicationSet, *, remirror: bool = False,
                checksum: bool | None = True, log_dir: str | None = None,
                progress: Callable[[Mirror], None] | None = None) -> MirrorResult:
@@ -126,6 +155,27 @@ class Engine:
         return restore(conn, destination, overwrite=overwrite)
 
     def _run(self, m: Mirror) -> MirrorResult:
+        """Run a mirror; with a replication live on its connection, replication
+        ops are flagged as sent during a mirror, and once the pass ends a
+        difference pass by attributes catches any file whose op overtook the
+        mirror's copy of it (at most two more passes)."""
+        tx = m.conn.tx
+        rep = tx.rep
+        before = rep.pipeline.state.last_seq() if rep is not None else 0
+        tx.mirroring += 1
+        try:
+            result = self._run_once(m)
+            for _ in range(2):
+                if rep is None or rep.pipeline.state.last_seq() == before:
+                    break
+                before = rep.pipeline.state.last_seq()
+                opts = MirrorOptions.from_config(self.config, mode=DIFFERENCE, checksum=False)
+                self._run_once(Mirror(m.conn, m.repset, opts))
+            return result
+        finally:
+            tx.mirroring -= 1
+
+    def _run_once(self, m: Mirror) -> MirrorResult:
         tries = 0
         while True:
             try:
@@ -159,6 +209,9 @@ class Engine:
     def close(self, timeout: float = 30) -> None:
         """Disconnect every connection (each waiting up to ``timeout`` seconds
         for what it sent to be acknowledged) and stop every target."""
+        for rep in self.replications:
+            rep.close(timeout)
+        self.replications.clear()
         for conn in self.connections:
             conn.close(timeout)
         for target in self.targets:

@@ -143,6 +143,11 @@ cdef extern from "dt_journal.h" nogil:
         uint64_t space_max
         uint64_t free_min
         int write_through
+        int hold
+    ctypedef struct dt_journal_mark:
+        uint64_t seq
+        uint64_t segno
+        uint64_t off
     ctypedef struct dt_journal_counts:
         uint64_t records
         uint64_t ops[2]
@@ -169,6 +174,8 @@ cdef extern from "dt_journal.h" nogil:
                            const uint32_t *length, const uint32_t *ops, const uint8_t *kind,
                            dt_err *err)
     int dt_journal_commit(dt_journal *j, dt_err *err)
+    void dt_journal_mark_get(dt_journal *j, dt_journal_mark *out)
+    int dt_journal_commit_mark(dt_journal *j, const dt_journal_mark *m, dt_err *err)
     void dt_journal_counts_get(dt_journal *j, dt_journal_counts *out)
     int dt_journal_close(dt_journal *j, dt_err *err)
 

@@ -10,7 +10,8 @@ from libc.string cimport memcpy
 
 from dtcore._native._c cimport (DT_E_CLOSED, DT_E_SPACE, DT_E_TIMEOUT, DT_J_UNLIMITED, dt_crc32c, dt_crc32c_select, dt_err,
                                 dt_journal, dt_journal_cfg, dt_journal_close,
-                                dt_journal_commit, dt_journal_counts, dt_journal_counts_get,
+                                dt_journal_commit, dt_journal_commit_mark, dt_journal_counts,
+                                dt_journal_mark, dt_journal_mark_get, dt_journal_counts_get,
                                 dt_journal_open, dt_journal_pop, dt_journal_prepend,
                                 dt_journal_push, dt_memq, dt_memq_bench_pair, dt_memq_close,
                                 dt_memq_counts, dt_memq_free, dt_memq_max_record, dt_memq_new,
@@ -335,7 +336,7 @@ cdef class Journal(_Consumer):
     cdef readonly object directory
 
     def __cinit__(self, directory, uint64_t segment_bytes, space_max, uint64_t free_min,
-                  bint write_through):
+                  bint write_through, bint hold=False):
         cdef dt_journal_cfg cfg
         cdef dt_err err
         path = bytes(directory) if isinstance(directory, bytes) else str(directory).encode()
@@ -346,6 +347,7 @@ cdef class Journal(_Consumer):
         cfg.space_max = DT_J_UNLIMITED if space_max is None else <uint64_t>space_max
         cfg.free_min = free_min
         cfg.write_through = write_through
+        cfg.hold = hold
         cdef int rc
         with nogil:
             rc = dt_journal_open(&cfg, &self.j, &err)
@@ -359,7 +361,7 @@ cdef class Journal(_Consumer):
 
     cdef dt_journal *live(self) except NULL:
         if self.j == NULL:
-            from dtcore.queues.records import QueueClosedError
+            from dtcore.errors import QueueClosedError
             raise QueueClosedError(f"disk queue {self.directory} is closed")
         return self.j
 
@@ -408,6 +410,24 @@ cdef class Journal(_Consumer):
         cdef int rc
         with nogil:
             rc = dt_journal_commit(j, &err)
+        if rc:
+            raise_status(rc, &err, f"disk queue {self.directory}: commit", True)
+
+    def mark(self):
+        """The reader's place after the last pop, as (seq, segno, offset)."""
+        cdef dt_journal_mark m
+        dt_journal_mark_get(self.live(), &m)
+        return (m.seq, m.segno, m.off)
+
+    def commit_mark(self, mark):
+        """Consume every record before ``mark`` (held journals)."""
+        cdef dt_journal *j = self.live()
+        cdef dt_journal_mark m
+        m.seq, m.segno, m.off = mark
+        cdef dt_err err
+        cdef int rc
+        with nogil:
+            rc = dt_journal_commit_mark(j, &m, &err)
         if rc:
             raise_status(rc, &err, f"disk queue {self.directory}: commit", True)
 

@@ -57,6 +57,9 @@ class Applier:
         self.stale = stale if stale is not None else set()
         self._fd_path: bytes | None = None
         self._fd = -1
+        # a path found missing is no failure (the op's effect is already
+        # there, or a running mirror brings the file): see Session
+        self.tolerant = False
 
     # -- the open file of consecutive writes ---------------------------------
     def _file(self, path: bytes) -> int:
@@ -125,6 +128,8 @@ class Applier:
                     stale_checked = True
                     self.root.forget()
                     continue
+                if self.tolerant and isinstance(e, FileNotFoundError):
+                    return
                 if e.errno in _PERMANENT or (
                         self.retry_limit and tries >= self.retry_limit) or self.stopping.is_set():
                     self._give_up(path, tries, e)

@@ -38,6 +38,15 @@ class Lanes:
         self._pool = ThreadPoolExecutor(self.count - 1, thread_name_prefix="dtcore-lane") \
             if self.count > 1 else None
 
+    @property
+    def tolerant(self) -> bool:
+        return self.main.tolerant
+
+    @tolerant.setter
+    def tolerant(self, value: bool) -> None:
+        for a in self._appliers:
+            a.tolerant = value
+
     def apply(self, ops: Sequence[Op | tuple]) -> None:
         """Apply ``ops`` with the same outcome as applying them in order."""
         if self._pool is None:

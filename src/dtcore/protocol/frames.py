@@ -36,7 +36,13 @@ HEADER = struct.Struct("<IBBHIIQ")
 HEADER_SIZE = HEADER.size
 MAGIC = 0x31575444  # "DTW1"
 FLAG_CRC, FLAG_LZ4, FLAG_MIRROR = 1, 2, 4
-_KNOWN_FLAGS = FLAG_CRC | FLAG_LZ4 | FLAG_MIRROR
+# An OPS frame of the live replication stream: its body starts with REP_HEAD.
+# TOLERANT: sent while a mirror runs, so an op may name what the mirror has
+# not brought yet (see dtcore.source.replication).
+FLAG_REP, FLAG_TOLERANT = 8, 16
+_KNOWN_FLAGS = FLAG_CRC | FLAG_LZ4 | FLAG_MIRROR | FLAG_REP | FLAG_TOLERANT
+# batch number u64 | when its ops were generated (ns since the epoch) u64
+REP_HEAD = struct.Struct("<QQ")
 DEFAULT_MAX_FRAME = 64 << 20
 # Handshake frames (read before the peer has proved anything): at most this
 # large, never compressed, and JSON nested at most _JSON_DEPTH deep.

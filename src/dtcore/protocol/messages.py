@@ -314,9 +314,29 @@ class RootRequest(Request):
         return cls(_hex(fields.get("attrs"), "root attributes"))
 
 
+@dataclass(frozen=True)
+class ReplicationStart(Request):
+    """A replication (re)starts on this connection: ``source`` is its lasting
+    identity (32 hex digits), by which the target finds the last batch it
+    applied from it."""
+
+    METHOD: ClassVar[str] = "replication_start"
+    source: str
+
+    def fields(self) -> Fields:
+        return {"source": self.source}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "ReplicationStart":
+        source = _text(fields, "source")
+        if len(source) != 32 or any(c not in "0123456789abcdef" for c in source):
+            raise StreamError("a replication's source identity is 32 hex digits")
+        return cls(source)
+
+
 REQUESTS: dict[str, type[Request]] = {cls.METHOD: cls for cls in (
     ManifestRequest, SumsRequest, SignatureRequest, ReadRequest, ReadlinkRequest, OrphansRequest,
-    StateRequest, RootRequest)}
+    StateRequest, RootRequest, ReplicationStart)}
 
 
 # -- replies -----------------------------------------------------------------
@@ -404,3 +424,19 @@ class StateReply(Reply):
     @classmethod
     def parse(cls, fields: Fields) -> "StateReply":
         return cls(_text(fields, "state"))
+
+
+@dataclass(frozen=True)
+class ReplicationStartReply(Reply):
+    """The last batch number the target applied from that source (0: none),
+    and the target path's data state."""
+
+    applied: int
+    state: str
+
+    def fields(self) -> Fields:
+        return {"applied": self.applied, "state": self.state}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "ReplicationStartReply":
+        return cls(_int(fields, "applied", high=(1 << 64) - 1), _text(fields, "state"))

@@ -21,23 +21,26 @@ class DiskQueue:
     after that the record outlives this process, but a crash of the machine
     before the kernel writes it back may lose it.  Popped records are
     consumed for good once :meth:`commit` (or close, or moving past a
-    segment) records the position."""
+    segment) records the position.  With ``hold``, popping never consumes:
+    a record stays (and comes back after a crash or a reopen) until
+    :meth:`commit_mark` is given a mark taken after it was popped."""
 
     def __init__(self, directory: str | os.PathLike[str],
                  segment_mb: int = settings.default("QJournalFileSize"),
                  space_max_mb: int | None = settings.default("QJournalSpaceMax"),
                  free_min_mb: int = settings.default("QJournalFreeSpaceMin"),
                  write_through: bool = bool(settings.default("QLogWriteThrough")),
-                 segment_bytes: int | None = None) -> None:
+                 segment_bytes: int | None = None, hold: bool = False) -> None:
         settings.check("QJournalFileSize", segment_mb)
         settings.check("QJournalSpaceMax", space_max_mb)
         settings.check("QJournalFreeSpaceMin", free_min_mb)
         if space_max_mb == 0:
             raise QueueLogFileError("QJournalSpaceMax is 0: disk queuing is disabled")
         self.directory = os.fspath(directory)
+        self.write_through = write_through
         self._j = Journal(self.directory, segment_bytes or segment_mb * MB,
                           None if space_max_mb is None else space_max_mb * MB,
-                          free_min_mb * MB, write_through)
+                          free_min_mb * MB, write_through, hold)
         c = self._j.counts()
         self.torn_bytes: int = c["torn_bytes"]
         if self.torn_bytes:
@@ -72,6 +75,14 @@ class DiskQueue:
 
     def commit(self) -> None:
         self._j.commit()
+
+    def mark(self) -> tuple[int, int, int]:
+        """The reader's place after the last pop."""
+        return self._j.mark()
+
+    def commit_mark(self, mark: tuple[int, int, int]) -> None:
+        """Consume (durably) every record popped before ``mark``."""
+        self._j.commit_mark(mark)
 
     def counts(self) -> dict[str, Any]:
         return self._j.counts()

@@ -25,7 +25,15 @@ class ReplicationQueue:
     Closing writes what is still in memory to the front of the journal, so a
     reopened queue holds exactly what was queued.  Without a journal
     directory (or with ``QJournalSpaceMax`` 0), a full memory queue blocks
-    its producers instead."""
+    its producers instead.
+
+    With ``write_through`` (QLogWriteThrough) every record goes to the
+    journal, durable when :meth:`push` returns; memory is not used for them.
+    With ``hold`` (the live replication stream), records popped from the
+    journal stay in it until :meth:`commit` is given the mark that
+    :meth:`pop_marked` returned with them, so a crash before the target's
+    acknowledgement sends them again; while any are held, new records go to
+    the journal too, which keeps one FIFO over both."""
 
     def __init__(self, journal_dir: str | os.PathLike[str] | None = None, *,
                  memory_bytes: int | None = None,
@@ -36,14 +44,19 @@ class ReplicationQueue:
                  free_min_mb: int = settings.default("QJournalFreeSpaceMin"),
                  write_through: bool = bool(settings.default("QLogWriteThrough")),
                  alert_threshold: int = settings.default("QueueSizeAlertThreshold"),
-                 segment_bytes: int | None = None) -> None:
+                 segment_bytes: int | None = None, hold: bool = False,
+                 alert_label: str = "") -> None:
         settings.check("MemoryQueueToDiskThreshold", to_disk_threshold)
         settings.check("QueueSizeAlertThreshold", alert_threshold)
         self.memory = MemoryQueue(memory_bytes, max_ops)
         self.disk: DiskQueue | None = None
         if journal_dir is not None and space_max_mb != 0:
             self.disk = DiskQueue(journal_dir, segment_mb, space_max_mb, free_min_mb, write_through,
-                                  segment_bytes)
+                                  segment_bytes, hold)
+        self._to_disk_always = self.disk is not None and write_through
+        self._popped = 0  # journal records popped, ever
+        self._committed = 0  # of those, consumed by a committed mark
+        self._alert_label = alert_label
         self._spill_at = self.memory.max_bytes * to_disk_threshold // 100
         self._space_max = None if space_max_mb is None else space_max_mb * MB
         self._alert_at = alert_threshold
@@ -62,7 +75,8 @@ class ReplicationQueue:
                 raise QueueClosedError("the replication queue is closed")
             if self.disk is None:
                 pushed = self.memory.push(records, ops, kind, timeout)
-            elif self.disk.counts()["records"] or self.memory.counts()["pool_used"] >= self._spill_at:
+            elif self._to_disk_always or self._popped > self._committed or \
+                    self.disk.counts()["records"] or self.memory.counts()["pool_used"] >= self._spill_at:
                 pushed = self.disk.push(records, ops, kind)
             else:
                 pushed = self.memory.push(records, ops, kind, 0)
@@ -99,6 +113,40 @@ class ReplicationQueue:
                                   meta, batch)
             if got or self.disk is None:
                 return got
+
+    def pop_marked(self, max_records: int = 1024, timeout: float | None = None,
+                   max_bytes: int = MB) -> tuple[Any, tuple[int, int, int, int] | None]:
+        """(a RecordBatch, its mark): the mark is None for records that came
+        from memory, else what :meth:`commit` takes once they are done with.
+        A batch never mixes the two."""
+        got = self.memory.pop(max_records, 0, max_bytes, batch=True)
+        if len(got) or self.disk is None:
+            return (got if len(got) else self.memory.pop(max_records, timeout, max_bytes, batch=True)), None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                got = self.memory.pop(max_records, 0, max_bytes, batch=True)
+                if len(got):
+                    return got, None
+                got = self.disk.pop(max_records, max_bytes, batch=True)
+                if len(got):
+                    self._popped += len(got)
+                    return got, (*self.disk.mark(), self._popped)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return got, None
+            wait = 0.05 if left is None else min(left, 0.05)
+            got = self.memory.pop(max_records, wait, max_bytes, batch=True)
+            if len(got):
+                return got, None
+
+    def commit(self, mark: tuple[int, int, int, int]) -> None:
+        """Consume, durably, the journal records popped up to ``mark``."""
+        assert self.disk is not None
+        with self._lock:
+            if mark[3] > self._committed:
+                self.disk.commit_mark(mark[:3])
+                self._committed = mark[3]
 
     # -- state --
 
@@ -147,18 +195,21 @@ class ReplicationQueue:
             return
         over = self.percent_used() >= self._alert_at
         if over and not self._alerted:
-            emit(4072, threshold=self._alert_at, conn=f"{self.percent_used():.0f}% used")
+            emit(4072, threshold=self._alert_at,
+                 conn=f"{self._alert_label}{self.percent_used():.0f}% used")
         self._alerted = over
 
-    def close(self) -> int:
-        """Stop the queue.  Records still in memory go to the front of the
-        journal; returns how many had to be dropped (only without one)."""
+    def close(self, front: list[tuple[Any, int, int]] = ()) -> int:  # type: ignore[assignment]
+        """Stop the queue.  ``front`` (records with their op counts and kinds,
+        popped from memory and not done with) and the records still in memory
+        go to the front of the journal, ahead of held ones; returns how many
+        had to be dropped (only without a journal)."""
         with self._lock:
             if self._closed:
                 return 0
             self._closed = True
             self.memory.close()
-            left: list = []
+            left: list = list(front)
             try:
                 while batch := self.memory.pop(65536, 0, 16 * MB, meta=True):
                     left.extend(batch)

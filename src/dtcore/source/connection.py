@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -91,7 +92,10 @@ class Connection:
         self.target_state = ""
         self.queue: ReplicationQueue | None = None
         self.source_id = secrets.token_hex(16)  # kept across reconnects
-        self.tx = Transmitter(self.config["SourcePendingAcks"], self.counters, f"dtcore-tx-{conn_id}")
+        self.tx = Transmitter(self.config["SourcePendingAcks"], self.counters, f"dtcore-tx-{conn_id}",
+                              self.config["HPQueueRatio"])
+        self.generation = 0  # links made so far: a reconnect of a link already replaced is moot
+        self._connect_lock = threading.Lock()
 
     def label(self) -> str:
         from dtcore.control.catalogue import connection_label
@@ -124,27 +128,38 @@ class Connection:
                 raise
             raise ConnectionFailedError(f"handshake with {self.host}:{self.port} failed: {e}") from None
         self.target_state = Welcome.parse(welcome).state
-        self.queue = ReplicationQueue(memory_bytes=min(cfg["QMemoryBufferMax"], 64) * MB,
+        # mirror frames waiting to be sent (the window bounds them)
+        self.queue = ReplicationQueue(memory_bytes=cfg["QMemoryBufferMax"] * MB,
                                       max_ops=cfg["OpBufferSize"], alert_threshold=0)
         self.stats.feed(self.id, self.queue.counts)
         self.link = Link(ch, f"target {self.host}:{self.port}", heartbeat=cfg["HBExternalRate"],
                          ttl=cfg["HBTTL"], on_ack=self.tx.on_ack, on_flow=self.tx.on_flow,
                          on_notice=self.tx.on_notice,
                          on_close=self._on_close).start()
-        self.tx.start(self.link, self.queue)
+        self.generation += 1
+        try:
+            self.tx.start(self.link, self.queue)
+        except BaseException:
+            self.link.close()
+            raise
         self.counters["conState"] = int(ConState.ACTIVE)
         self.counters["connectTime"] = int(time.time())
         emit(4016, conn=self.label())
         return self
 
-    def reconnect(self) -> "Connection":
+    def reconnect(self, generation: int | None = None) -> "Connection":
         """Drop what was in flight (a mirror resumes from its acknowledged
-        files) and connect again."""
-        if self.link is not None:
-            self.link.close()
-        self.tx.drop_in_flight()
-        self.link = None
-        return self.connect()
+        files, a replication resends what was not acknowledged) and connect
+        again.  With ``generation`` (the link that failed), nothing happens
+        when another thread has made a new link since."""
+        with self._connect_lock:
+            if generation is not None and generation != self.generation and self.alive:
+                return self
+            if self.link is not None:
+                self.link.close()
+            self.tx.drop_in_flight()
+            self.link = None
+            return self.connect()
 
     @property
     def alive(self) -> bool:

@@ -1,41 +1,66 @@
-"""The source's transmit stage: producers (mirror workers now, the
-replication intake next) hand over op lists; each becomes one OPS frame,
-compressed and checksummed in the producer's own thread, numbered and put on
-the connection's replication queue in order.  A transmit thread sends queued
-frames several at a time.  At most ``SourcePendingAcks`` ops wait for the
-target's acknowledgement (a producer waits beyond that); each cumulative ACK
-completes the frames up to it, in order, running their callbacks.  A target
-that asks for a pause (its mirror memory passed ``TGMirrorCapacityHigh``)
-stops mirror frames until it asks to resume."""
+"""The source's transmit stage.  Two streams share the connection:
+
+- mirror ops: producers (the mirror's workers) hand over op lists; each
+  becomes one OPS frame body, compressed in the producer's own thread, and
+  waits in the connection's mirror queue;
+- the live replication stream (:mod:`dtcore.source.rep_stream`): records
+  from the replication pipeline's queue, framed when sent.
+
+One transmit thread sends up to ``HPQueueRatio`` replication frames per
+mirror frame.  Frames are numbered when they leave, so the target's
+cumulative ACK of a frame number completes exactly the frames sent before
+it, whichever stream they came from.  At most ``SourcePendingAcks`` ops
+wait for acknowledgement (a mirror producer waits beyond that; replication
+records stay queued).  A target that asks for a pause (its mirror memory
+passed ``TGMirrorCapacityHigh``) stops mirror frames until it asks to
+resume; replication goes on."""
 from __future__ import annotations
 
 import os
 import threading
 import time
-from collections import OrderedDict
-from typing import Any, Callable
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Any, Callable
 
 from dtcore.control.events import emit
 from dtcore.control.stats import Counters
 from dtcore.errors import DTError, QueueClosedError
 from dtcore.model.ops import Op, pack_batch
-from dtcore.protocol.frames import FLAG_MIRROR, OPS, PeerClosed, json_object
+from dtcore.protocol.frames import (
+    FLAG_MIRROR,
+    FLAG_REP,
+    FLAG_TOLERANT,
+    OPS,
+    PeerClosed,
+    json_object,
+)
 from dtcore.protocol.link import Link
 from dtcore.protocol.messages import Ack, Flow, Notice, OpFailure
 from dtcore.queues.records import MB, MIRROR, REPLICATION
 from dtcore.queues.replication import ReplicationQueue
 
+if TYPE_CHECKING:
+    from dtcore.source.rep_stream import ReplicationStream
+
 Callback = Callable[[], None]
+_FLAGS = bytes(range(256))  # the one-byte prefix of a queued mirror body
 
 
 class Transmitter:
     """Frames out and acknowledgements in for one connection; it outlives a
     reconnect (frame numbers go on), dropping what was in flight."""
 
-    def __init__(self, window: int, counters: Counters, name: str) -> None:
+    def __init__(self, window: int, counters: Counters, name: str, ratio: int = 5) -> None:
         self.window = window  # SourcePendingAcks
+        self.ratio = ratio  # HPQueueRatio
         self.counters = counters
         self.name = name
+        self.rep: ReplicationStream | None = None
+        self.mirroring = 0  # mirrors running on this connection
+        self._work = threading.Event()  # something to send, or room in the window
+        self._rep_lock = threading.Lock()
+        # (ops, callback) of each queued mirror body, in queue order
+        self._queued: deque[tuple[int, Callback | None]] = deque()
         self.link: Link | None = None
         self.queue: ReplicationQueue | None = None
         self._seq = 0
@@ -51,8 +76,11 @@ class Transmitter:
         self.on_notice_hook: Callable[[Notice], None] | None = None
 
     def start(self, link: Link, queue: ReplicationQueue) -> None:
-        """Transmit over a new link from a new queue."""
+        """Transmit over a new link from a new queue; a replication stream
+        first learns what the target applied."""
         self.link, self.queue = link, queue
+        if self.rep is not None:
+            self.rep.resume(link)
         self._thread = threading.Thread(target=self._transmit, name=self.name, daemon=True)
         self._thread.start()
 
@@ -79,49 +107,115 @@ class Transmitter:
             while self._unacked_ops and self._unacked_ops + n > self.window and not link.closed:
                 self._cv.wait(0.5)
         assert self.queue is not None
-        with self._seq_lock:
+        record = b"".join([_FLAGS[flags:flags + 1], *parts])
+        with self._seq_lock:  # the queue and _queued in one order
             self.check()
-            self._seq += 1
-            seq = self._seq
-            record = b"".join([link.ch.header(OPS, flags, parts, seq), *parts])
             with self._cv:
-                self._pending[seq] = (n, on_applied)
+                self._queued.append((n, on_applied))
                 self._unacked_ops += n
             try:
                 self.queue.push([record], n, MIRROR if mirror else REPLICATION)
             except QueueClosedError:
                 raise PeerClosed("the connection closed") from None
+        self._work.set()
         self.counters.add("conOpsTx", n)
         self.counters.add("conBytesTx", len(body))
-        self.counters.add("conBytesCompressedTx", len(record))
-        return len(record)
+        self.counters.add("conBytesCompressedTx", len(record) + 23)
+        return len(record) + 23
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until the target has acknowledged every op sent so far."""
+        """Wait until the target has acknowledged every mirror op handed
+        over so far."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
-            while self._pending:
+            while self._pending or self._queued:
                 self.check()
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    raise TimeoutError(f"{len(self._pending)} frames still unacknowledged")
+                    raise TimeoutError(f"{len(self._pending) + len(self._queued)} frames still "
+                                       "unacknowledged")
                 self._cv.wait(0.2 if left is None else min(left, 0.2))
         self.check()
 
+    def attach(self, rep: ReplicationStream) -> None:
+        """Carry a live replication stream from now on (and after reconnects)."""
+        rep.resume(self.check())
+        self.rep = rep
+        self._work.set()
+
+    def detach(self) -> None:
+        """Stop carrying the replication stream (after the record being sent)."""
+        with self._rep_lock:
+            self.rep = None
+
+    def wake(self) -> None:
+        """New replication records are queued."""
+        self._work.set()
+
     def _transmit(self) -> None:
-        assert self.queue is not None and self.link is not None
-        while True:
-            try:
-                records = self.queue.pop(64, timeout=None, max_bytes=8 * MB, batch=True)
-            except QueueClosedError:
-                return
-            if MIRROR in records.kinds:
-                self._resume.wait()
-            try:
-                self.link.send_parts(list(records))
-            except DTError as e:
-                self.link.fail(e)
-                return
+        link, queue = self.link, self.queue
+        assert queue is not None and link is not None
+        try:
+            while not link.closed:
+                self._work.clear()
+                sent = False
+                with self._rep_lock:
+                    rep = self.rep
+                    if rep is not None:
+                        for _ in range(self.ratio):
+                            if not self._send_replication(link, rep):
+                                break
+                            sent = True
+                if self._resume.is_set():
+                    records = queue.pop(64, timeout=0, max_bytes=8 * MB, batch=True)
+                    if len(records):
+                        self._send_mirror(link, records)
+                        sent = True
+                if not sent:
+                    self._work.wait(0.05)
+        except QueueClosedError:
+            return
+        except DTError as e:
+            link.fail(e)
+
+    def _number(self, n: int, callback: Callback | None) -> int:
+        with self._seq_lock:
+            self._seq += 1
+            seq = self._seq
+        with self._cv:
+            self._pending[seq] = (n, callback)
+        return seq
+
+    def _send_mirror(self, link: Link, records: Any) -> None:
+        frames: list[Any] = []
+        for record in records:
+            with self._cv:
+                n, callback = self._queued.popleft()
+            view = memoryview(record)
+            body = view[1:]
+            seq = self._number(n, callback)
+            frames += [link.ch.header(OPS, view[0], [body], seq), body]
+        link.send_parts(frames)
+
+    def _send_replication(self, link: Link, rep: ReplicationStream) -> bool:
+        if self._unacked_ops >= self.window:
+            return False
+        item = rep.next()
+        if item is None:
+            return False
+        flags, parts = link.ch.encode(item.record)
+        flags |= FLAG_REP | (FLAG_TOLERANT if self.mirroring else 0)
+        with self._cv:
+            self._unacked_ops += item.ops
+        seq = self._number(0, None)
+        rep.sent(item, seq)
+        link.send_parts([link.ch.header(OPS, flags, parts, seq), *parts])
+        size = sum(len(p) for p in parts) + 24
+        self.counters.add("conOpsTx", item.ops)
+        self.counters.add("conBytesTx", len(item.record))
+        self.counters.add("conBytesCompressedTx", size)
+        self.counters["conOpsInAckQueue"] = self._unacked_ops
+        return True
 
     # -- the link's callbacks --------------------------------------------------
     def on_ack(self, seq: int, body: Any = b"") -> None:
@@ -143,7 +237,16 @@ class Transmitter:
                 self._unacked_ops -= n
                 if callback is not None:
                     done.append(callback)
+        rep = self.rep
+        if rep is not None:
+            before = rep.unacked_ops()
+            rep.acked(seq)
+            with self._cv:
+                self._unacked_ops -= before - rep.unacked_ops()
+        with self._cv:
             self._cv.notify_all()
+        self.counters["conOpsInAckQueue"] = self._unacked_ops
+        self._work.set()
         for callback in done:
             callback()
 
@@ -152,6 +255,7 @@ class Transmitter:
             self._resume.clear()
         else:
             self._resume.set()
+            self._work.set()
 
     def on_notice(self, fields: dict[str, Any]) -> None:
         notice = Notice.parse(fields)
@@ -173,6 +277,7 @@ class Transmitter:
         self._resume.set()
         if self.queue is not None:
             self.queue.close()
+        self._work.set()
         with self._cv:
             self._cv.notify_all()
 
@@ -186,5 +291,6 @@ class Transmitter:
         self.join()
         with self._cv:
             self._pending.clear()
+            self._queued.clear()
             self._unacked_ops = 0
         self._resume.set()

@@ -30,6 +30,8 @@ from dtcore.protocol.messages import (
     OrphansRequest,
     ReadlinkRequest,
     ReadRequest,
+    ReplicationStart,
+    ReplicationStartReply,
     Reply,
     RootRequest,
     SignatureReply,
@@ -167,6 +169,16 @@ def _root(s: Session, req: RootRequest, data: bytes) -> tuple[Reply, Any]:
     return Reply(), b""
 
 
+def _replication_start(s: Session, req: ReplicationStart, data: bytes) -> tuple[Reply, Any]:
+    """A replication (re)starts: batches up to the last one applied from
+    this source are resends from now on, and the first new one may repeat
+    a batch half applied when the target last stopped."""
+    s.rep_applied = s.target.applied.get(req.source)
+    s.rep_source = req.source
+    s.replay = True
+    return ReplicationStartReply(s.rep_applied, s.target.states.get(s.path)), b""
+
+
 # Each method's request class (which parses and checks its fields) and handler.
 HANDLERS: dict[str, tuple[Any, Handler]] = {
     ManifestRequest.METHOD: (ManifestRequest, _manifest), SumsRequest.METHOD: (SumsRequest, _sums),
@@ -174,4 +186,5 @@ HANDLERS: dict[str, tuple[Any, Handler]] = {
     ReadlinkRequest.METHOD: (ReadlinkRequest, _readlink),
     OrphansRequest.METHOD: (OrphansRequest, _orphans), StateRequest.METHOD: (StateRequest, _state),
     RootRequest.METHOD: (RootRequest, _root),
+    ReplicationStart.METHOD: (ReplicationStart, _replication_start),
 }

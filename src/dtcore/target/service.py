@@ -21,6 +21,7 @@ from dtcore.errors import (
 )
 from dtcore.protocol.handshake import secret_bytes
 from dtcore.protocol.tls import self_signed, server_tls
+from dtcore.target.applied import AppliedBatches
 from dtcore.target.session import Session
 from dtcore.target.states import STATE_DIR, DataStates
 
@@ -56,6 +57,9 @@ class Target:
         self.state_dir = os.path.join(self.root.path, STATE_DIR.decode())
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         self.states = DataStates(self.state_dir)
+        # an acknowledgement promises the page cache (TGWriteCache 1) or the disk
+        self.applied = AppliedBatches(os.path.join(self.state_dir, "applied"),
+                                      durable=not self.config["TGWriteCache"])
         self.secret = secret_bytes(secret)
         self.stats = stats or Statistics()
         self.host = host
@@ -198,6 +202,7 @@ class Target:
         if self._thread is not None:
             self._thread.join(5)
         self.root.close()
+        self.applied.close()
         emit(4004)
 
     def __enter__(self) -> "Target":

@@ -12,6 +12,7 @@ import collections
 import errno
 import json
 import os
+import shutil
 import socket
 import stat
 import threading
@@ -37,12 +38,22 @@ from dtcore.errors import (
 from dtcore.model.compression import Compressor
 from dtcore.model.ops import unpack_batch
 from dtcore.model.paths import check_path
-from dtcore.protocol.frames import ACK, FLAG_MIRROR, FLOW, NOTICE, Channel, tune_socket
+from dtcore.protocol.frames import (
+    ACK,
+    FLAG_MIRROR,
+    FLAG_REP,
+    FLAG_TOLERANT,
+    FLOW,
+    NOTICE,
+    REP_HEAD,
+    Channel,
+    tune_socket,
+)
 from dtcore.protocol.handshake import server_handshake
 from dtcore.protocol.link import Link
 from dtcore.protocol.messages import METHOD_FIELD, Ack, Flow, Hello, Notice, OpFailure, Welcome
-from dtcore.queues.memory import MemoryQueue
 from dtcore.queues.records import MB, MIRROR, REPLICATION
+from dtcore.queues.replication import ReplicationQueue
 from dtcore.target.requests import HANDLERS
 from dtcore.target.states import MIRROR_REQUIRED, STATE_DIR
 
@@ -66,15 +77,23 @@ class Session:
         self.root: SafeRoot | None = None
         self.path = ""
         self.stopping = threading.Event()
-        self.queue: MemoryQueue | None = None
+        self.queue: ReplicationQueue | None = None
+        self._queue_dir = ""
+        # the live replication this session serves: its source identity, the
+        # last batch applied from it, and whether the next batch may repeat
+        # one half applied when the target stopped (it then tolerates ops
+        # whose effect is already there)
+        self.rep_source: str | None = None
+        self.rep_applied = 0
+        self.replay = False
         self.counters: Counters | None = None
         self._paused = False
         self._flow = threading.Lock()
         self._received = 0
         self._applied = 0
-        # the frame number of each record in the queue, in queue order (one
-        # reader appends, one applier takes): the body goes in uncopied
-        self._seqs: collections.deque[int] = collections.deque()
+        # the frame number and flags of each record in the queue, in queue
+        # order (one reader appends, one applier takes): the body goes in uncopied
+        self._seqs: collections.deque[tuple[int, int]] = collections.deque()
         self._cv = threading.Condition()
         self._helpers: ThreadPoolExecutor | None = None
         self._applier: threading.Thread | None = None
@@ -159,7 +178,16 @@ class Session:
         """The queue and the applier, from the first op batch on: a source
         that only asks questions (verify, restore) costs no queue ring."""
         cfg = self.target.config
-        self.queue = MemoryQueue(min(cfg["QMemoryBufferMax"], 64) * MB, cfg["OpBufferSize"])
+        # what arrives faster than it is applied waits in memory, then on disk
+        # (a session's own folder: nothing in it is acknowledged, so it need
+        # not outlive the session)
+        self._queue_dir = os.path.join(self.target.state_dir, f"queue-{self.id}")
+        shutil.rmtree(self._queue_dir, ignore_errors=True)
+        self.queue = ReplicationQueue(
+            self._queue_dir, memory_bytes=cfg["QMemoryBufferMax"] * MB, max_ops=cfg["OpBufferSize"],
+            to_disk_threshold=cfg["MemoryQueueToDiskThreshold"], segment_mb=cfg["QJournalFileSize"],
+            space_max_mb=cfg["QJournalSpaceMax"] or None, free_min_mb=cfg["QJournalFreeSpaceMin"],
+            write_through=False, alert_threshold=0)
         self._applier = threading.Thread(target=self._apply_loop, name=f"dtcore-apply-{self.id}",
                                          daemon=True)
         self._applier.start()
@@ -169,7 +197,11 @@ class Session:
         if self.link is None:
             self.sock.close()
         if self.queue is not None:
+            self.queue.memory.close()
+            if self._applier is not None:  # it may have started after the link closed
+                self._applier.join()
             self.queue.close()
+            shutil.rmtree(self._queue_dir, ignore_errors=True)
         if self._helpers is not None:
             self._helpers.shutdown(wait=True)
         for root in self._clones:
@@ -201,9 +233,11 @@ class Session:
         self.counters.add("Ops Received", info)
         if kind == MIRROR:
             self.counters.add("Mirror Ops Received", info)
-        self._seqs.append(seq)  # before the push, so the applier always finds it
-        if not self.queue.push([body], info, kind):
-            raise StreamError("the target queue is closed")
+        self._seqs.append((seq, flags))  # before the push, so the applier always finds it
+        try:
+            self.queue.push([body], info, kind)
+        except QueueClosedError:
+            raise StreamError("the target queue is closed") from None
         if kind == MIRROR:
             self._flow_check()
 
@@ -214,7 +248,7 @@ class Session:
         a pause can never follow the applier's last look at a drained queue."""
         assert self.link is not None
         with self._flow:
-            queued = self.queue.counts()["mir_bytes"]
+            queued = self.queue.counts()["conBytesInMirQueue"]
             if not self._paused and queued > self._high:
                 self._paused = True
                 self.target.flow_pauses += 1
@@ -243,14 +277,18 @@ class Session:
                     break  # closed and drained
                 last = 0
                 for record in records:
-                    last = self._seqs.popleft()
-                    applier.apply(unpack_batch(record))
+                    last, flags = self._seqs.popleft()
+                    if flags & FLAG_REP:
+                        self._apply_replication(applier, record, flags)
+                    else:
+                        applier.apply(unpack_batch(record))
                 with self._cv:
                     self._applied = last
                     self._cv.notify_all()
                 counts = self.queue.counts()
-                self.counters["Bytes In Target Queue"] = counts["rep_bytes"] + counts["mir_bytes"]
-                self.counters["Ops Remaining"] = counts["rep_ops"] + counts["mir_ops"]
+                self.counters["Bytes In Target Queue"] = counts["Bytes In Target Queue"]
+                self.counters["Bytes In Target Disk Queue"] = counts["Bytes In Target Disk Queue"]
+                self.counters["Ops Remaining"] = counts["conOpsInRepQueue"] + counts["conOpsInMirQueue"]
                 self._flow_check()
                 with self._cv:
                     dropped, self._dropped = self._dropped, []
@@ -277,6 +315,27 @@ class Session:
             with self._cv:
                 self._applied = -1
                 self._cv.notify_all()
+
+    def _apply_replication(self, lanes: Lanes, record: Any, flags: int) -> None:
+        """One batch of the live stream, applied once: a batch number at or
+        below the last one applied from this source is a resend, dropped."""
+        view = memoryview(record)
+        if len(view) < REP_HEAD.size:
+            raise StreamError("a replication batch is shorter than its header")
+        if self.rep_source is None:
+            raise StreamError("a replication batch came before the replication started")
+        seq, _ = REP_HEAD.unpack_from(view)
+        if seq <= self.rep_applied:
+            return
+        lanes.tolerant = bool(flags & FLAG_TOLERANT) or self.replay
+        try:
+            lanes.apply(unpack_batch(view[REP_HEAD.size:]))
+        finally:
+            lanes.tolerant = False
+        self.replay = False
+        self.rep_applied = seq
+        assert self.root is not None
+        self.target.applied.set(self.rep_source, seq, self.root.fd)
 
     def _gave_up(self, path: bytes, error: OSError) -> None:
         failure = op_failure(path, error)
@@ -361,7 +420,9 @@ class Session:
     def _on_close(self, error: BaseException | None) -> None:
         self.stopping.set()
         if self.queue is not None:
-            self.queue.close()
+            # pushes end, the applier drains what memory holds (the rest was
+            # never acknowledged: the source sends it again)
+            self.queue.memory.close()
         emit(4017, conn=self.label())
         self.target.forget(self)
 

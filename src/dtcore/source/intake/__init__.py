@@ -1,0 +1,1 @@
+"""Where replication ops come from: files written through the API."""

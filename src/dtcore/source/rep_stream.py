@@ -1,0 +1,139 @@
+"""The sending side of a live replication on one connection.
+
+The transmitter takes records from the pipeline's queue through
+:meth:`ReplicationStream.next`, frames and sends them; the stream keeps
+every record sent and not yet acknowledged (the ack window).  A cumulative
+acknowledgement completes records in order: the pipeline learns which batch
+numbers are applied, and the journal's committed position moves past them
+(at most every ``COMMIT_EVERY`` seconds, since each commit syncs; a crash in
+between only resends batches the target drops as already applied).  After a
+reconnect, :meth:`resume` asks the target which batch it applied last, drops
+what it has, and everything else is sent again, in order, before anything
+new."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from dtcore.control.stats import Counters
+from dtcore.protocol.link import Link
+from dtcore.protocol.messages import ReplicationStart, ReplicationStartReply
+from dtcore.queues.records import MB, REPLICATION
+from dtcore.source.pipeline import Pipeline, record_head
+
+COMMIT_EVERY = 0.05
+_MAX_RECORD = 64 * MB
+
+
+@dataclass
+class Sent:
+    """A queued record, and once sent, the frame that carried it."""
+
+    seq: int  # batch number
+    ops: int
+    record: bytes
+    mark: tuple[int, int, int, int] | None  # the journal's, None for a record from memory
+    frame: int = 0
+
+
+class ReplicationStream:
+    """Records between the pipeline's queue and the target's acknowledgement."""
+
+    def __init__(self, pipeline: Pipeline, counters: Counters) -> None:
+        self.pipeline = pipeline
+        self.counters = counters
+        self.inflight: deque[Sent] = deque()  # sent, not yet acknowledged
+        self.resend: deque[Sent] = deque()  # to send again, before anything new
+        self.applied = 0  # the last batch number the target applied
+        self.target_state = ""
+        self._lock = threading.Lock()
+        self._mark: tuple[int, int, int, int] | None = None  # acknowledged, not yet committed
+        self._committed_at = 0.0
+
+    def resume(self, link: Link) -> None:
+        """Tell the target this replication (re)starts; keep for sending only
+        what it has not applied."""
+        reply, _ = link.call(ReplicationStart.METHOD,
+                             ReplicationStart(self.pipeline.state.source).fields(), timeout=60)
+        start = ReplicationStartReply.parse(reply)
+        self.pipeline.state.restart_from(start.applied)
+        self.target_state = start.state
+        with self._lock:
+            self.resend.extendleft(reversed(self.inflight))
+            self.inflight.clear()
+            while self.resend and self.resend[0].seq <= start.applied:
+                self._done(self.resend.popleft())
+            self.applied = max(self.applied, start.applied)
+        self.pipeline.acknowledged(start.applied)
+        self._commit(force=True)
+
+    def next(self) -> Sent | None:
+        """The next record to send (a resend first), or None."""
+        with self._lock:
+            if self.resend:
+                item = self.resend.popleft()
+                self.counters.add("conResentOpCount", item.ops)
+                return item
+        batch, mark = self.pipeline.queue.pop_marked(1, timeout=0, max_bytes=_MAX_RECORD)
+        if not len(batch):
+            return None
+        record = bytes(batch[0])
+        return Sent(record_head(record)[0], int(batch.ops[0]), record, mark)
+
+    def sent(self, item: Sent, frame: int) -> None:
+        item.frame = frame
+        with self._lock:
+            self.inflight.append(item)
+
+    def acked(self, frame: int) -> None:
+        """The target applied every frame up to ``frame``."""
+        last = 0
+        with self._lock:
+            while self.inflight and self.inflight[0].frame <= frame:
+                item = self.inflight.popleft()
+                self._done(item)
+                last = item.seq
+        if last:
+            self.applied = max(self.applied, last)
+            self.pipeline.acknowledged(last)
+            self._commit()
+
+    def _done(self, item: Sent) -> None:
+        if item.mark is not None:
+            self._mark = item.mark
+
+    def _commit(self, force: bool = False) -> None:
+        mark = self._mark
+        now = time.monotonic()
+        if mark is None or (not force and now - self._committed_at < COMMIT_EVERY):
+            return
+        self._mark = None
+        self._committed_at = now
+        self.pipeline.queue.commit(mark)
+
+    def unacked_ops(self) -> int:
+        with self._lock:
+            return sum(i.ops for i in self.inflight)
+
+    def pending(self) -> bool:
+        """Whether anything is queued, being sent, or waiting for its ack."""
+        with self._lock:
+            if self.inflight or self.resend:
+                return True
+        return self.pipeline.queue.counts()["Records"] > 0
+
+    def close(self) -> None:
+        """Commit what was acknowledged; records from memory that were not
+        go back to the front of the journal (those from the journal are
+        still in it), so a later run sends them again."""
+        self._commit(force=True)
+        with self._lock:
+            left = list(self.inflight) + list(self.resend)
+            self.inflight.clear()
+            self.resend.clear()
+        front: list[tuple[Any, int, int]] = [(i.record, i.ops, REPLICATION)
+                                             for i in left if i.mark is None]
+        self.pipeline.close(front)

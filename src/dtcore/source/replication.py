@@ -1,0 +1,366 @@
+"""Live replication of a replication set over a connection.
+
+The embedding program reports each file operation as it happens (or writes
+through :meth:`Replication.open`, which does the file's writes and reports
+them); the ops go intake -> merge -> queue (:mod:`dtcore.source.pipeline`)
+-> transmitter (:mod:`dtcore.source.rep_stream`) -> target, which applies
+them in order, each batch once, and acknowledges.  A supervisor thread
+reconnects a cut link (``AutoReconnect``) and the unacknowledged batches go
+again.
+
+What a call promises depends on ``QLogWriteThrough``:
+
+- 1: when a call returns, its ops are in the journal on disk (fdatasync).
+  A crash of the process or the machine after that loses none of them; the
+  restarted replication sends them from the journal.
+- 0: when a call returns, its ops are in this process's memory (the intake
+  buffer, moved to the queue within ``coalesce`` seconds); they reach the
+  journal only past ``MemoryQueueToDiskThreshold`` or at a clean close.  A
+  crash may lose them, so a replication restarted after one marks the
+  target Mirror Required (see :attr:`Replication.needs_mirror`).
+
+Replication while a mirror runs on the same connection: the ops go out as
+usual, beside the mirror's frames, flagged so that the target takes an op
+on a path it does not have yet as no failure (the mirror brings that file,
+and it reads the file after the op changed it).  An op on a file whose
+frames the mirror is sending at that moment may reach the target before
+them; a mirror started while ops arrive therefore ends with a difference
+pass (see ``Engine.replicate``), after which the target equals the source."""
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from typing import Any
+
+from dtcore.control.events import emit
+from dtcore.control.stats import ConState
+from dtcore.errors import DTError, InvalidParameterError, InvalidPathError, QueueClosedError
+from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, pack_batch
+from dtcore.model.paths import check_path
+from dtcore.model.repset import ReplicationSet
+from dtcore.source.connection import Connection
+from dtcore.source.pipeline import Pipeline, default_directory
+from dtcore.source.rep_stream import ReplicationStream
+
+# Replication Status words (the guide's replication service view)
+REPLICATING, READY, PENDING, STOPPED, OUT_OF_MEMORY, FAILED = (
+    "Replicating", "Ready", "Pending", "Stopped", "Out of Memory", "Failed")
+_FLUSH_OPS = 4096
+_FLUSH_BYTES = 1 << 20
+
+
+class Replication:
+    """A running replication of ``repset`` over ``conn``; made by
+    ``Engine.replicate``.  Paths are relative to the set's root (or absolute
+    beneath it), as ``str`` or ``bytes``."""
+
+    def __init__(self, conn: Connection, repset: ReplicationSet, *, directory: str | None = None,
+                 coalesce: float = 0.005) -> None:
+        cfg = conn.config
+        self.conn = conn
+        self.repset = repset
+        self._root = os.fsencode(repset.root).rstrip(b"/") + b"/"
+        self.directory = directory or default_directory(cfg, repset, conn.host, conn.port,
+                                                        conn.target_path)
+        self.pipeline = Pipeline(self.directory, repset, cfg, conn.counters, conn.stats.server,
+                                 f"replication of {repset.name} to {conn.host}: ")
+        self.write_through = self.pipeline.write_through
+        self.stream = ReplicationStream(self.pipeline, conn.counters)
+        self.coalesce = coalesce
+        self._pending: list[Op] = []
+        self._pending_bytes = 0
+        self._intake = threading.Lock()  # the pending list
+        self._submit = threading.Lock()  # pending -> queue, in order
+        self._stop = threading.Event()
+        self._stopped = False
+        self.error: BaseException | None = None
+        self.needs_mirror = self.pipeline.state.may_have_lost
+        conn.tx.attach(self.stream)
+        if self.stream.target_state != "OK":
+            self.needs_mirror = True
+        conn.stats.feed(conn.id, self._counts)
+        self._threads = [threading.Thread(target=self._flusher, name="dtcore-intake", daemon=True),
+                         threading.Thread(target=self._supervise, name="dtcore-supervisor",
+                                          daemon=True)]
+        for t in self._threads:
+            t.start()
+        emit(4024, conn=conn.label())
+
+    # -- paths -----------------------------------------------------------------
+    def _rel(self, path: str | bytes | os.PathLike[Any]) -> bytes:
+        p = os.fsencode(path)
+        if p.startswith(b"/"):
+            if not p.startswith(self._root):
+                raise InvalidPathError(f"{os.fsdecode(p)} is outside the replication set "
+                                       f"{self.repset.root}")
+            p = p[len(self._root):]
+        p = p.strip(b"/")
+        check_path(p)
+        return p
+
+    def local(self, path: str | bytes | os.PathLike[Any]) -> bytes:
+        """The source file's own path for a replicated path."""
+        return self._root + self._rel(path)
+
+    # -- intake ------------------------------------------------------------------
+    def _add(self, ops: list[Op]) -> None:
+        if self._stopped:
+            raise QueueClosedError("the replication is closed")
+        with self._intake:
+            self._pending.extend(ops)
+            self._pending_bytes += sum(len(op[5]) for op in ops)
+            full = len(self._pending) >= _FLUSH_OPS or self._pending_bytes >= _FLUSH_BYTES
+        if self.write_through or full:
+            self.flush()
+
+    def write(self, path: str | bytes, offset: int, data: Any) -> None:
+        """``data`` was written at ``offset`` of the file."""
+        self._add([Op(OpKind.WRITE, 0, 0, self._rel(path), offset, bytes(data))])
+
+    def truncate(self, path: str | bytes, size: int) -> None:
+        self._add([Op(OpKind.TRUNCATE, 0, 0, self._rel(path), size)])
+
+    def create(self, path: str | bytes, mode: int = 0o644) -> None:
+        """A new, empty file (an existing one is emptied)."""
+        self._add([Op(OpKind.CREATE, 0, 0, self._rel(path), mode & 0o7777)])
+
+    def mkdir(self, path: str | bytes, mode: int = 0o755) -> None:
+        self._add([Op(OpKind.MKDIR, 0, 0, self._rel(path), mode & 0o7777)])
+
+    def delete(self, path: str | bytes) -> None:
+        """A file, link or special file was removed."""
+        self._add([Op(OpKind.DELETE, 0, 0, self._rel(path))])
+
+    def rmdir(self, path: str | bytes) -> None:
+        self._add([Op(OpKind.RMDIR, 0, 0, self._rel(path))])
+
+    def rename(self, old: str | bytes, new: str | bytes) -> None:
+        """A file or a folder moved (one op, whatever the folder holds).  Into
+        the set from a path its rules leave out, the file is sent whole."""
+        o, n = self._rel(old), self._rel(new)
+        if not self.pipeline.included(o) and self.pipeline.included(n):
+            self._send_file(n)
+            return
+        self._add([Op(OpKind.RENAME, 0, 0, o, 0, n)])
+
+    def setattr(self, path: str | bytes, *, mode: int | None = None, uid: int | None = None,
+                gid: int | None = None, atime_ns: int | None = None,
+                mtime_ns: int | None = None) -> None:
+        """Attributes changed: give the ones that did (owner as uid and gid
+        together, times as both)."""
+        mask = 0
+        if mode is not None:
+            mask |= Attrs.MODE
+        if uid is not None or gid is not None:
+            if uid is None or gid is None:
+                raise InvalidParameterError("setattr: give uid and gid together")
+            mask |= Attrs.OWNER
+        if atime_ns is not None or mtime_ns is not None:
+            if atime_ns is None or mtime_ns is None:
+                raise InvalidParameterError("setattr: give atime_ns and mtime_ns together")
+            mask |= Attrs.TIMES
+        if not mask:
+            return
+        attrs = Attrs(mask, mode or 0, uid or 0, gid or 0, atime_ns or 0, mtime_ns or 0)
+        self._add([Op(OpKind.SETATTR, 0, 0, self._rel(path), 0, attrs.pack())])
+
+    def symlink(self, path: str | bytes, text: str | bytes) -> None:
+        """A symbolic link; an absolute one into the set is re-rooted on the
+        target (``RemapLink``), as a mirror does."""
+        t, flags = os.fsencode(text), 0
+        if self.conn.config["RemapLink"] and t.startswith(self._root) and len(t) > len(self._root):
+            t, flags = t[len(self._root):], LINK_ROOTED
+        self._add([Op(OpKind.SYMLINK, 0, 0, self._rel(path), flags, t)])
+
+    def link(self, path: str | bytes, existing: str | bytes) -> None:
+        """A hard link ``path`` to the file at ``existing``."""
+        e, p = self._rel(existing), self._rel(path)
+        if not self.pipeline.included(e):
+            self._send_file(p)
+            return
+        self._add([Op(OpKind.LINK, 0, 0, p, 0, e)])
+
+    def submit(self, batch: Any) -> int:
+        """A packed batch of ops (:func:`dtcore.model.ops.pack_batch`'s format),
+        queued in one call after everything reported before it; returns its
+        batch number.  Paths in it are relative to the set's root."""
+        if self._stopped:
+            raise QueueClosedError("the replication is closed")
+        with self._submit:
+            self._flush_locked()
+            seq = self.pipeline.submit(batch)
+        self.conn.tx.wake()
+        return seq
+
+    def _send_file(self, path: bytes) -> None:
+        """The whole file at ``path`` as ops (it came from outside the set)."""
+        local = self._root + path
+        with open(local, "rb") as f:
+            st = os.fstat(f.fileno())
+            ops = [Op(OpKind.CREATE, 0, 0, path, st.st_mode & 0o7777)]
+            offset = 0
+            while chunk := f.read(1 << 20):
+                ops.append(Op(OpKind.WRITE, 0, 0, path, offset, chunk))
+                offset += len(chunk)
+        ops.append(Op(OpKind.SETATTR, 0, 0, path, 0, Attrs(
+            Attrs.MODE | Attrs.OWNER | Attrs.TIMES, st.st_mode, st.st_uid, st.st_gid,
+            st.st_atime_ns, st.st_mtime_ns).pack()))
+        self._add(ops)
+
+    def open(self, path: str | bytes, mode: str = "r", buffering: int = -1,
+             encoding: str | None = None, errors: str | None = None,
+             newline: str | None = None) -> Any:
+        """Open a file of the set like :func:`open`; what is written through
+        the returned file is written to the source file and reported, and
+        closing it reports the file's new times."""
+        from dtcore.source.intake.files import ReplicatedRaw
+        raw = ReplicatedRaw(self, self._rel(path), mode)
+        if "b" in mode and buffering == 0:
+            return raw
+        size = io.DEFAULT_BUFFER_SIZE if buffering in (-1, 0, 1) else buffering
+        if raw.readable() and raw.writable():
+            buffered: Any = io.BufferedRandom(raw, size)
+        elif raw.writable():
+            buffered = io.BufferedWriter(raw, size)
+        else:
+            buffered = io.BufferedReader(raw, size)
+        if "b" in mode:
+            return buffered
+        text = io.TextIOWrapper(buffered, encoding or "utf-8", errors, newline,
+                                line_buffering=buffering == 1)
+        text.mode = mode  # type: ignore[misc]
+        return text
+
+    # -- moving ops along ------------------------------------------------------------
+    def flush(self) -> None:
+        """Move what was reported into the queue now (durably with
+        QLogWriteThrough); otherwise the intake does it within ``coalesce``."""
+        with self._submit:
+            self._flush_locked()
+        self.conn.tx.wake()
+
+    def _flush_locked(self) -> None:
+        with self._intake:
+            ops, self._pending, self._pending_bytes = self._pending, [], 0
+        if ops:
+            self.pipeline.submit(pack_batch(ops))
+
+    def _flusher(self) -> None:
+        while not self._stop.wait(self.coalesce):
+            if self._pending:
+                try:
+                    self.flush()
+                except DTError as e:  # the queue is full or broken: the next call says so
+                    self.error = e
+                    emit(6002, detail=f"replication of {self.repset.name}: {e}")
+                    self._stop.wait(1)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every op reported so far is applied on the target;
+        False when ``timeout`` seconds passed first."""
+        self.flush()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.stream.pending():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _supervise(self) -> None:
+        """Reconnect a cut link (AutoReconnect); the stream resends on its own."""
+        delay = 0.2
+        while not self._stop.wait(0.1):
+            if self.conn.alive or not self.conn.config["AutoReconnect"]:
+                continue
+            generation = self.conn.generation
+            emit(4009, repset=self.conn.repset, target=self.conn.host,
+                 address=f"{self.conn.host}:{self.conn.port}")
+            while not self._stop.is_set():
+                try:
+                    self.conn.reconnect(generation)
+                    self.conn.stats.server.add("autoReConnects")
+                    emit(4010, repset=self.conn.repset, target=self.conn.host,
+                         address=f"{self.conn.host}:{self.conn.port}")
+                    delay = 0.2
+                    break
+                except DTError:
+                    if self._stop.wait(delay):
+                        return
+                    delay = min(delay * 2, 5)
+
+    # -- state ---------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        """The Replication Status word."""
+        if self._stopped:
+            return STOPPED
+        if self.error is not None:
+            return OUT_OF_MEMORY if "full" in str(self.error) or "limit" in str(self.error) \
+                else FAILED
+        if not self.conn.alive:
+            return PENDING
+        return REPLICATING if self._pending or self.stream.pending() else READY
+
+    def recovery_point(self) -> tuple[float, float]:
+        """(ConRPT: the time up to which the target has every op, as seconds
+        since the epoch; ConRPL: how many seconds the target is behind)."""
+        oldest, _ = self.pipeline.recovery_point()
+        now = time.time()
+        if not oldest:
+            return now, 0.0
+        return oldest / 1e9, max(0.0, now - oldest / 1e9)
+
+    def statistics(self) -> dict[str, Any]:
+        """Queue, window, recovery point and merge figures of this replication."""
+        rpt, rpl = self.recovery_point()
+        out: dict[str, Any] = dict(self._counts())
+        out.update(status=self.status, ConRPT=rpt, ConRPL=rpl,
+                   applied=self.stream.applied, merge=self.pipeline.savings.as_dict())
+        return out
+
+    def _counts(self) -> dict[str, int]:
+        c = self.pipeline.queue.counts()
+        mirror = self.conn.queue.counts() if self.conn.queue is not None else {}
+        rpt, rpl = self.recovery_point()
+        return {"conOpsInRepQueue": c["conOpsInRepQueue"], "conBytesInRepQueue": c["conBytesInRepQueue"],
+                "conBytesInDiskQueue": c["conBytesInDiskQueue"],
+                "conOpsInMirQueue": mirror.get("conOpsInMirQueue", 0),
+                "conBytesInMirQueue": mirror.get("conBytesInMirQueue", 0),
+                "conOpsInAckQueue": self.stream.unacked_ops(),
+                "ConRPT": int(rpt), "ConRPL": int(rpl)}
+
+    def close(self, timeout: float = 30) -> bool:
+        """Stop: wait up to ``timeout`` seconds for the target to apply what
+        is queued, then keep the rest in the journal for the next run.
+        Returns whether everything was applied (event 4025)."""
+        if self._stopped:
+            return True
+        drained = False
+        try:
+            drained = self.drain(timeout) if self.conn.alive else False
+        except DTError:
+            pass
+        self._stopped = True
+        self._stop.set()
+        for t in self._threads:
+            t.join(5)
+        try:
+            with self._submit:
+                self._flush_locked()
+        except DTError:
+            pass
+        self.conn.tx.detach()
+        self.stream.close()
+        emit(4025, conn=self.conn.label())
+        if not self.conn.alive:
+            self.conn.counters["conState"] = int(ConState.ERROR)
+        return drained
+
+    def __enter__(self) -> "Replication":
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        self.close(0 if kind is KeyboardInterrupt else 30)
+
