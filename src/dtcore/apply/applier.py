@@ -200,11 +200,13 @@ class Applier:
         elif kind == OpKind.RMDIR:
             self.release()
             dfd, name = self.root.parent(path)
-            self.root.forget()
             try:
                 os.rmdir(name, dir_fd=dfd)
             except FileNotFoundError:
                 pass
+            # after the removal: forgetting closes dfd, and a cached handle of
+            # the folder removed must not serve a folder made later at its name
+            self.root.forget()
         elif kind == OpKind.RENAME:
             self.release()
             src_dfd, src = self.root.parent(path)

@@ -199,16 +199,23 @@ class ReplicationQueue:
                  conn=f"{self._alert_label}{self.percent_used():.0f}% used")
         self._alerted = over
 
-    def close(self, front: list[tuple[Any, int, int]] = ()) -> int:  # type: ignore[assignment]
+    def close(self, front: list[tuple[Any, int, int]] = (),  # type: ignore[assignment]
+              discard: bool = False) -> int:
         """Stop the queue.  ``front`` (records with their op counts and kinds,
         popped from memory and not done with) and the records still in memory
         go to the front of the journal, ahead of held ones; returns how many
-        had to be dropped (only without a journal)."""
+        had to be dropped (only without a journal, or with ``discard``: a
+        queue whose records are sent again from elsewhere)."""
         with self._lock:
             if self._closed:
                 return 0
             self._closed = True
             self.memory.close()
+            if discard:
+                dropped = self.memory.counts()["records"]
+                if self.disk is not None:
+                    self.disk.close()
+                return dropped
             left: list = list(front)
             try:
                 while batch := self.memory.pop(65536, 0, 16 * MB, meta=True):

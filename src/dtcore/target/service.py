@@ -137,8 +137,9 @@ class Target:
             session = Session(self, conn, peer, next(self._ids))
             self._sessions.add(session)
         try:
-            threading.Thread(target=session.run, name=f"dtcore-target-{session.id}",
-                             daemon=True).start()
+            session.thread = threading.Thread(target=session.run, name=f"dtcore-target-{session.id}",
+                                              daemon=True)
+            session.thread.start()
         except BaseException:
             self.forget(session)
             raise
@@ -201,6 +202,10 @@ class Target:
             s.stop()
         if self._thread is not None:
             self._thread.join(5)
+        deadline = time.monotonic() + 10  # each session applies what it holds, then lets go
+        for s in sessions:
+            if s.thread is not None:
+                s.thread.join(max(0.0, deadline - time.monotonic()))
         self.root.close()
         self.applied.close()
         emit(4004)

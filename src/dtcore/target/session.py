@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import stat
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -72,6 +73,7 @@ class Session:
         self.peer = peer
         self.id = conn_id
         self.authenticated = False
+        self.thread: threading.Thread | None = None
         self.source_id = ""
         self.link: Link | None = None
         self.root: SafeRoot | None = None
@@ -181,8 +183,7 @@ class Session:
         # what arrives faster than it is applied waits in memory, then on disk
         # (a session's own folder: nothing in it is acknowledged, so it need
         # not outlive the session)
-        self._queue_dir = os.path.join(self.target.state_dir, f"queue-{self.id}")
-        shutil.rmtree(self._queue_dir, ignore_errors=True)
+        self._queue_dir = tempfile.mkdtemp(prefix=f"queue-{os.getpid()}-", dir=self.target.state_dir)
         self.queue = ReplicationQueue(
             self._queue_dir, memory_bytes=cfg["QMemoryBufferMax"] * MB, max_ops=cfg["OpBufferSize"],
             to_disk_threshold=cfg["MemoryQueueToDiskThreshold"], segment_mb=cfg["QJournalFileSize"],
@@ -200,7 +201,7 @@ class Session:
             self.queue.memory.close()
             if self._applier is not None:  # it may have started after the link closed
                 self._applier.join()
-            self.queue.close()
+            self.queue.close(discard=True)
             shutil.rmtree(self._queue_dir, ignore_errors=True)
         if self._helpers is not None:
             self._helpers.shutdown(wait=True)
@@ -311,7 +312,7 @@ class Session:
             applier.close()
             if move is not None:
                 move.close()
-            self.queue.close()
+            self.queue.memory.close()
             with self._cv:
                 self._applied = -1
                 self._cv.notify_all()
