@@ -18,14 +18,13 @@ from dtcore.control.events import Event, emit, subscribe
 from dtcore.control.stats import ConState, Snapshot, Statistics
 from dtcore.errors import ConnectionFailedError, NetworkFailedError
 from dtcore.model.repset import ReplicationSet, Rule, Totals
-from dtcore.protocol.messages import StateRequest
+from dtcore.protocol.messages import MIRROR_REQUIRED, StateRequest
 from dtcore.source.connection import Connection
 from dtcore.source.mirror import DIFFERENCE, FULL, Mirror, MirrorOptions, MirrorResult
 from dtcore.source.replication import Replication
 from dtcore.source.restore import RestoreResult, restore
 from dtcore.source.verifylog import VerifyLog
 from dtcore.target.service import APPLY_THREADS, HANDSHAKE_TIMEOUT, Target
-from dtcore.target.states import MIRROR_REQUIRED
 
 _RECONNECT_TRIES = 5
 
@@ -124,15 +123,22 @@ class Engine:
         AutoRemirror before this returns."""
         rep = Replication(conn, repset, directory=directory, coalesce=coalesce)
         self.replications.append(rep)
+        rep.on_remirror = lambda: self._remirror(conn, repset)
         if rep.needs_mirror:
-            how = self.config["AutoRemirror"]
             conn.call(StateRequest(MIRROR_REQUIRED, "the replication may have lost ops"
                                    if rep.pipeline.state.may_have_lost else "not in step"))
-            if how:
-                self.mirror(conn, repset, FULL if how == 2 else DIFFERENCE, checksum=how == 4,
-                            progress=progress)
+            self._remirror(conn, repset, progress)
             rep.needs_mirror = False
         return rep
+
+    def _remirror(self, conn: Connection, repset: ReplicationSet,
+                  progress: Callable[[Mirror], None] | None = None) -> None:
+        """The mirror AutoRemirror asks for (0: none; the target path stays
+        Mirror Required until one is run)."""
+        how = self.config["AutoRemirror"]
+        if how:
+            self.mirror(conn, repset, FULL if how == 2 else DIFFERENCE, checksum=how == 4,
+                        progress=progress)
 
     def verify(self, conn: Connection, repset: ReplicationSet, *, remirror: bool = False,
                checksum: bool | None = True, log_dir: str | None = None,

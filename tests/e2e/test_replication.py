@@ -1,10 +1,12 @@
 """Live replication over loopback: ops reported through the API reach the
 target in order, once, across link cuts and target restarts."""
 import os
+import time
 
 import pytest
 
 from dtcore.engine import Engine
+from dtcore.errors import DTError
 from dtcore.model.ops import Op, OpKind, pack_batch
 
 SECRET = "replication-test-secret"
@@ -141,3 +143,48 @@ def test_a_restarted_target_gets_what_it_had_not_acknowledged(engine, tmp_path):
     assert rep.drain(60)
     assert (dst / "data" / "a").read_bytes() == bytes(65 + i % 26 for i in range(50))
     assert rep.stream.applied == rep.pipeline.state.last_seq()
+
+
+def test_queue_exhaustion_refuses_ops_loudly_and_heals(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    events = []
+    with Engine(secret=SECRET, QMemoryBufferMax=32, MemoryQueueToDiskThreshold=25,
+                QJournalSpaceMax=4, QJournalFileSize=1) as engine:
+        unsubscribe = engine.subscribe(lambda e: events.append(e.id))
+        target = engine.start_target(dst, port=0)
+        port = target.port
+        repset = engine.replication_set(src)
+        conn = engine.connect(repset, port=port, target_path="data")
+        rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"))
+        target.stop()
+        block = os.urandom(65536)
+        accepted = 0
+        f = rep.open("big", "wb", buffering=0)
+        with pytest.raises(DTError) as refused:
+            for _ in range(4096):  # 256 MiB: far past memory and journal
+                f.write(block)
+                accepted += 1
+        assert refused.value.code == -175, refused.value
+        assert 128 <= accepted < 4096  # memory (8 MB) and journal (4 MB) took some
+        assert rep.status == "Out of Memory"
+        with pytest.raises(DTError):  # and the next such call, while it is full
+            f.write(block)
+        try:
+            f.close()  # its SETATTR may be refused as well; the file closes anyway
+        except DTError:
+            pass
+        assert f.closed
+        assert 4007 in events
+        queue = rep.statistics()
+        assert queue["conBytesInDiskQueue"] > 0
+        engine.start_target(dst, port=port)
+        # the queued ops arrive, then the remirror brings what was refused
+        deadline = time.monotonic() + 60
+        while rep.needs_mirror or rep.stream.pending():
+            assert time.monotonic() < deadline, rep.statistics()
+            time.sleep(0.05)
+        assert rep.drain(30)
+        assert (dst / "data" / "big").read_bytes() == (src / "big").read_bytes()
+        assert rep.status == "Ready"
+        unsubscribe()

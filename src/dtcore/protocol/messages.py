@@ -24,6 +24,9 @@ MAX_SIGNATURE_BLOCKS = 1 << 20
 _MAX_OFFSET = 1 << 62
 
 Fields = dict[str, Any]
+# The target data states (a StateRequest sets one, replies tell one).
+OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED = "OK", "Mirroring", "Mirror Required", "Restore Required"
+DATA_STATES = (OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED)
 # The field of a REQUEST frame's JSON that names its method.
 METHOD_FIELD = "method"
 

@@ -36,7 +36,7 @@ class Sent:
     ops: int
     record: bytes
     mark: tuple[int, int, int, int] | None  # the journal's, None for a record from memory
-    frame: int = 0
+    frame: int | None = None  # None until sent
 
 
 class ReplicationStream:
@@ -71,28 +71,32 @@ class ReplicationStream:
         self._commit(force=True)
 
     def next(self) -> Sent | None:
-        """The next record to send (a resend first), or None."""
+        """The next record to send (a resend first), or None.  It counts as
+        in flight from now on, so that nothing is ever in neither place."""
         with self._lock:
             if self.resend:
                 item = self.resend.popleft()
+                item.frame = None
+                self.inflight.append(item)
                 self.counters.add("conResentOpCount", item.ops)
                 return item
-        batch, mark = self.pipeline.queue.pop_marked(1, timeout=0, max_bytes=_MAX_RECORD)
-        if not len(batch):
-            return None
-        record = bytes(batch[0])
-        return Sent(record_head(record)[0], int(batch.ops[0]), record, mark)
+            batch, mark = self.pipeline.queue.pop_marked(1, timeout=0, max_bytes=_MAX_RECORD)
+            if not len(batch):
+                return None
+            record = bytes(batch[0])
+            item = Sent(record_head(record)[0], int(batch.ops[0]), record, mark)
+            self.inflight.append(item)
+            return item
 
     def sent(self, item: Sent, frame: int) -> None:
         item.frame = frame
-        with self._lock:
-            self.inflight.append(item)
 
     def acked(self, frame: int) -> None:
         """The target applied every frame up to ``frame``."""
         last = 0
         with self._lock:
-            while self.inflight and self.inflight[0].frame <= frame:
+            while self.inflight and self.inflight[0].frame is not None and \
+                    self.inflight[0].frame <= frame:
                 item = self.inflight.popleft()
                 self._done(item)
                 last = item.seq

@@ -32,14 +32,22 @@ import io
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from dtcore.control.events import emit
 from dtcore.control.stats import ConState
-from dtcore.errors import DTError, InvalidParameterError, InvalidPathError, QueueClosedError
+from dtcore.errors import (
+    DTError,
+    InvalidParameterError,
+    InvalidPathError,
+    QueueClosedError,
+    QueueLogFileError,
+    TargetDiskFullError,
+)
 from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, pack_batch
 from dtcore.model.paths import check_path
 from dtcore.model.repset import ReplicationSet
+from dtcore.protocol.messages import MIRROR_REQUIRED, OK, StateRequest
 from dtcore.source.connection import Connection
 from dtcore.source.pipeline import Pipeline, default_directory
 from dtcore.source.rep_stream import ReplicationStream
@@ -77,8 +85,11 @@ class Replication:
         self._stopped = False
         self.error: BaseException | None = None
         self.needs_mirror = self.pipeline.state.may_have_lost
+        # run once the queue drained after refused ops (Engine.replicate
+        # gives a difference mirror per AutoRemirror)
+        self.on_remirror: Callable[[], None] | None = None
         conn.tx.attach(self.stream)
-        if self.stream.target_state != "OK":
+        if self.stream.target_state != OK:
             self.needs_mirror = True
         conn.stats.feed(conn.id, self._counts)
         self._threads = [threading.Thread(target=self._flusher, name="dtcore-intake", daemon=True),
@@ -106,14 +117,29 @@ class Replication:
 
     # -- intake ------------------------------------------------------------------
     def _add(self, ops: list[Op]) -> None:
+        """Take a call's ops; raises (and takes none of them) when they cannot
+        be queued, such as a journal at QJournalSpaceMax."""
         if self._stopped:
             raise QueueClosedError("the replication is closed")
+        size = sum(len(op[5]) for op in ops)
         with self._intake:
             self._pending.extend(ops)
-            self._pending_bytes += sum(len(op[5]) for op in ops)
+            self._pending_bytes += size
             full = len(self._pending) >= _FLUSH_OPS or self._pending_bytes >= _FLUSH_BYTES
-        if self.write_through or full:
+        if not (self.write_through or full or self.error is not None):
+            return
+        try:
             self.flush()
+        except DTError as e:
+            with self._intake:  # this call's ops are not taken
+                first = ops[0]
+                for i in range(len(self._pending) - 1, -1, -1):
+                    if self._pending[i] is first:
+                        del self._pending[i:i + len(ops)]
+                        self._pending_bytes -= size
+                        break
+            self._rejected(e)
+            raise
 
     def write(self, path: str | bytes, offset: int, data: Any) -> None:
         """``data`` was written at ``offset`` of the file."""
@@ -243,19 +269,36 @@ class Replication:
 
     def _flush_locked(self) -> None:
         with self._intake:
-            ops, self._pending, self._pending_bytes = self._pending, [], 0
-        if ops:
+            ops, size = self._pending, self._pending_bytes
+            self._pending, self._pending_bytes = [], 0
+        if not ops:
+            return
+        try:
             self.pipeline.submit(pack_batch(ops))
+        except BaseException:
+            with self._intake:  # still accepted: they go with the next flush
+                self._pending[:0] = ops
+                self._pending_bytes += size
+            raise
+        self.error = None
+
+    def _rejected(self, error: DTError) -> None:
+        """Ops were refused: the target can no longer be brought in step
+        by replication alone."""
+        if self.error is None:
+            emit(6002, detail=f"replication of {self.repset.name} refused ops: {error}; the "
+                              "target is remirrored once the queue drains")
+        self.error = error
+        self.needs_mirror = True
 
     def _flusher(self) -> None:
         while not self._stop.wait(self.coalesce):
             if self._pending:
                 try:
                     self.flush()
-                except DTError as e:  # the queue is full or broken: the next call says so
+                except DTError as e:  # the queue is full: the next call says so
                     self.error = e
-                    emit(6002, detail=f"replication of {self.repset.name}: {e}")
-                    self._stop.wait(1)
+                    self._stop.wait(0.5)
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every op reported so far is applied on the target;
@@ -272,6 +315,8 @@ class Replication:
         """Reconnect a cut link (AutoReconnect); the stream resends on its own."""
         delay = 0.2
         while not self._stop.wait(0.1):
+            if self.conn.alive and self.needs_mirror and not self.stream.pending():
+                self._heal()
             if self.conn.alive or not self.conn.config["AutoReconnect"]:
                 continue
             generation = self.conn.generation
@@ -290,6 +335,19 @@ class Replication:
                         return
                     delay = min(delay * 2, 5)
 
+    def _heal(self) -> None:
+        """After refused ops, once everything queued is applied: the target
+        path becomes Mirror Required and is remirrored (``on_remirror``,
+        per AutoRemirror)."""
+        try:
+            self.conn.call(StateRequest(MIRROR_REQUIRED, "replication refused ops"))
+            if self.on_remirror is not None:
+                self.on_remirror()
+            self.needs_mirror = False
+            self.error = None
+        except DTError as e:
+            emit(6002, detail=f"replication of {self.repset.name}: the remirror failed: {e}")
+
     # -- state ---------------------------------------------------------------------
     @property
     def status(self) -> str:
@@ -297,7 +355,7 @@ class Replication:
         if self._stopped:
             return STOPPED
         if self.error is not None:
-            return OUT_OF_MEMORY if "full" in str(self.error) or "limit" in str(self.error) \
+            return OUT_OF_MEMORY if isinstance(self.error, (QueueLogFileError, TargetDiskFullError)) \
                 else FAILED
         if not self.conn.alive:
             return PENDING

@@ -22,7 +22,9 @@ from dtcore.model.manifest import Listing
 from dtcore.model.ops import Attrs
 from dtcore.model.paths import check_path
 from dtcore.protocol.messages import (
+    DATA_STATES,
     MAX_SIGNATURE_BLOCKS,
+    OK,
     FileReply,
     ManifestReply,
     ManifestRequest,
@@ -40,7 +42,7 @@ from dtcore.protocol.messages import (
     StateRequest,
     SumsRequest,
 )
-from dtcore.target.states import DATA_STATES, OK, STATE_DIR
+from dtcore.target.states import STATE_DIR
 
 if TYPE_CHECKING:
     from dtcore.target.session import Session

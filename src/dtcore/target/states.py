@@ -9,9 +9,8 @@ import threading
 from dtcore._files import replace_whole
 from dtcore.control.events import emit
 from dtcore.errors import InvalidParameterError
+from dtcore.protocol.messages import DATA_STATES, MIRROR_REQUIRED
 
-OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED = "OK", "Mirroring", "Mirror Required", "Restore Required"
-DATA_STATES = (OK, MIRRORING, MIRROR_REQUIRED, RESTORE_REQUIRED)
 STATE_DIR = b".dtcore"  # the target's own folder beneath its root, never replicated into
 
 

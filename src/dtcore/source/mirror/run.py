@@ -39,7 +39,15 @@ from dtcore.model.manifest import (
 )
 from dtcore.model.ops import Attrs, Op, OpKind
 from dtcore.model.repset import ReplicationSet
-from dtcore.protocol.messages import ManifestRequest, Notice, OpFailure, RootRequest, StateRequest
+from dtcore.protocol.messages import (
+    MIRRORING,
+    OK,
+    ManifestRequest,
+    Notice,
+    OpFailure,
+    RootRequest,
+    StateRequest,
+)
 from dtcore.source.connection import Connection
 from dtcore.source.mirror.options import (
     ATTRIBUTES,
@@ -224,7 +232,7 @@ class Mirror:
         theirs = Listing.parse(conn.manifest(pending) if pending is not None else b"")
         flags, match = ours.compare(theirs)
         if writes:
-            conn.call(StateRequest("Mirroring"))
+            conn.call(StateRequest(MIRRORING))
         self._set_status(VERIFYING if opts.verify else IN_PROGRESS)
         there = (flags & (THERE | SAME_KIND)) == (THERE | SAME_KIND)
         batch = self._batch()
@@ -302,7 +310,7 @@ class Mirror:
             self.status = STOPPED
         else:
             if writes:
-                conn.call(StateRequest("OK", "mirror complete"))
+                conn.call(StateRequest(OK, "mirror complete"))
             c["ConMirrorEndTime"] = int(time.time())
             c["conMirrorPercent"] = 100 * PERCENT_SCALE
             c["conMirrorBytesRemaining"] = 0
