@@ -52,6 +52,7 @@ class ReplicationStream:
         self._lock = threading.Lock()
         self._mark: tuple[int, int, int, int] | None = None  # acknowledged, not yet committed
         self._committed_at = 0.0
+        self._commit_lock = threading.Lock()
 
     def resume(self, link: Link) -> None:
         """Tell the target this replication (re)starts; keep for sending only
@@ -109,14 +110,20 @@ class ReplicationStream:
         if item.mark is not None:
             self._mark = item.mark
 
+    def tick(self) -> None:
+        """Commit an acknowledged mark that waited (no ack came since to do it)."""
+        if self._mark is not None:
+            self._commit()
+
     def _commit(self, force: bool = False) -> None:
-        mark = self._mark
-        now = time.monotonic()
-        if mark is None or (not force and now - self._committed_at < COMMIT_EVERY):
-            return
-        self._mark = None
-        self._committed_at = now
-        self.pipeline.queue.commit(mark)
+        with self._commit_lock:
+            mark = self._mark
+            now = time.monotonic()
+            if mark is None or (not force and now - self._committed_at < COMMIT_EVERY):
+                return
+            self._mark = None
+            self._committed_at = now
+            self.pipeline.queue.commit(mark)
 
     def unacked_ops(self) -> int:
         with self._lock:

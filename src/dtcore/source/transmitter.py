@@ -173,6 +173,9 @@ class Transmitter:
                         sent = True
                 if not sent:
                     self._work.wait(0.05)
+                    rep = self.rep
+                    if rep is not None:
+                        rep.tick()
         except QueueClosedError:
             return
         except DTError as e:
