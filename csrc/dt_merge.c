@@ -317,6 +317,32 @@ static int add_write(group *g, uint64_t off, const uint8_t *src, uint32_t len)
     return DT_OK;
 }
 
+/* A truncate to `size` follows every pending write of g: bytes at or past
+ * `size` are cut by it, so they are not sent.  Cutting pieces keeps a sorted
+ * list sorted and disjoint. */
+static void trim_group(group *g, uint64_t size)
+{
+    size_t k = 0;
+    uint64_t lo = UINT64_MAX, hi = 0, bytes = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        piece p = g->p[i];
+        if (p.off >= size)
+            continue;
+        if (p.off + p.len > size)
+            p.len = (uint32_t)(size - p.off);
+        g->p[k++] = p;
+        lo = p.off < lo ? p.off : lo;
+        hi = p.off + p.len > hi ? p.off + p.len : hi;
+        bytes += p.len;
+    }
+    g->n = k;
+    g->lo = k ? lo : 0;
+    g->hi = k ? hi : 0;
+    g->bytes = bytes;
+    if (!k)
+        g->in_order = 1;
+}
+
 static int flush_all(merger *m)
 {
     int rc = DT_OK;
@@ -331,7 +357,7 @@ static int flush_all(merger *m)
     return rc;
 }
 
-static int flush_one(merger *m, group *g)
+static void unlist(merger *m, group *g)
 {
     size_t gi = (size_t)(g - m->g);
     for (size_t i = 0; i < m->nactive; i++) {
@@ -341,6 +367,11 @@ static int flush_one(merger *m, group *g)
             break;
         }
     }
+}
+
+static int flush_one(merger *m, group *g)
+{
+    unlist(m, g);
     return flush_group(m, g);
 }
 
@@ -367,6 +398,11 @@ int dt_merge(const uint8_t *in, size_t in_len, const dt_batch_info *info, uint32
     m.out = out + DT_BATCH_HEADER;
     m.end = out + out_cap;
     size_t pos = DT_BATCH_HEADER;
+    /* the file the last namespace op created, if it was a create */
+    int fresh = 0;
+    uint64_t fresh_id = 0;
+    const uint8_t *fresh_path = NULL;
+    uint16_t fresh_len = 0;
     for (uint32_t i = 0; i < info->count; i++) {
         dt_op_view op;
         dt_op_read(in + pos, &op);
@@ -393,10 +429,29 @@ int dt_merge(const uint8_t *in, size_t in_len, const dt_batch_info *info, uint32
         } else {
             if (op.kind == DT_OP_TRUNCATE || op.kind == DT_OP_SETATTR) {
                 group *g = m_find(&m, op.file_id);
+                if (g && g->active && op.kind == DT_OP_TRUNCATE)
+                    trim_group(g, op.arg);
                 if (g && g->active && flush_one(&m, g) != DT_OK)
                     goto nomem;
-            } else if (flush_all(&m) != DT_OK) {
-                goto nomem;
+            } else {
+                if (op.kind == DT_OP_DELETE && fresh && op.path_len == fresh_len &&
+                    !memcmp(op.path, fresh_path, fresh_len)) {
+                    /* the file was made since the last namespace op, so no
+                     * other name shares it: its pending writes are moot */
+                    group *g = m_find(&m, fresh_id);
+                    if (g && g->active && g->path_len == op.path_len &&
+                        !memcmp(g->path, op.path, op.path_len)) {
+                        unlist(&m, g);
+                        g->n = 0;
+                        g->active = 0;
+                    }
+                }
+                if (flush_all(&m) != DT_OK)
+                    goto nomem;
+                fresh = op.kind == DT_OP_CREATE;
+                fresh_id = op.file_id;
+                fresh_path = op.path;
+                fresh_len = op.path_len;
             }
             memcpy(m.out, in + pos, op.rec_len);
             m.out += op.rec_len;

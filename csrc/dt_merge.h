@@ -9,6 +9,9 @@
  *    pending write is emitted before them;
  *  - a write whose path differs from its file's pending writes emits those
  *    first.
+ * Writes made moot are not sent: the bytes a later truncate cuts off, and
+ * every write to a file deleted before any other namespace op followed its
+ * create (no other name can share such a file's data).
  * Writes to different files commute, and merged extents of one file never
  * overlap, so the order in which pending extents are emitted does not matter.
  * A merged write carries the highest sequence number among its sources. */

@@ -125,8 +125,9 @@ class Engine:
         self.replications.append(rep)
         rep.on_remirror = lambda: self._remirror(conn, repset)
         if rep.needs_mirror:
+            lost = rep.pipeline.state.may_have_lost or rep.pipeline.lost
             conn.call(StateRequest(MIRROR_REQUIRED, "the replication may have lost ops"
-                                   if rep.pipeline.state.may_have_lost else "not in step"))
+                                   if lost else "not in step"))
             self._remirror(conn, repset, progress)
             rep.needs_mirror = False
         return rep

@@ -188,3 +188,32 @@ def test_queue_exhaustion_refuses_ops_loudly_and_heals(tmp_path):
         assert (dst / "data" / "big").read_bytes() == (src / "big").read_bytes()
         assert rep.status == "Ready"
         unsubscribe()
+
+
+def test_a_damaged_journal_is_set_aside_and_the_target_remirrored(tmp_path):
+    src, dst, q = tmp_path / "src", tmp_path / "dst", tmp_path / "q"
+    src.mkdir()
+    events = []
+    with Engine(secret=SECRET, QLogWriteThrough=1) as e1:
+        target = e1.start_target(dst, port=0)
+        repset = e1.replication_set(src)
+        conn = e1.connect(repset, port=target.port, target_path="data")
+        rep = e1.replicate(conn, repset, directory=str(q))
+        target.stop()
+        with rep.open("f", "wb") as f:
+            f.write(b"x" * 10000)
+        rep.close(timeout=0)
+    segment = max((q / "journal").glob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    data[100] ^= 0xFF  # inside the first record
+    segment.write_bytes(bytes(data))
+    with Engine(secret=SECRET, QLogWriteThrough=1) as e2:
+        e2.subscribe(lambda e: events.append(e.id))
+        target = e2.start_target(dst, port=0)
+        repset = e2.replication_set(src)
+        conn = e2.connect(repset, port=target.port, target_path="data")
+        rep = e2.replicate(conn, repset, directory=str(q))
+        assert 4070 in events
+        assert list(q.glob("journal.damaged-*"))
+        assert rep.drain(30)
+        assert (dst / "data" / "f").read_bytes() == b"x" * 10000  # by the remirror

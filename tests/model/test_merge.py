@@ -155,3 +155,19 @@ def test_large_mixed_streams_against_model(seed):
     for chunk in (4096, 131072):
         merged = unpack_batch(merge_batch(pack_batch(ops), chunk))
         assert FsModel().run(merged) == FsModel().run(ops)
+
+
+def test_writes_made_moot_are_not_sent():
+    temp = [Op(OpKind.CREATE, 5, 0, b"tmp", 0o600)]
+    temp += [Op(OpKind.WRITE, 5, i, b"tmp", i * 100, b"t" * 100) for i in range(1, 50)]
+    temp += [Op(OpKind.DELETE, 5, 50, b"tmp")]
+    merged = unpack_batch(merge_batch(pack_batch(temp)))
+    assert [op.kind for op in merged] == [OpKind.CREATE, OpKind.DELETE]
+    cut = [Op(OpKind.WRITE, 6, 1, b"f", 0, b"a" * 1000), Op(OpKind.WRITE, 6, 2, b"f", 5000, b"b" * 10),
+           Op(OpKind.TRUNCATE, 6, 3, b"f", 600)]
+    merged = unpack_batch(merge_batch(pack_batch(cut)))
+    assert [(op.kind, op.arg, len(op.data)) for op in merged] == [
+        (OpKind.WRITE, 0, 600), (OpKind.TRUNCATE, 600, 0)]
+    # a file that existed before the batch may have other names: nothing is moot
+    kept = [Op(OpKind.WRITE, 7, 1, b"old", 0, b"x"), Op(OpKind.DELETE, 7, 2, b"old")]
+    assert unpack_batch(merge_batch(pack_batch(kept))) == kept

@@ -34,6 +34,12 @@ class _Group:
         self.starts[lo:hi] = new_s
         self.pieces[lo:hi] = new_p
 
+    def trim(self, size: int) -> None:
+        """Cut what a truncate to ``size`` cuts."""
+        kept = [(s, p[:size - s]) for s, p in zip(self.starts, self.pieces) if s < size]
+        self.starts = [s for s, _ in kept]
+        self.pieces = [p for _, p in kept]
+
     def flush(self, max_chunk: int, out: list[Op]) -> None:
         runs: list[tuple[int, bytearray]] = []
         for s, p in zip(self.starts, self.pieces):
@@ -55,6 +61,7 @@ def merge_ops(ops: list[Op], max_chunk: int) -> list[Op]:
     def flush(file_id: int) -> None:
         groups.pop(file_id).flush(max_chunk, out)
 
+    fresh: Op | None = None  # the last namespace op, when it was a create
     for op in ops:
         if op.kind == OpKind.WRITE:
             if not op.data:
@@ -70,10 +77,17 @@ def merge_ops(ops: list[Op], max_chunk: int) -> list[Op]:
             continue
         if op.kind in _PER_FILE_BARRIERS:
             if op.file_id in groups:
+                if op.kind == OpKind.TRUNCATE:
+                    groups[op.file_id].trim(op.arg)
                 flush(op.file_id)
         else:
+            if op.kind == OpKind.DELETE and fresh is not None and fresh.path == op.path:
+                g = groups.get(fresh.file_id)
+                if g is not None and g.path == op.path:
+                    del groups[fresh.file_id]  # moot: nothing else can share its data
             for fid in list(groups):
                 flush(fid)
+            fresh = op if op.kind == OpKind.CREATE else None
         out.append(op)
     for fid in list(groups):
         flush(fid)

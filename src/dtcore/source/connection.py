@@ -97,6 +97,15 @@ class Connection:
         self.generation = 0  # links made so far: a reconnect of a link already replaced is moot
         self._connect_lock = threading.Lock()
 
+    def _counts(self) -> dict[str, int]:
+        """Statistics read at each snapshot: the mirror queue's, and a live
+        replication's (its queue, ack window and recovery point)."""
+        counts = self.queue.counts() if self.queue is not None else {}
+        rep = self.tx.rep
+        if rep is not None:
+            counts.update(rep.counts())
+        return counts
+
     def label(self) -> str:
         from dtcore.control.catalogue import connection_label
         return connection_label(f"{self.host}:{self.port}", self.host, self.repset or "-", self.id)
@@ -131,7 +140,7 @@ class Connection:
         # mirror frames waiting to be sent (the window bounds them)
         self.queue = ReplicationQueue(memory_bytes=cfg["QMemoryBufferMax"] * MB,
                                       max_ops=cfg["OpBufferSize"], alert_threshold=0)
-        self.stats.feed(self.id, self.queue.counts)
+        self.stats.feed(self.id, self._counts)
         self.link = Link(ch, f"target {self.host}:{self.port}", heartbeat=cfg["HBExternalRate"],
                          ttl=cfg["HBTTL"], on_ack=self.tx.on_ack, on_flow=self.tx.on_flow,
                          on_notice=self.tx.on_notice,

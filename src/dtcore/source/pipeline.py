@@ -74,12 +74,15 @@ class Pipeline:
         self.max_chunk = cfg["MaxWriteChunkSize"]
         self.counters = counters
         self.server = server
-        self.queue = ReplicationQueue(
-            os.path.join(directory, "journal"), memory_bytes=cfg["QMemoryBufferMax"] * MB,
-            max_ops=cfg["OpBufferSize"], to_disk_threshold=cfg["MemoryQueueToDiskThreshold"],
-            segment_mb=cfg["QJournalFileSize"], space_max_mb=cfg["QJournalSpaceMax"] or None,
-            free_min_mb=cfg["QJournalFreeSpaceMin"], write_through=self.write_through,
-            alert_threshold=cfg["QueueSizeAlertThreshold"], hold=True, alert_label=label)
+        journal = os.path.join(directory, "journal")
+        self.queue = self._open_queue(cfg, journal, label)
+        # a damaged journal (event 4070, from the queue) cannot be sent: it is
+        # set aside, and the target must be remirrored
+        self.lost = self.queue.disk is not None and bool(self.queue.disk.counts()["corrupt"])
+        if self.lost:
+            self.queue.close()
+            os.replace(journal, f"{journal}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            self.queue = self._open_queue(cfg, journal, label)
         self.savings = MergeSavings()
         self._lock = threading.Lock()  # batch numbers in queue order
         # (batch number, generated ns) of every batch not yet acknowledged,
@@ -89,6 +92,14 @@ class Pipeline:
         self._unacked_lock = threading.Lock()
         self._check = not repset._all
         self._verdicts: dict[bytes, bool] = {}
+
+    def _open_queue(self, cfg: Config, journal: str, label: str) -> ReplicationQueue:
+        return ReplicationQueue(
+            journal, memory_bytes=cfg["QMemoryBufferMax"] * MB, max_ops=cfg["OpBufferSize"],
+            to_disk_threshold=cfg["MemoryQueueToDiskThreshold"], segment_mb=cfg["QJournalFileSize"],
+            space_max_mb=cfg["QJournalSpaceMax"], free_min_mb=cfg["QJournalFreeSpaceMin"],
+            write_through=self.write_through, alert_threshold=cfg["QueueSizeAlertThreshold"],
+            hold=True, alert_label=label)
 
     # -- rules ---------------------------------------------------------------
     def included(self, path: bytes) -> bool:

@@ -125,6 +125,19 @@ class ReplicationStream:
             self._committed_at = now
             self.pipeline.queue.commit(mark)
 
+    def counts(self) -> dict[str, int]:
+        """The replication's connection statistics: its queue, its ack
+        window and the recovery point (ConRPT, ConRPL)."""
+        c = self.pipeline.queue.counts()
+        oldest, _ = self.pipeline.recovery_point()
+        now = time.time()
+        return {"conOpsInRepQueue": c["conOpsInRepQueue"],
+                "conBytesInRepQueue": c["conBytesInRepQueue"],
+                "conBytesInDiskQueue": c["conBytesInDiskQueue"],
+                "conOpsInAckQueue": self.unacked_ops(),
+                "ConRPT": int(oldest / 1e9) if oldest else int(now),
+                "ConRPL": int(now - oldest / 1e9) if oldest else 0}
+
     def unacked_ops(self) -> int:
         with self._lock:
             return sum(i.ops for i in self.inflight)

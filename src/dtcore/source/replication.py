@@ -25,7 +25,11 @@ on a path it does not have yet as no failure (the mirror brings that file,
 and it reads the file after the op changed it).  An op on a file whose
 frames the mirror is sending at that moment may reach the target before
 them; a mirror started while ops arrive therefore ends with a difference
-pass (see ``Engine.replicate``), after which the target equals the source."""
+pass (see ``Engine.replicate``), after which the target equals the source.
+
+Writes to one file are merged by its path; a file written through two hard
+links at once should be reported under one of its names, or overlapping
+writes through the two may be merged out of order."""
 from __future__ import annotations
 
 import io
@@ -59,6 +63,12 @@ _FLUSH_OPS = 4096
 _FLUSH_BYTES = 1 << 20
 
 
+def _op(kind: OpKind, path: bytes, arg: int = 0, data: bytes = b"") -> Op:
+    # the file id groups a file's writes for the merge: the path's hash here
+    # (a path is its file between namespace ops, which end every group)
+    return Op(kind, hash(path) & 0x7FFF_FFFF_FFFF_FFFF, 0, path, arg, data)
+
+
 class Replication:
     """A running replication of ``repset`` over ``conn``; made by
     ``Engine.replicate``.  Paths are relative to the set's root (or absolute
@@ -84,14 +94,13 @@ class Replication:
         self._stop = threading.Event()
         self._stopped = False
         self.error: BaseException | None = None
-        self.needs_mirror = self.pipeline.state.may_have_lost
+        self.needs_mirror = self.pipeline.state.may_have_lost or self.pipeline.lost
         # run once the queue drained after refused ops (Engine.replicate
         # gives a difference mirror per AutoRemirror)
         self.on_remirror: Callable[[], None] | None = None
         conn.tx.attach(self.stream)
         if self.stream.target_state != OK:
             self.needs_mirror = True
-        conn.stats.feed(conn.id, self._counts)
         self._threads = [threading.Thread(target=self._flusher, name="dtcore-intake", daemon=True),
                          threading.Thread(target=self._supervise, name="dtcore-supervisor",
                                           daemon=True)]
@@ -143,24 +152,24 @@ class Replication:
 
     def write(self, path: str | bytes, offset: int, data: Any) -> None:
         """``data`` was written at ``offset`` of the file."""
-        self._add([Op(OpKind.WRITE, 0, 0, self._rel(path), offset, bytes(data))])
+        self._add([_op(OpKind.WRITE, self._rel(path), offset, bytes(data))])
 
     def truncate(self, path: str | bytes, size: int) -> None:
-        self._add([Op(OpKind.TRUNCATE, 0, 0, self._rel(path), size)])
+        self._add([_op(OpKind.TRUNCATE, self._rel(path), size)])
 
     def create(self, path: str | bytes, mode: int = 0o644) -> None:
         """A new, empty file (an existing one is emptied)."""
-        self._add([Op(OpKind.CREATE, 0, 0, self._rel(path), mode & 0o7777)])
+        self._add([_op(OpKind.CREATE, self._rel(path), mode & 0o7777)])
 
     def mkdir(self, path: str | bytes, mode: int = 0o755) -> None:
-        self._add([Op(OpKind.MKDIR, 0, 0, self._rel(path), mode & 0o7777)])
+        self._add([_op(OpKind.MKDIR, self._rel(path), mode & 0o7777)])
 
     def delete(self, path: str | bytes) -> None:
         """A file, link or special file was removed."""
-        self._add([Op(OpKind.DELETE, 0, 0, self._rel(path))])
+        self._add([_op(OpKind.DELETE, self._rel(path))])
 
     def rmdir(self, path: str | bytes) -> None:
-        self._add([Op(OpKind.RMDIR, 0, 0, self._rel(path))])
+        self._add([_op(OpKind.RMDIR, self._rel(path))])
 
     def rename(self, old: str | bytes, new: str | bytes) -> None:
         """A file or a folder moved (one op, whatever the folder holds).  Into
@@ -169,7 +178,7 @@ class Replication:
         if not self.pipeline.included(o) and self.pipeline.included(n):
             self._send_file(n)
             return
-        self._add([Op(OpKind.RENAME, 0, 0, o, 0, n)])
+        self._add([_op(OpKind.RENAME, o, 0, n)])
 
     def setattr(self, path: str | bytes, *, mode: int | None = None, uid: int | None = None,
                 gid: int | None = None, atime_ns: int | None = None,
@@ -190,7 +199,7 @@ class Replication:
         if not mask:
             return
         attrs = Attrs(mask, mode or 0, uid or 0, gid or 0, atime_ns or 0, mtime_ns or 0)
-        self._add([Op(OpKind.SETATTR, 0, 0, self._rel(path), 0, attrs.pack())])
+        self._add([_op(OpKind.SETATTR, self._rel(path), 0, attrs.pack())])
 
     def symlink(self, path: str | bytes, text: str | bytes) -> None:
         """A symbolic link; an absolute one into the set is re-rooted on the
@@ -198,7 +207,7 @@ class Replication:
         t, flags = os.fsencode(text), 0
         if self.conn.config["RemapLink"] and t.startswith(self._root) and len(t) > len(self._root):
             t, flags = t[len(self._root):], LINK_ROOTED
-        self._add([Op(OpKind.SYMLINK, 0, 0, self._rel(path), flags, t)])
+        self._add([_op(OpKind.SYMLINK, self._rel(path), flags, t)])
 
     def link(self, path: str | bytes, existing: str | bytes) -> None:
         """A hard link ``path`` to the file at ``existing``."""
@@ -206,7 +215,7 @@ class Replication:
         if not self.pipeline.included(e):
             self._send_file(p)
             return
-        self._add([Op(OpKind.LINK, 0, 0, p, 0, e)])
+        self._add([_op(OpKind.LINK, p, 0, e)])
 
     def submit(self, batch: Any) -> int:
         """A packed batch of ops (:func:`dtcore.model.ops.pack_batch`'s format),
@@ -225,12 +234,12 @@ class Replication:
         local = self._root + path
         with open(local, "rb") as f:
             st = os.fstat(f.fileno())
-            ops = [Op(OpKind.CREATE, 0, 0, path, st.st_mode & 0o7777)]
+            ops = [_op(OpKind.CREATE, path, st.st_mode & 0o7777)]
             offset = 0
             while chunk := f.read(1 << 20):
-                ops.append(Op(OpKind.WRITE, 0, 0, path, offset, chunk))
+                ops.append(_op(OpKind.WRITE, path, offset, chunk))
                 offset += len(chunk)
-        ops.append(Op(OpKind.SETATTR, 0, 0, path, 0, Attrs(
+        ops.append(_op(OpKind.SETATTR, path, 0, Attrs(
             Attrs.MODE | Attrs.OWNER | Attrs.TIMES, st.st_mode, st.st_uid, st.st_gid,
             st.st_atime_ns, st.st_mtime_ns).pack()))
         self._add(ops)
@@ -373,21 +382,10 @@ class Replication:
     def statistics(self) -> dict[str, Any]:
         """Queue, window, recovery point and merge figures of this replication."""
         rpt, rpl = self.recovery_point()
-        out: dict[str, Any] = dict(self._counts())
+        out: dict[str, Any] = dict(self.stream.counts())
         out.update(status=self.status, ConRPT=rpt, ConRPL=rpl,
                    applied=self.stream.applied, merge=self.pipeline.savings.as_dict())
         return out
-
-    def _counts(self) -> dict[str, int]:
-        c = self.pipeline.queue.counts()
-        mirror = self.conn.queue.counts() if self.conn.queue is not None else {}
-        rpt, rpl = self.recovery_point()
-        return {"conOpsInRepQueue": c["conOpsInRepQueue"], "conBytesInRepQueue": c["conBytesInRepQueue"],
-                "conBytesInDiskQueue": c["conBytesInDiskQueue"],
-                "conOpsInMirQueue": mirror.get("conOpsInMirQueue", 0),
-                "conBytesInMirQueue": mirror.get("conBytesInMirQueue", 0),
-                "conOpsInAckQueue": self.stream.unacked_ops(),
-                "ConRPT": int(rpt), "ConRPL": int(rpl)}
 
     def close(self, timeout: float = 30) -> bool:
         """Stop: wait up to ``timeout`` seconds for the target to apply what

@@ -187,7 +187,7 @@ class Session:
         self.queue = ReplicationQueue(
             self._queue_dir, memory_bytes=cfg["QMemoryBufferMax"] * MB, max_ops=cfg["OpBufferSize"],
             to_disk_threshold=cfg["MemoryQueueToDiskThreshold"], segment_mb=cfg["QJournalFileSize"],
-            space_max_mb=cfg["QJournalSpaceMax"] or None, free_min_mb=cfg["QJournalFreeSpaceMin"],
+            space_max_mb=cfg["QJournalSpaceMax"], free_min_mb=cfg["QJournalFreeSpaceMin"],
             write_through=False, alert_threshold=0)
         self._applier = threading.Thread(target=self._apply_loop, name=f"dtcore-apply-{self.id}",
                                          daemon=True)
