@@ -162,10 +162,10 @@ class Engine:
         return restore(conn, destination, overwrite=overwrite)
 
     def _run(self, m: Mirror) -> MirrorResult:
-        """Run a mirror; with a replication live on its connection, replication
-        ops are flagged as sent during a mirror, and once the pass ends a
-        difference pass by attributes catches any file whose op overtook the
-        mirror's copy of it (at most two more passes)."""
+        """Run a mirror; with a replication live on its connection, its ops
+        are flagged as sent during a mirror, and when any arrived, up to two
+        difference passes by attributes follow, for names the ops moved
+        (see :mod:`dtcore.source.replication`)."""
         tx = m.conn.tx
         rep = tx.rep
         before = rep.pipeline.state.last_seq() if rep is not None else 0

@@ -1,6 +1,8 @@
 """Live replication over loopback: ops reported through the API reach the
 target in order, once, across link cuts and target restarts."""
 import os
+import random
+import threading
 import time
 
 import pytest
@@ -217,3 +219,43 @@ def test_a_damaged_journal_is_set_aside_and_the_target_remirrored(tmp_path):
         assert list(q.glob("journal.damaged-*"))
         assert rep.drain(30)
         assert (dst / "data" / "f").read_bytes() == b"x" * 10000  # by the remirror
+
+
+def test_ops_during_a_mirror_leave_the_target_right(pair, tmp_path):
+    engine, repset, conn, src, dst, _ = pair
+    rng = random.Random(3)
+    (src / "dir").mkdir()
+    for i in range(200):
+        (src / "dir" / f"f{i:03d}").write_bytes(rng.randbytes(rng.randrange(1, 40000)))
+    (src / "big").write_bytes(rng.randbytes(8 << 20))
+    rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"))
+    stop = threading.Event()
+
+    def writer():
+        w = random.Random(4)
+        n = 0
+        while not stop.is_set() and n < 400:
+            i = w.randrange(200)
+            with rep.open(f"dir/f{i:03d}", "r+b") as f:
+                f.seek(w.randrange(40000))
+                f.write(w.randbytes(w.randrange(1, 3000)))
+            with rep.open("big", "r+b") as f:
+                f.seek(w.randrange(8 << 20))
+                f.write(w.randbytes(4096))
+            with rep.open(f"new{n}", "wb") as f:
+                f.write(w.randbytes(100))
+            if n % 5 == 0:
+                os.rename(src / f"new{n}", src / "dir" / f"moved{n}")
+                rep.rename(f"new{n}", f"dir/moved{n}")
+            n += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        result = engine.mirror(conn, repset, "full")
+    finally:
+        stop.set()
+        t.join()
+    assert result.files > 0
+    assert rep.drain(60)
+    assert tree(dst) == tree(src)

@@ -216,9 +216,11 @@ class Connection:
 
     # -- ops -----------------------------------------------------------------
     def send_ops(self, ops: list[Op], *, mirror: bool = True, path: bytes | None = None,
-                 on_applied: Callable[[], None] | None = None) -> int:
+                 on_applied: Callable[[], None] | None = None,
+                 release: tuple[bytes, ...] = ()) -> int:
         """Queue ops as one frame (see :meth:`Transmitter.send_ops`)."""
-        return self.tx.send_ops(ops, mirror=mirror, path=path, on_applied=on_applied)
+        return self.tx.send_ops(ops, mirror=mirror, path=path, on_applied=on_applied,
+                                release=release)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the target has acknowledged every op sent so far."""

@@ -37,6 +37,7 @@ class Sent:
     record: bytes
     mark: tuple[int, int, int, int] | None  # the journal's, None for a record from memory
     frame: int | None = None  # None until sent
+    held: bool = False  # put back unsent: taking it again is no resend
 
 
 class ReplicationStream:
@@ -79,7 +80,9 @@ class ReplicationStream:
                 item = self.resend.popleft()
                 item.frame = None
                 self.inflight.append(item)
-                self.counters.add("conResentOpCount", item.ops)
+                if not item.held:
+                    self.counters.add("conResentOpCount", item.ops)
+                item.held = False
                 return item
             batch, mark = self.pipeline.queue.pop_marked(1, timeout=0, max_bytes=_MAX_RECORD)
             if not len(batch):
@@ -88,6 +91,13 @@ class ReplicationStream:
             item = Sent(record_head(record)[0], int(batch.ops[0]), record, mark)
             self.inflight.append(item)
             return item
+
+    def put_back(self, item: Sent) -> None:
+        """``item``, just taken, waits: it is the next to go."""
+        with self._lock:
+            self.inflight.remove(item)
+            self.resend.appendleft(item)
+            item.held = True
 
     def sent(self, item: Sent, frame: int) -> None:
         item.frame = frame

@@ -19,13 +19,22 @@ What a call promises depends on ``QLogWriteThrough``:
   crash may lose them, so a replication restarted after one marks the
   target Mirror Required (see :attr:`Replication.needs_mirror`).
 
-Replication while a mirror runs on the same connection: the ops go out as
-usual, beside the mirror's frames, flagged so that the target takes an op
-on a path it does not have yet as no failure (the mirror brings that file,
-and it reads the file after the op changed it).  An op on a file whose
-frames the mirror is sending at that moment may reach the target before
-them; a mirror started while ops arrive therefore ends with a difference
-pass (see ``Engine.replicate``), after which the target equals the source.
+Replication while a mirror runs on the same connection (the rule that
+leaves the target right):
+
+- A file the mirror has not reached yet: its ops go out at once, flagged,
+  and the target takes an op on a path it does not have yet as no failure;
+  the mirror reads the file later, after the op changed it.
+- A file the mirror is reading or sending: the mirror claims it before the
+  first read, and a replication record touching it (or a folder above it)
+  waits until the mirror's frames for it have left, even while the mirror is
+  paused by target flow control.  The op is then applied after the mirror's
+  copy, never under it.  Other records keep their order behind it.
+- A file the mirror has finished: its ops go out as usual.
+- Names: an op that renames or removes what the mirror listed but has not
+  sent yet leaves the mirror nothing to read at the old name, so a mirror
+  during which ops arrived ends with up to two difference passes by
+  attributes (``Engine.mirror``), which bring the new names across.
 
 Writes to one file are merged by its path; a file written through two hard
 links at once should be reported under one of its names, or overlapping

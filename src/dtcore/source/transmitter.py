@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from dtcore.control.events import emit
 from dtcore.control.stats import Counters
 from dtcore.errors import DTError, QueueClosedError
-from dtcore.model.ops import Op, pack_batch
+from dtcore.model.ops import Op, OpKind, pack_batch, unpack_batch
 from dtcore.protocol.frames import (
     FLAG_MIRROR,
     FLAG_REP,
     FLAG_TOLERANT,
     OPS,
+    REP_HEAD,
     PeerClosed,
     json_object,
 )
@@ -59,8 +60,13 @@ class Transmitter:
         self.mirroring = 0  # mirrors running on this connection
         self._work = threading.Event()  # something to send, or room in the window
         self._rep_lock = threading.Lock()
-        # (ops, callback) of each queued mirror body, in queue order
-        self._queued: deque[tuple[int, Callback | None]] = deque()
+        self._behind_mirror = False
+        # (ops, callback, claims it ends) of each queued mirror body, in queue order
+        self._queued: deque[tuple[int, Callback | None, tuple[bytes, ...]]] = deque()
+        # files a mirror is reading or sending: a replication op on one of
+        # them (or on a folder above one) waits until the mirror's frames
+        # for it have left, so that it is applied after the mirror's copy
+        self._claims: dict[bytes, int] = {}
         self.link: Link | None = None
         self.queue: ReplicationQueue | None = None
         self._seq = 0
@@ -94,9 +100,10 @@ class Transmitter:
         return self.link
 
     def send_ops(self, ops: list[Op], *, mirror: bool = True, path: bytes | None = None,
-                 on_applied: Callback | None = None) -> int:
+                 on_applied: Callback | None = None, release: tuple[bytes, ...] = ()) -> int:
         """Queue ops as one frame; ``on_applied`` runs when the target has
-        acknowledged them.  Returns the frame's size on the wire."""
+        acknowledged them, and the claims on ``release`` end once it is sent.
+        Returns the frame's size on the wire."""
         link = self.check()
         body = pack_batch(ops)
         flags, parts = link.ch.encode(body, path)
@@ -111,7 +118,7 @@ class Transmitter:
         with self._seq_lock:  # the queue and _queued in one order
             self.check()
             with self._cv:
-                self._queued.append((n, on_applied))
+                self._queued.append((n, on_applied, release))
                 self._unacked_ops += n
             try:
                 self.queue.push([record], n, MIRROR if mirror else REPLICATION)
@@ -166,7 +173,9 @@ class Transmitter:
                             if not self._send_replication(link, rep):
                                 break
                             sent = True
-                if self._resume.is_set():
+                # a replication record waiting behind a mirror's file sends
+                # the mirror's frames even while the mirror is paused
+                if self._resume.is_set() or self._behind_mirror:
                     records = queue.pop(64, timeout=0, max_bytes=8 * MB, batch=True)
                     if len(records):
                         self._send_mirror(link, records)
@@ -191,20 +200,60 @@ class Transmitter:
 
     def _send_mirror(self, link: Link, records: Any) -> None:
         frames: list[Any] = []
+        released: list[bytes] = []
         for record in records:
             with self._cv:
-                n, callback = self._queued.popleft()
+                n, callback, release = self._queued.popleft()
             view = memoryview(record)
             body = view[1:]
             seq = self._number(n, callback)
             frames += [link.ch.header(OPS, view[0], [body], seq), body]
+            released += release
         link.send_parts(frames)
+        for path in released:
+            self.release(path)
+
+    # -- claims: replication ops after the mirror's copy of a file --------------
+    def claim(self, path: bytes) -> None:
+        """A mirror is about to read ``path``."""
+        with self._cv:
+            self._claims[path] = self._claims.get(path, 0) + 1
+
+    def release(self, path: bytes) -> None:
+        """The mirror's frames for ``path`` have left (or it sent none)."""
+        with self._cv:
+            left = self._claims.get(path, 0) - 1
+            if left > 0:
+                self._claims[path] = left
+            else:
+                self._claims.pop(path, None)
+        self._work.set()
+
+    def _claimed(self, record: bytes) -> bool:
+        """Whether a replication record touches a claimed file or a folder
+        above one."""
+        with self._cv:
+            claims = list(self._claims)
+        if not claims:
+            return False
+        for op in unpack_batch(memoryview(record)[REP_HEAD.size:]):
+            names = (op[3], bytes(op[5])) if op[0] in (OpKind.RENAME, OpKind.LINK) else (op[3],)
+            for name in names:
+                prefix = name + b"/"
+                if any(c == name or c.startswith(prefix) for c in claims):
+                    return True
+        return False
 
     def _send_replication(self, link: Link, rep: ReplicationStream) -> bool:
+        self._behind_mirror = False
         if self._unacked_ops >= self.window:
             return False
         item = rep.next()
         if item is None:
+            return False
+        if self._claims and self._claimed(item.record):
+            rep.put_back(item)
+            self._behind_mirror = True
             return False
         flags, parts = link.ch.encode(item.record)
         flags |= FLAG_REP | (FLAG_TOLERANT if self.mirroring else 0)
@@ -295,5 +344,6 @@ class Transmitter:
         with self._cv:
             self._pending.clear()
             self._queued.clear()
+            self._claims.clear()  # the mirror resumes, claiming afresh
             self._unacked_ops = 0
         self._resume.set()

@@ -430,6 +430,17 @@ class Mirror:
                 self._difference(e.path, reason)
             self._account(e, SKIPPED, e.size)
             return
+        # held from before the file is read until its frames are sent (the
+        # batch's flush ends it): replication ops on it wait behind them
+        self.conn.tx.claim(e.path)
+        try:
+            self._transfer(batch, e, t, plan)
+        finally:
+            if e.path not in batch.done:  # nothing of it waits to be sent
+                self.conn.tx.release(e.path)
+
+    def _transfer(self, batch: FrameBatch, e: Entry, t: Entry | None, plan: str) -> None:
+        opts = self.opts
         strategy = plan
         try:
             fd = os.open(self.sender.path(e), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

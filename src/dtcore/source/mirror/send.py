@@ -57,6 +57,7 @@ class FrameBatch:
     def flush(self) -> None:
         if not self.ops:
             for p in self.done:
+                self.conn.tx.release(p)
                 self.on_done(p)
             self.done = []
             return
@@ -65,7 +66,8 @@ class FrameBatch:
         started = time.perf_counter()
         sent = self.conn.send_ops(
             ops, mirror=True, path=ops[0].path if len(ops) < 64 else None,
-            on_applied=(lambda: [self.on_done(p) for p in done]) if done else None)
+            on_applied=(lambda: [self.on_done(p) for p in done]) if done else None,
+            release=tuple(done))
         self.on_sent(len(ops), data_bytes, sent)
         self.rates.sent(sent, time.perf_counter() - started)
 
