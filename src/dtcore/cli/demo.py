@@ -1,23 +1,29 @@
 """README's main job: generate a replication set, start a target on
 127.0.0.1, run a full mirror, change the source the way users do, run a
-difference mirror that also removes orphans, then verify, plant a
-difference on the target, find it and remirror it, printing progress and
-statistics throughout.
+difference mirror that also removes orphans, then replicate live (a
+program writing through the API: log appends, page writes into a
+database-like file, creates, renames of a file and a folder, deletes, with
+the link cut once), then verify, plant a difference on the target, find it
+and remirror it, printing progress and statistics throughout.
 
     python -m dtcore.cli.demo [--dir DIR] [--files N] [--seed S]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import secrets
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from dtcore.cli.progress import Bar, print_connection_stats, print_result
 from dtcore.engine import Engine
+from dtcore.model.repset import ReplicationSet
+from dtcore.source.connection import Connection
 from dtcore.source.mirror import DIFFERENCE, FULL
 
 BLOCK = 65536
@@ -71,6 +77,66 @@ def change(root: Path, rng: random.Random) -> dict[str, int]:
     return counts
 
 
+def replicate(engine: Engine, conn: Connection, repset: ReplicationSet, source: Path,
+              work: Path, rng: random.Random, seconds: float = 3.0) -> None:
+    """Write through the replication API for a while, cutting the link once,
+    and show the queue and the recovery point as it goes."""
+    rep = engine.replicate(conn, repset, directory=str(work / "queue"))
+    (source / "app").mkdir()
+    rep.mkdir("app")
+    page = 4096
+    with rep.open("app/pages.db", "wb") as f:
+        f.write(bytes(page * 256))
+    log = rep.open("app/events.log", "a")
+    db = rep.open("app/pages.db", "r+b")
+    start = last = time.monotonic()
+    cut = False
+    n = ops_before = 0
+    print("Replicating live for a few seconds (writes through Replication.open):")
+    while time.monotonic() - start < seconds:
+        log.write(f"{time.time():.6f} event {n} ok\n")
+        db.seek(rng.randrange(256) * page)
+        db.write(rng.randbytes(page))
+        if n % 50 == 0:
+            with rep.open(f"app/report{n // 50}.txt", "w") as out:
+                out.write(f"report {n}\n" * 20)
+        if n % 500 == 250:
+            os.rename(source / "app" / f"report{n // 50}.txt", source / "app" / f"kept{n // 50}.txt")
+            rep.rename(f"app/report{n // 50}.txt", f"app/kept{n // 50}.txt")
+            old = source / "app" / f"report{n // 50 - 1}.txt"
+            old.unlink()
+            rep.delete(f"app/report{n // 50 - 1}.txt")
+        n += 1
+        now = time.monotonic()
+        if not cut and now - start > seconds / 2:
+            db.flush()
+            log.flush()
+            conn.link.fail(OSError("cut by the demo"))
+            cut = True
+            print("  link cut: ops queue, the supervisor reconnects, unacknowledged batches go again")
+        if now - last >= 0.5:
+            s = rep.statistics()
+            print(f"  {s['status']:<11} {(n - ops_before) / (now - last):7.0f} writes/s  "
+                  f"queued {s['conOpsInRepQueue']:5d} ops  unacknowledged {s['conOpsInAckQueue']:5d}  "
+                  f"RPO {s['ConRPL'] * 1000:.0f} ms")
+            ops_before, last = n, now
+            time.sleep(0.01)  # the program pauses now and then, as programs do
+    log.close()
+    db.close()
+    os.rename(source / "app", source / "service")
+    rep.rename("app", "service")  # a folder rename is one op
+    rep.drain(60)
+    s = rep.statistics()
+    merge = s["merge"]
+    print(f"Replication: {merge['ops_in']} ops reported, {merge['ops_out']} after merging "
+          f"({merge['bytes_saved']} bytes saved), {conn.counters['conResentOpCount']} ops resent "
+          f"after the cut, {engine.stats.server['autoReConnects']} reconnect(s); "
+          f"RPO now {s['ConRPL'] * 1000:.0f} ms, status {s['status']}")
+    check = engine.verify(conn, repset, log_dir=str(work / "logs"))
+    print(f"Verify after replication: {len(check.differences)} differences")
+    rep.close()
+
+
 def run(work: Path, files: int, rng: random.Random) -> int:
     source, target_root = work / "source", work / "target"
     print(f"Generating {files} files under {source} ...")
@@ -93,6 +159,8 @@ def run(work: Path, files: int, rng: random.Random) -> int:
         with Bar() as bar:
             result = engine.mirror(conn, repset, DIFFERENCE, orphans=True, progress=bar)
         print_result("difference mirror (block checksums, rolling delta, orphans)", result)
+
+        replicate(engine, conn, repset, source, work, rng)
 
         check = engine.verify(conn, repset, log_dir=str(work / "logs"))
         print(f"Verify: {len(check.differences)} differences")

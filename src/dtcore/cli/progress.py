@@ -60,12 +60,13 @@ def print_result(title: str, r: MirrorResult) -> None:
 
 def print_connection_stats(snap: Snapshot, conn_row: int = 0) -> None:
     t = Table(title="statistics", show_header=False)
-    for name in ("conBytesTx", "conBytesCompressedTx", "conOpsTx", "conBytesSkipped",
-                 "conMirrorBytesRemaining", "conMirrorPercent"):
+    for name in ("conBytesTx", "conBytesCompressedTx", "conOpsTx", "conResentOpCount",
+                 "conBytesSkipped", "conMirrorBytesRemaining", "conMirrorPercent"):
         value = snap.value("connection", name, conn_row)
         if name == "conMirrorPercent":
             value = f"{int(value) / PERCENT_SCALE:.2f}%"
         t.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
-    for name in ("MirOpsGenerated", "MirBytesGenerated", "Logins", "FailedLogins"):
+    for name in ("RepOpsGenerated", "RepBytesGenerated", "MirOpsGenerated", "MirBytesGenerated",
+                 "Logins", "FailedLogins"):
         t.add_row(name, f"{snap.value('server', name):,}")
     Console().print(t)

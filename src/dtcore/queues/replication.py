@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from dtcore.control import settings
 from dtcore.control.events import emit, log
-from dtcore.errors import QueueClosedError
+from dtcore.errors import DTError, QueueClosedError
 from dtcore.queues.journal import DiskQueue
 from dtcore.queues.memory import MemoryQueue
 from dtcore.queues.records import MB, REPLICATION
@@ -214,7 +214,10 @@ class ReplicationQueue:
             if discard:
                 dropped = self.memory.counts()["records"]
                 if self.disk is not None:
-                    self.disk.close()
+                    try:
+                        self.disk.close()
+                    except DTError:  # its folder may be gone already: nothing in it matters
+                        pass
                 return dropped
             left: list = list(front)
             try:
