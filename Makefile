@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtcore-installed
 
-.PHONY: venv build demo test test-slow bench bench-mirror asan clean
+.PHONY: venv build demo test test-slow bench bench-mirror bench-replication asan clean
 
 # The one system package the build needs: the lz4 C library's headers.
 LZ4_HEADER := /usr/include/lz4.h
@@ -50,6 +50,10 @@ bench-mirror: build
 	@command -v rsync >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q rsync; } || \
 		{ echo "the mirror benchmark needs rsync: sudo apt-get install rsync" >&2; exit 1; }
 	$(VPY) -m benchmarks.mirror_summary --scale 1.0 --runs 3
+
+# Live replication: intake, end to end on loopback, lag (about a minute).
+bench-replication: build
+	$(VPY) -m benchmarks.replication_summary
 
 # Native tests once under AddressSanitizer (extensions rebuilt, then restored).
 asan: $(STAMP)
