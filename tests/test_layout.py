@@ -96,13 +96,14 @@ def test_the_rule_catches_violations():
 PUBLIC = [
     "AccessDeniedError", "Compressor", "ConState", "Config", "Connection",
     "ConnectionFailedError", "DTError", "Delta", "Engine", "EngineLog", "Event",
-    "FileAccessError", "InvalidParameterError", "InvalidParameterTypeError", "InvalidPathError",
-    "InvalidStatisticsFileError", "MirrorOptions", "MirrorResult", "NetworkFailedError",
-    "OutOfMemoryError", "Payload", "QueueLogFileError", "ReplicationSet",
-    "RestoreResult", "Rule", "Signature", "Snapshot", "Statistics", "StatsFile", "StatsLogger",
-    "StatsServer", "StreamError", "Target", "TargetDiskFullError", "apply_delta",
-    "block_checksums", "delta", "differing_ranges", "file_checksums", "file_delta",
-    "file_signature", "signature", "subscribe", "xxh3_64",
+    "FileAccessError", "InvalidParameterError", "InvalidParameterTypeError",
+    "InvalidPathError", "InvalidStatisticsFileError", "MirrorOptions", "MirrorResult",
+    "NetworkFailedError", "Op", "OpKind", "OutOfMemoryError", "Payload", "QueueLogFileError",
+    "Replication", "ReplicationSet", "RestoreResult", "Rule", "Signature", "Snapshot",
+    "Statistics", "StatsFile", "StatsLogger", "StatsServer", "StreamError", "Target",
+    "TargetDiskFullError", "apply_delta", "block_checksums", "delta", "differing_ranges",
+    "file_checksums", "file_delta", "file_signature", "pack_batch", "signature", "subscribe",
+    "xxh3_64",
 ]
 
 

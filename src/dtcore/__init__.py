@@ -1,7 +1,8 @@
 """dtcore: a performance-tuned file replication engine with a native core.
 
-The embedding API: the engine (targets, connections, mirrors, verify,
-restore) and its results, replication sets, settings (Config), the
+The embedding API: the engine (targets, connections, live replication,
+mirrors, verify, restore) and its results, the op model a program reports
+changes in, replication sets, settings (Config), the
 exceptions an embedder catches, event subscription, the engine log and
 statistics, and the kernels people call on their own: block checksums, the
 rolling delta and payload compression.  Everything else is private to its
@@ -48,9 +49,11 @@ from dtcore.model.delta import (
     file_signature,
     signature,
 )
+from dtcore.model.ops import Op, OpKind, pack_batch
 from dtcore.model.repset import ReplicationSet, Rule
 from dtcore.source.connection import Connection
 from dtcore.source.mirror import MirrorOptions, MirrorResult
+from dtcore.source.replication import Replication
 from dtcore.source.restore import RestoreResult
 from dtcore.target.service import Target
 
@@ -60,9 +63,10 @@ __all__ = [
     "AccessDeniedError", "Compressor", "ConState", "Config", "Connection", "ConnectionFailedError",
     "DTError", "Delta", "Engine", "EngineLog", "Event", "FileAccessError", "InvalidParameterError",
     "InvalidParameterTypeError", "InvalidPathError", "InvalidStatisticsFileError", "MirrorOptions",
-    "MirrorResult", "NetworkFailedError", "OutOfMemoryError", "Payload", "QueueLogFileError",
-    "ReplicationSet", "RestoreResult", "Rule", "Signature", "Snapshot", "Statistics", "StatsFile",
-    "StatsLogger", "StatsServer", "StreamError", "Target", "TargetDiskFullError", "apply_delta",
-    "block_checksums", "delta", "differing_ranges", "file_checksums", "file_delta",
-    "file_signature", "signature", "subscribe", "xxh3_64",
+    "MirrorResult", "NetworkFailedError", "Op", "OpKind", "OutOfMemoryError", "Payload",
+    "QueueLogFileError", "Replication", "ReplicationSet", "RestoreResult", "Rule", "Signature",
+    "Snapshot", "Statistics", "StatsFile", "StatsLogger", "StatsServer", "StreamError", "Target",
+    "TargetDiskFullError", "apply_delta", "block_checksums", "delta", "differing_ranges",
+    "file_checksums", "file_delta", "file_signature", "pack_batch", "signature", "subscribe",
+    "xxh3_64",
 ]
