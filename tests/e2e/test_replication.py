@@ -76,6 +76,11 @@ def test_ops_through_the_api_reach_the_target(pair, tmp_path):
     assert stats["ConRPL"] == 0
     assert stats["merge"]["ops_in"] >= stats["merge"]["ops_out"] > 0
     assert conn.counters["conOpsInAckQueue"] == 0
+    snap = engine.statistics()
+    assert snap.value("server", "RepOpsGenerated") >= stats["merge"]["ops_in"]
+    assert snap.value("server", "RepBytesGenerated") > 65536
+    assert snap.value("connection", "ConRPL") == 0
+    assert snap.value("connection", "conOpsInRepQueue") == 0
 
 
 def test_packed_batches_merge_and_apply(pair, tmp_path):
