@@ -10,6 +10,7 @@ import pytest
 from dtcore.engine import Engine
 from dtcore.errors import DTError
 from dtcore.model.ops import Op, OpKind, pack_batch
+from dtcore.protocol.messages import Flow
 
 SECRET = "replication-test-secret"
 
@@ -264,3 +265,21 @@ def test_ops_during_a_mirror_leave_the_target_right(pair, tmp_path):
     assert result.files > 0
     assert rep.drain(60)
     assert tree(dst) == tree(src)
+
+
+def test_a_paused_mirror_does_not_hold_replication(pair, tmp_path):
+    engine, repset, conn, src, dst, _ = pair
+    rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"))
+    conn.tx.on_flow(Flow(True, -147).fields())  # as the target says when its memory fills
+    sent = threading.Thread(target=conn.send_ops, args=(
+        [Op(OpKind.CREATE, 0, 1, b"mirrored", 0o644)],), kwargs={"mirror": True})
+    sent.start()
+    rep.create("replicated")
+    rep.write("replicated", 0, b"goes while the mirror waits")
+    assert rep.drain(10)
+    assert (dst / "replicated").read_bytes() == b"goes while the mirror waits"
+    assert not (dst / "mirrored").exists()  # the mirror frame still waits
+    conn.tx.on_flow(Flow(False, -148).fields())
+    sent.join(10)
+    conn.flush(10)
+    assert (dst / "mirrored").exists()

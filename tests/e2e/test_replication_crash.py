@@ -132,3 +132,45 @@ def test_sigkill_of_the_target_resends_and_converges(tmp_path):
     finally:
         target.kill()
         target.wait(10)
+
+
+BUFFERED = textwrap.dedent("""
+    import sys
+    from dtcore.engine import Engine
+    src, queue, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    with Engine(secret=%r, QLogWriteThrough=0) as e:
+        repset = e.replication_set(src)
+        conn = e.connect(repset, port=port, target_path="data")
+        rep = e.replicate(conn, repset, directory=queue)
+        with rep.open("log", "wb", buffering=0) as f:
+            i = 0
+            while True:
+                f.write(i.to_bytes(8, "little") * 2)
+                print(i, flush=True)
+                i += 1
+""" % SECRET)
+
+
+def test_sigkill_of_a_buffered_source_remirrors_on_restart(tmp_path):
+    """Without QLogWriteThrough a crash may lose accepted ops: the restarted
+    replication marks the target Mirror Required and remirrors it."""
+    src, dst, queue = tmp_path / "src", tmp_path / "dst", str(tmp_path / "q")
+    src.mkdir()
+    events = []
+    with Engine(secret=SECRET) as engine:
+        target = engine.start_target(dst, port=0)
+        child = subprocess.Popen([sys.executable, "-c", BUFFERED, str(src), queue, str(target.port)],
+                                 stdout=subprocess.PIPE, text=True)
+        for n, _ in enumerate(child.stdout):
+            if n >= 3000:
+                break
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        with Engine(secret=SECRET) as e2:
+            e2.subscribe(lambda e: events.append((e.id, e.message)))
+            repset = e2.replication_set(src)
+            conn = e2.connect(repset, port=target.port, target_path="data")
+            rep = e2.replicate(conn, repset, directory=queue)
+            assert rep.drain(60)
+            assert (dst / "data" / "log").read_bytes() == (src / "log").read_bytes()
+    assert any(i == 4065 and "may have lost ops" in text for i, text in events), events
