@@ -121,6 +121,12 @@ class Channel:
         self._send_lock = threading.Lock()
         self._tls = isinstance(sock, ssl.SSLSocket)
         self._head = bytearray(HEADER_SIZE)
+        # With transient_ops, an uncompressed OPS body is read into one buffer
+        # reused for every such frame (a fresh one costs a zeroed allocation
+        # and its page faults per frame): the receiver must be done with the
+        # body before it reads the next frame (a target copies it into its queue).
+        self.transient_ops = False
+        self._rx = bytearray()
         self.bytes_tx = self.bytes_rx = 0
         self.closed = False
 
@@ -204,7 +210,12 @@ class Channel:
         if length > cap:
             raise DataOverloadError(f"a {TYPE_NAMES[ftype]} frame of {length} bytes is over the "
                                     f"negotiated maximum of {cap}")
-        body = bytearray(length)
+        if self.transient_ops and ftype == OPS and not flags & FLAG_LZ4:
+            if len(self._rx) < length:
+                self._rx = bytearray(max(length, 2 * len(self._rx)))
+            body: Any = memoryview(self._rx)[:length]
+        else:
+            body = bytearray(length)
         if length:
             self._read_exact(memoryview(body))
         if flags & FLAG_CRC:

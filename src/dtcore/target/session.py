@@ -169,6 +169,7 @@ class Session:
         self._helpers = ThreadPoolExecutor(2, thread_name_prefix=f"dtcore-target-{self.id}-rq")
         target.stats.server.add("Logins")
         emit(4016, conn=self.label())
+        ch.transient_ops = True  # _on_ops copies each body into the queue before the next read
         self.link = Link(ch, f"source {self.peer}", heartbeat=cfg["HBExternalRate"], ttl=cfg["HBTTL"],
                          on_ops=self._on_ops, on_request=self._on_request, on_close=self._on_close)
         self.link.start()
