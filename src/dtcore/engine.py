@@ -124,7 +124,7 @@ class Engine:
         rep = Replication(conn, repset, directory=directory, coalesce=coalesce)
         self.replications.append(rep)
         rep.on_remirror = lambda: self._remirror(conn, repset)
-        if rep.needs_mirror:
+        if rep.needs_mirror and conn.alive:  # otherwise once a link is up (rep heals)
             lost = rep.pipeline.state.may_have_lost or rep.pipeline.lost
             conn.call(StateRequest(MIRROR_REQUIRED, "the replication may have lost ops"
                                    if lost else "not in step"))

@@ -128,8 +128,13 @@ def test_queued_ops_outlive_a_restart_of_the_source(tmp_path):
         target = e2.start_target(dst, port=0)
         repset = e2.replication_set(src)
         conn = e2.connect(repset, port=target.port, target_path="data")
+        target.stop()  # a replication starts with its target down, and waits for it
         rep = e2.replicate(conn, repset, directory=q)
+        assert rep.status == "Pending"
+        assert rep.statistics()["conOpsInRepQueue"] == 3
+        target = e2.start_target(dst, port=target.port)
         assert rep.drain(30)
+        assert rep.statistics()["ConRPL"] == 0
         assert (dst / "data" / "a").read_bytes() == b"first run, still first run"
 
 

@@ -89,6 +89,7 @@ class Pipeline:
         # oldest first: the recovery point
         self.unacked: deque[tuple[int, int, int]] = deque()
         self.unacked_ops = 0
+        self._restored_upto = 0
         self._unacked_lock = threading.Lock()
         self._check = not repset._all
         self._verdicts: dict[bytes, bool] = {}
@@ -172,6 +173,23 @@ class Pipeline:
         self.server.add("RepOpsGenerated", info.count)
         self.server.add("RepBytesGenerated", info.data_bytes)
         return seq
+
+    def restored(self, seq: int, generated: int, ops: int) -> None:
+        """A record left by an earlier run was taken from the journal: it
+        counts towards the recovery point until acknowledged.  Such records
+        come in order and before anything this run submitted."""
+        with self._unacked_lock:
+            if self.unacked and seq >= self.unacked[0][0]:
+                return  # submitted by this run, or noted already
+            if self._restored_upto >= seq:
+                return
+            self._restored_upto = seq
+            # before this run's first submit, after earlier restored ones
+            i = 0
+            while i < len(self.unacked) and self.unacked[i][0] < seq:
+                i += 1
+            self.unacked.insert(i, (seq, generated, ops))
+            self.unacked_ops += ops
 
     def acknowledged(self, upto: int) -> None:
         """Batches up to number ``upto`` are applied on the target."""

@@ -88,7 +88,10 @@ class ReplicationStream:
             if not len(batch):
                 return None
             record = bytes(batch[0])
-            item = Sent(record_head(record)[0], int(batch.ops[0]), record, mark)
+            seq, generated = record_head(record)
+            item = Sent(seq, int(batch.ops[0]), record, mark)
+            if mark is not None:  # from the journal: perhaps left by an earlier run
+                self.pipeline.restored(seq, generated, item.ops)
             self.inflight.append(item)
             return item
 

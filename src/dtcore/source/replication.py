@@ -107,8 +107,8 @@ class Replication:
         # run once the queue drained after refused ops (Engine.replicate
         # gives a difference mirror per AutoRemirror)
         self.on_remirror: Callable[[], None] | None = None
-        conn.tx.attach(self.stream)
-        if self.stream.target_state != OK:
+        conn.tx.attach(self.stream)  # learns the target's state, if the link is up
+        if self.stream.target_state not in ("", OK):
             self.needs_mirror = True
         self._threads = [threading.Thread(target=self._flusher, name="dtcore-intake", daemon=True),
                          threading.Thread(target=self._supervise, name="dtcore-supervisor",
@@ -343,6 +343,8 @@ class Replication:
             while not self._stop.is_set():
                 try:
                     self.conn.reconnect(generation)
+                    if self.stream.target_state != OK:  # the new link told it
+                        self.needs_mirror = True
                     self.conn.stats.server.add("autoReConnects")
                     emit(4010, repset=self.conn.repset, target=self.conn.host,
                          address=f"{self.conn.host}:{self.conn.port}")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from dtcore.control.events import emit
 from dtcore.control.stats import Counters
-from dtcore.errors import DTError, QueueClosedError
+from dtcore.errors import DTError, NetworkFailedError, QueueClosedError
 from dtcore.model.ops import Op, OpKind, pack_batch, unpack_batch
 from dtcore.protocol.frames import (
     FLAG_MIRROR,
@@ -146,7 +146,10 @@ class Transmitter:
 
     def attach(self, rep: ReplicationStream) -> None:
         """Carry a live replication stream from now on (and after reconnects)."""
-        rep.resume(self.check())
+        try:
+            rep.resume(self.check())
+        except (PeerClosed, NetworkFailedError):
+            pass  # the link is down: the stream resumes on the next one
         self.rep = rep
         self._work.set()
 
