@@ -34,13 +34,23 @@ class ReplicationMachine(RuleBasedStateMachine):
         self.target_up = True
 
     # -- what exists on the source ------------------------------------------------
+    def _walk(self):
+        """(files, folders) of the source, links not followed."""
+        files, dirs = [], []
+        for dirpath, dirnames, filenames in os.walk(self.src):
+            rel = os.path.relpath(dirpath, self.src)
+            for d in dirnames:
+                p = os.path.normpath(os.path.join(rel, d))
+                (files if os.path.islink(self.src / p) else dirs).append(p)
+            files += [os.path.normpath(os.path.join(rel, f)) for f in filenames]
+        links = [p for p in files if os.path.islink(self.src / p)]
+        return sorted(set(files) - set(links)), sorted(dirs)
+
     def _files(self):
-        return sorted(str(p.relative_to(self.src)) for p in self.src.rglob("*")
-                      if p.is_file() and not p.is_symlink())
+        return self._walk()[0]
 
     def _dirs(self):
-        return sorted(str(p.relative_to(self.src)) for p in self.src.rglob("*")
-                      if p.is_dir() and not p.is_symlink())
+        return self._walk()[1]
 
     def _place(self, data, name):
         dirs = self._dirs()
