@@ -18,7 +18,6 @@ from dtcore.control.events import Event, emit, subscribe
 from dtcore.control.stats import ConState, Snapshot, Statistics
 from dtcore.errors import ConnectionFailedError, NetworkFailedError
 from dtcore.model.repset import ReplicationSet, Rule, Totals
-from dtcore.protocol.messages import MIRROR_REQUIRED, StateRequest
 from dtcore.source.connection import Connection
 from dtcore.source.mirror import DIFFERENCE, FULL, Mirror, MirrorOptions, MirrorResult
 from dtcore.source.replication import Replication
@@ -123,13 +122,9 @@ class Engine:
         AutoRemirror before this returns."""
         rep = Replication(conn, repset, directory=directory, coalesce=coalesce)
         self.replications.append(rep)
-        rep.on_remirror = lambda: self._remirror(conn, repset)
+        rep.on_remirror = lambda: self._remirror(conn, repset, progress)
         if rep.needs_mirror and conn.alive:  # otherwise once a link is up (rep heals)
-            lost = rep.pipeline.state.may_have_lost or rep.pipeline.lost
-            conn.call(StateRequest(MIRROR_REQUIRED, "the replication may have lost ops"
-                                   if lost else "not in step"))
-            self._remirror(conn, repset, progress)
-            rep.needs_mirror = False
+            rep.heal()
         return rep
 
     def _remirror(self, conn: Connection, repset: ReplicationSet,

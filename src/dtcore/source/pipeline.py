@@ -197,13 +197,15 @@ class Pipeline:
             while self.unacked and self.unacked[0][0] <= upto:
                 self.unacked_ops -= self.unacked.popleft()[2]
 
-    def recovery_point(self) -> tuple[int, int]:
-        """(ns since the epoch of the oldest unacknowledged op, or 0 when all
-        are acknowledged; ops not yet acknowledged)."""
+    def recovery_point(self) -> tuple[float, float]:
+        """(ConRPT: the time up to which the target has every op, in seconds
+        since the epoch; ConRPL: how many seconds the target is behind)."""
+        now = time.time()
         with self._unacked_lock:
             if not self.unacked:
-                return 0, 0
-            return self.unacked[0][1], self.unacked_ops
+                return now, 0.0
+            oldest = self.unacked[0][1] / 1e9
+        return oldest, max(0.0, now - oldest)
 
     def close(self, front: list[tuple[Any, int, int]] = ()) -> None:  # type: ignore[assignment]
         """Close the queue (``front``: records popped from memory and not yet

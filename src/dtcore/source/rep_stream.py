@@ -105,19 +105,22 @@ class ReplicationStream:
     def sent(self, item: Sent, frame: int) -> None:
         item.frame = frame
 
-    def acked(self, frame: int) -> None:
-        """The target applied every frame up to ``frame``."""
-        last = 0
+    def acked(self, frame: int) -> int:
+        """The target applied every frame up to ``frame``; returns how many
+        ops that completed."""
+        last = ops = 0
         with self._lock:
             while self.inflight and self.inflight[0].frame is not None and \
                     self.inflight[0].frame <= frame:
                 item = self.inflight.popleft()
                 self._done(item)
                 last = item.seq
+                ops += item.ops
         if last:
             self.applied = max(self.applied, last)
             self.pipeline.acknowledged(last)
             self._commit()
+        return ops
 
     def _done(self, item: Sent) -> None:
         if item.mark is not None:
@@ -142,14 +145,12 @@ class ReplicationStream:
         """The replication's connection statistics: its queue, its ack
         window and the recovery point (ConRPT, ConRPL)."""
         c = self.pipeline.queue.counts()
-        oldest, _ = self.pipeline.recovery_point()
-        now = time.time()
+        rpt, rpl = self.pipeline.recovery_point()
         return {"conOpsInRepQueue": c["conOpsInRepQueue"],
                 "conBytesInRepQueue": c["conBytesInRepQueue"],
                 "conBytesInDiskQueue": c["conBytesInDiskQueue"],
                 "conOpsInAckQueue": self.unacked_ops(),
-                "ConRPT": int(oldest / 1e9) if oldest else int(now),
-                "ConRPL": int(now - oldest / 1e9) if oldest else 0}
+                "ConRPT": int(rpt), "ConRPL": int(rpl)}
 
     def unacked_ops(self) -> int:
         with self._lock:

@@ -241,17 +241,16 @@ class Replication:
     def _send_file(self, path: bytes) -> None:
         """The whole file at ``path`` as ops (it came from outside the set)."""
         local = self._root + path
-        with open(local, "rb") as f:
+        with open(local, "rb") as f:  # a MiB at a time: a large file is never held whole
             st = os.fstat(f.fileno())
-            ops = [_op(OpKind.CREATE, path, st.st_mode & 0o7777)]
+            self._add([_op(OpKind.CREATE, path, st.st_mode & 0o7777)])
             offset = 0
             while chunk := f.read(1 << 20):
-                ops.append(_op(OpKind.WRITE, path, offset, chunk))
+                self._add([_op(OpKind.WRITE, path, offset, chunk)])
                 offset += len(chunk)
-        ops.append(_op(OpKind.SETATTR, path, 0, Attrs(
+        self._add([_op(OpKind.SETATTR, path, 0, Attrs(
             Attrs.MODE | Attrs.OWNER | Attrs.TIMES, st.st_mode, st.st_uid, st.st_gid,
-            st.st_atime_ns, st.st_mtime_ns).pack()))
-        self._add(ops)
+            st.st_atime_ns, st.st_mtime_ns).pack())])
 
     def open(self, path: str | bytes, mode: str = "r", buffering: int = -1,
              encoding: str | None = None, errors: str | None = None,
@@ -355,16 +354,26 @@ class Replication:
                         return
                     delay = min(delay * 2, 5)
 
+    def heal(self) -> None:
+        """The target path becomes Mirror Required and is remirrored
+        (``on_remirror``, per AutoRemirror): at the start when the target is
+        not in step, and after refused ops once everything queued is applied."""
+        self.conn.call(StateRequest(MIRROR_REQUIRED, self._why_mirror()))
+        if self.on_remirror is not None:
+            self.on_remirror()
+        self.needs_mirror = False
+        self.error = None
+
+    def _why_mirror(self) -> str:
+        if self.error is not None:
+            return "replication refused ops"
+        if self.pipeline.state.may_have_lost or self.pipeline.lost:
+            return "the replication may have lost ops"
+        return "not in step"
+
     def _heal(self) -> None:
-        """After refused ops, once everything queued is applied: the target
-        path becomes Mirror Required and is remirrored (``on_remirror``,
-        per AutoRemirror)."""
         try:
-            self.conn.call(StateRequest(MIRROR_REQUIRED, "replication refused ops"))
-            if self.on_remirror is not None:
-                self.on_remirror()
-            self.needs_mirror = False
-            self.error = None
+            self.heal()
         except DTError as e:
             emit(6002, detail=f"replication of {self.repset.name}: the remirror failed: {e}")
 
@@ -384,11 +393,7 @@ class Replication:
     def recovery_point(self) -> tuple[float, float]:
         """(ConRPT: the time up to which the target has every op, as seconds
         since the epoch; ConRPL: how many seconds the target is behind)."""
-        oldest, _ = self.pipeline.recovery_point()
-        now = time.time()
-        if not oldest:
-            return now, 0.0
-        return oldest / 1e9, max(0.0, now - oldest / 1e9)
+        return self.pipeline.recovery_point()
 
     def statistics(self) -> dict[str, Any]:
         """Queue, window, recovery point and merge figures of this replication."""

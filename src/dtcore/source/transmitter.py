@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from dtcore.source.rep_stream import ReplicationStream
 
 Callback = Callable[[], None]
-_FLAGS = bytes(range(256))  # the one-byte prefix of a queued mirror body
 
 
 class Transmitter:
@@ -114,7 +113,7 @@ class Transmitter:
             while self._unacked_ops and self._unacked_ops + n > self.window and not link.closed:
                 self._cv.wait(0.5)
         assert self.queue is not None
-        record = b"".join([_FLAGS[flags:flags + 1], *parts])
+        record = b"".join([bytes((flags,)), *parts])  # flags, then the body
         with self._seq_lock:  # the queue and _queued in one order
             self.check()
             with self._cv:
@@ -294,10 +293,9 @@ class Transmitter:
                     done.append(callback)
         rep = self.rep
         if rep is not None:
-            before = rep.unacked_ops()
-            rep.acked(seq)
+            done_ops = rep.acked(seq)
             with self._cv:
-                self._unacked_ops -= before - rep.unacked_ops()
+                self._unacked_ops -= done_ops
         with self._cv:
             self._cv.notify_all()
         self.counters["conOpsInAckQueue"] = self._unacked_ops
