@@ -37,6 +37,7 @@ MODULES = {
     "_queue": ["dt_crc32c.c", "dt_memq.c", "dt_journal_format.c", "dt_journal_write.c",
                "dt_journal_read.c", "dt_journal_recover.c"],
     "_walk": ["dt_xxh3.c", "dt_walk.c"],
+    "_fanotify": ["dt_fanotify.c"],
 }
 # System libraries a binding links (Debian: liblz4-dev, installed by `make`).
 LIBRARIES = {"_compress": ["lz4"]}

@@ -111,6 +111,8 @@ class Engine:
 
     def replicate(self, conn: Connection, repset: ReplicationSet, *,
                   directory: str | None = None, coalesce: float = 0.005,
+                  watch: bool | str = False, watch_coalesce: float = 0.02,
+                  mirror: str | None = None, checksum: bool | None = None, orphans: bool = False,
                   progress: Callable[[Mirror], None] | None = None) -> Replication:
         """Start replicating ``repset`` live over ``conn`` (event 4024): the
         returned :class:`~dtcore.source.replication.Replication` takes the
@@ -119,12 +121,29 @@ class Engine:
         left there by an earlier run go first.  When that run may have lost
         ops (it crashed without QLogWriteThrough) or the target path is not
         OK, the target is marked Mirror Required and remirrored per
-        AutoRemirror before this returns."""
+        AutoRemirror before this returns.
+
+        ``watch`` (True, "auto", "fanotify" or "inotify") captures changes
+        from the file system as well, data changes taken after writes pause
+        for ``watch_coalesce`` seconds; ``mirror`` ("full" or "difference")
+        runs an initial mirror once watching has started, so that nothing
+        changed meanwhile is missed."""
         rep = Replication(conn, repset, directory=directory, coalesce=coalesce)
         self.replications.append(rep)
         rep.on_remirror = lambda: self._remirror(conn, repset, progress)
-        if rep.needs_mirror and conn.alive:  # otherwise once a link is up (rep heals)
-            rep.heal()
+        try:
+            if watch:
+                rep.watch("auto" if watch is True else watch, watch_coalesce)
+            if mirror is not None:
+                self.mirror(conn, repset, mirror, checksum=checksum, orphans=orphans,
+                            progress=progress)
+                rep.needs_mirror = rep.needs_mirror and rep.error is not None
+            elif rep.needs_mirror and conn.alive:  # otherwise once a link is up (rep heals)
+                rep.heal()
+        except BaseException:
+            rep.close(0)
+            self.replications.remove(rep)
+            raise
         return rep
 
     def _remirror(self, conn: Connection, repset: ReplicationSet,

@@ -67,6 +67,12 @@ class FileAccessError(DTError, OSError):
         self.errno = errno
 
 
+class WatchLimitError(OutOfMemoryError):
+    """The kernel refused another file watch (inotify's max_user_watches or
+    fanotify's mark limit); the message says which limit and how to raise it
+    (-151)."""
+
+
 class InvalidStatisticsFileError(DTError, ValueError):
     """A statistics file is truncated, foreign or of a newer version (-143)."""
 

@@ -1,6 +1,6 @@
 # The C kernels of csrc/, declared once.  Every function here is plain C and
 # safe to call without the GIL.
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 
 cdef extern from "dt_status.h" nogil:
@@ -238,3 +238,23 @@ cdef inline int raise_status(int rc, dt_err *err, str context, bint journal=Fals
     what = err.what.decode() if err.what != NULL else "failure"
     raise native_error(status_name(rc), what, err.index, err.offset, err.expected, err.actual,
                        err.sys_errno, context, journal)
+
+
+cdef extern from "dt_fanotify.h" nogil:
+    enum:
+        DT_FAN_KEY_MAX
+    ctypedef struct dt_fan_event:
+        uint64_t mask
+        int32_t pid
+        uint32_t dir_off, dir_len, name_off, name_len
+        uint32_t dir2_off, dir2_len, name2_off, name2_len
+        uint32_t obj_off, obj_len
+    int dt_fan_init(int unlimited, int *fd_out, dt_err *err)
+    int dt_fan_mark(int fd, const char *path, uint64_t mask, dt_err *err)
+    int dt_fan_parse(const uint8_t *buf, size_t len, dt_fan_event *out, size_t cap, size_t *n,
+                     dt_err *err)
+    int dt_fan_key(const char *path, uint8_t *out, uint32_t *len, dt_err *err)
+    int dt_fan_open(int mount_fd, const uint8_t *key, uint32_t len, int flags, int *fd_out,
+                    dt_err *err)
+    int dt_fan_path(int mount_fd, const uint8_t *key, uint32_t len, char *out, size_t cap,
+                    size_t *out_len, dt_err *err)

@@ -204,6 +204,12 @@ class Applier:
                 os.rmdir(name, dir_fd=dfd)
             except FileNotFoundError:
                 pass
+            except OSError as e:
+                if e.errno != errno.ENOTEMPTY:
+                    raise
+                # the folder left the set whole on the source (moved out):
+                # everything it held goes with it
+                shutil.rmtree(name, dir_fd=dfd)
             # after the removal: forgetting closes dfd, and a cached handle of
             # the folder removed must not serve a folder made later at its name
             self.root.forget()

@@ -104,6 +104,9 @@ class Replication:
         self._stopped = False
         self.error: BaseException | None = None
         self.needs_mirror = self.pipeline.state.may_have_lost or self.pipeline.lost
+        self._lost_reason = ""  # set by lost(): heal at once, without waiting for a drain
+        self.heals = 0  # remirrors asked for so far
+        self.watcher: Any = None  # the file watcher feeding this replication, if any
         # run once the queue drained after refused ops (Engine.replicate
         # gives a difference mirror per AutoRemirror)
         self.on_remirror: Callable[[], None] | None = None
@@ -319,20 +322,26 @@ class Replication:
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every op reported so far is applied on the target;
-        False when ``timeout`` seconds passed first."""
+        False when ``timeout`` seconds passed first.  With a watcher, what
+        changed on disk before the call counts as reported."""
+        if self.watcher is not None and self.watcher.running:
+            self.watcher.flush(10 if timeout is None else timeout)
         self.flush()
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.stream.pending():
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             time.sleep(0.005)
+        if self.watcher is not None:
+            self.watcher.sync_root()
         return True
 
     def _supervise(self) -> None:
         """Reconnect a cut link (AutoReconnect); the stream resends on its own."""
         delay = 0.2
         while not self._stop.wait(0.1):
-            if self.conn.alive and self.needs_mirror and not self.stream.pending():
+            if self.conn.alive and self.needs_mirror and (self._lost_reason
+                                                          or not self.stream.pending()):
                 self._heal()
             if self.conn.alive or not self.conn.config["AutoReconnect"]:
                 continue
@@ -359,12 +368,33 @@ class Replication:
         (``on_remirror``, per AutoRemirror): at the start when the target is
         not in step, and after refused ops once everything queued is applied."""
         self.conn.call(StateRequest(MIRROR_REQUIRED, self._why_mirror()))
+        self.heals += 1
+        self._lost_reason = ""
         if self.on_remirror is not None:
             self.on_remirror()
         self.needs_mirror = False
         self.error = None
 
+    def lost(self, reason: str) -> None:
+        """Changes were missed (the watcher lost events): the target is
+        marked Mirror Required and remirrored as soon as the link allows,
+        while replication goes on (see the mirror rule above)."""
+        self._lost_reason = reason
+        self.needs_mirror = True
+
+    def watch(self, method: str = "auto", coalesce: float = 0.02) -> Any:
+        """Capture the set's changes from the file system (fanotify, else
+        inotify: ``method``) and replicate them; see
+        :mod:`dtcore.source.intake.watcher`.  Start it before the initial
+        mirror so that nothing changed during the mirror is missed."""
+        from dtcore.source.intake.watcher import Watcher
+        if self.watcher is None:
+            self.watcher = Watcher(self, method=method, coalesce=coalesce)
+        return self.watcher
+
     def _why_mirror(self) -> str:
+        if self._lost_reason:
+            return self._lost_reason
         if self.error is not None:
             return "replication refused ops"
         if self.pipeline.state.may_have_lost or self.pipeline.lost:
@@ -383,6 +413,8 @@ class Replication:
         """The Replication Status word."""
         if self._stopped:
             return STOPPED
+        if self.watcher is not None and self.watcher.error is not None:
+            return FAILED
         if self.error is not None:
             return OUT_OF_MEMORY if isinstance(self.error, (QueueLogFileError, TargetDiskFullError)) \
                 else FAILED
@@ -401,6 +433,8 @@ class Replication:
         out: dict[str, Any] = dict(self.stream.counts())
         out.update(status=self.status, ConRPT=rpt, ConRPL=rpl,
                    applied=self.stream.applied, merge=self.pipeline.savings.as_dict())
+        if self.watcher is not None:
+            out["watcher"] = self.watcher.statistics()
         return out
 
     def close(self, timeout: float = 30) -> bool:
@@ -410,6 +444,10 @@ class Replication:
         if self._stopped:
             return True
         drained = False
+        if self.watcher is not None:  # what it saw so far goes, then no more
+            if self.conn.alive:
+                self.watcher.flush(min(timeout, 10))
+            self.watcher.close()
         try:
             drained = self.drain(timeout) if self.conn.alive else False
         except DTError:

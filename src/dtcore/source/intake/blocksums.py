@@ -1,0 +1,113 @@
+"""One watched file's last known block checksums, and the writes that bring
+the target copy from them to the file as it is now.
+
+Blocks are 4 KiB up to 1 GiB (8 bytes of checksum per 4 KiB: a random page
+write costs one or two blocks on the wire, where ``MirrorChunkSize`` blocks
+would cost 64 KiB), doubling beyond so that no file holds more than 2**18
+checksums (2 MiB)."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from dtcore._native import _checksum
+from dtcore.model.checksum import differing_ranges
+
+BLOCK = 4096
+_MAX_BLOCKS = 1 << 18
+_PIECE = 1 << 20  # bytes read (and reported) at a time
+_GIVE_UP = 100    # tries to open a file that events say is gone before waiting for them
+
+
+class FileSums:
+    """Checksums and change marks of one file (``obj``: its watcher handle)."""
+
+    __slots__ = ("obj", "block", "sums", "size", "known", "dirty", "first", "last", "closed",
+                 "not_before", "misses")
+
+    def __init__(self, obj: Any, *, known_empty: bool = False) -> None:
+        self.obj = obj
+        self.block = BLOCK if known_empty else 0
+        self.sums = np.zeros(0, np.uint64)
+        self.size = 0
+        self.known = known_empty  # False: compare with the target's checksums first
+        self.dirty = False
+        self.first = self.last = self.not_before = 0.0
+        self.closed = False
+        self.misses = 0
+
+    def changed(self, now: float, closed: bool) -> None:
+        if not self.dirty:
+            self.dirty, self.first = True, now
+        self.last = now
+        self.closed = self.closed or closed
+
+    def due(self, now: float, wait: float) -> bool:
+        """Whether to compare the file now: writes paused for ``wait``, it
+        was closed, or it has changed for ``4 * wait`` (``wait`` 0: a flush)."""
+        if not self.dirty:
+            return False
+        if wait == 0:
+            return True
+        return now >= self.not_before and (self.closed or now - self.last >= wait
+                                           or now - self.first >= 4 * wait)
+
+    def later(self, now: float, delay: float) -> None:
+        self.not_before = now + delay
+
+    def missed(self, now: float) -> None:
+        """The file could not be opened under its name; events will say why."""
+        self.misses += 1
+        if self.misses >= _GIVE_UP:
+            self.dirty, self.misses = False, 0
+        else:
+            self.later(now, 0.05)
+
+    def forget(self) -> None:
+        """The target copy changed by other means (a remirror)."""
+        self.known = False
+
+    def block_for(self, size: int) -> int:
+        if not self.block:
+            block = BLOCK
+            while size > block * _MAX_BLOCKS and block < (1 << 20):
+                block <<= 1
+            self.block = block
+        return self.block
+
+    def learn(self, found: tuple[int, int, np.ndarray]) -> None:
+        """Take the target copy's (block, size or -1 when it has none, sums)."""
+        self.block, self.size, self.sums = found
+        self.known = True
+
+    def diff(self, fd: int, size: int, now: float) -> list[tuple[Any, ...]]:
+        """The ops ("truncate", size) and ("write", offset, data) that bring
+        the last known copy to the file's ``size`` bytes now; the checksums
+        kept are those of the bytes reported."""
+        self.dirty = self.closed = False
+        self.misses = 0
+        block = self.block_for(size)
+        t0 = time.perf_counter()
+        new = _checksum.fd_checksums(fd, 0, size, block, "watched file") if size else \
+            np.zeros(0, np.uint64)
+        # a large file is rehashed at most every two rehash times
+        self.not_before = now + 2 * (time.perf_counter() - t0)
+        ops: list[tuple[Any, ...]] = []
+        if self.size < 0 or size < self.size:
+            ops.append(("truncate", size))
+        for lo, hi in differing_ranges(new, self.sums).tolist():
+            off, end = lo * block, min(hi * block, size)
+            while off < end:
+                data = os.pread(fd, min(_PIECE, end - off), off)
+                if not data:
+                    break
+                ops.append(("write", off, data))
+                first = off // block
+                sums = _checksum.block_checksums(data, block)
+                new[first:first + len(sums)] = sums
+                off += len(data)
+        self.sums, self.size = new, size
+        return ops
