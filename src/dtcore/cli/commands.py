@@ -1,11 +1,13 @@
-"""The engine's commands: ``dtcore target``, ``mirror``, ``verify`` and
+"""The engine's commands: ``dtcore target``, ``mirror``, ``replicate``, ``verify`` and
 ``restore``, with a progress bar and a statistics summary."""
 from __future__ import annotations
 
 import argparse
 import os
 import signal
+import sys
 import threading
+import time
 from typing import Any
 
 from dtcore.cli import exits
@@ -63,6 +65,55 @@ def _mirror(args: argparse.Namespace) -> int:
         print_result(f"{'full' if args.full else 'difference'} mirror of {repset.root}", result)
         print_connection_stats(engine.statistics())
     return 0
+
+
+def _status_line(rep: Any, last: dict[str, float]) -> str:
+    """State, ops/s and MB/s since the last line, queue in memory and on
+    disk, and the recovery point."""
+    s = rep.statistics()
+    snap = rep.conn.counters
+    now = time.monotonic()
+    ops, sent = snap["conOpsTx"], snap["conBytesTx"]
+    dt = max(now - last.get("t", now - 1), 1e-3)
+    rate = (ops - last.get("ops", ops)) / dt, (sent - last.get("bytes", sent)) / dt / 1e6
+    last.update(t=now, ops=ops, bytes=sent)
+    disk = s["conBytesInDiskQueue"]
+    memory = s["conBytesInRepQueue"] - disk
+    return (f"{s['status']:<12} {rate[0]:>8,.0f} ops/s {rate[1]:>8.2f} MB/s  queue "
+            f"{memory / 2**20:,.1f} MiB memory, {disk / 2**20:,.1f} MiB disk  RPO {s['ConRPL']} s")
+
+
+def _replicate(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with _engine(args) as engine:
+        conn, repset = _connect(engine, args, args.source)
+        with Bar() as bar:
+            rep = engine.replicate(conn, repset, watch=args.watch,
+                                   watch_coalesce=args.coalesce / 1000,
+                                   mirror=FULL if args.full else DIFFERENCE,
+                                   checksum=args.checksum, orphans=args.orphans, progress=bar)
+        print(f"mirror complete; replicating {repset.root} as it changes (watching with "
+              f"{rep.watcher.method}); stop with Ctrl-C or SIGTERM", flush=True)
+        tty = sys.stderr.isatty()
+        last: dict[str, float] = {}
+        try:
+            while not stop.wait(args.interval):
+                line = _status_line(rep, last)
+                print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr,
+                      flush=True)
+        except KeyboardInterrupt:
+            pass
+        if tty:
+            print(file=sys.stderr)
+        print("stopping: waiting for the target to apply what is queued", flush=True)
+        drained = rep.close(args.drain_timeout)
+        if drained:
+            print("stopped: every change was applied on the target")
+        else:
+            print(f"stopped: {rep.left:,} ops not yet applied are kept in {rep.directory}; they go "
+                  "first when replication starts again")
+    return exits.OK
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -156,6 +207,27 @@ def add_engine_commands(sub: Any) -> None:
     m.add_argument("-n", "--dry-run", action="store_true",
                    help="list what would be sent and removed, and change nothing")
     m.set_defaults(run=_mirror)
+
+    rp = sub.add_parser("replicate", help="mirror a folder, then replicate every change to it")
+    _source_args(rp, "source", "the replication set's root folder")
+    kind = rp.add_mutually_exclusive_group()
+    kind.add_argument("--full", action="store_true", help="start with a full mirror")
+    kind.add_argument("--difference", action="store_true",
+                      help="start with a difference mirror (default)")
+    rp.add_argument("--checksum", action=argparse.BooleanOptionalAction, default=None,
+                    help="compare by block checksums in the initial mirror (ChecksumAll)")
+    rp.add_argument("--orphans", action="store_true",
+                    help="remove (or move) files only the target has, in the initial mirror")
+    rp.add_argument("--watch", choices=("auto", "fanotify", "inotify"), default="auto",
+                    help="how changes are captured (default: fanotify when permitted, else inotify)")
+    rp.add_argument("--coalesce", type=float, default=20, metavar="MS",
+                    help="take a file's data once its writes paused this long (default 20 ms)")
+    rp.add_argument("--interval", type=float, default=1.0, metavar="S",
+                    help="seconds between status lines (default 1)")
+    rp.add_argument("--drain-timeout", type=float, default=30, metavar="S",
+                    help="on stopping, wait this long for the target to apply the queue "
+                         "(default 30 s); the rest stays in the journal")
+    rp.set_defaults(run=_replicate)
 
     v = sub.add_parser("verify", help="compare a folder with its target copy (DTVerify.log)")
     _source_args(v, "source", "the replication set's root folder")

@@ -107,6 +107,7 @@ class Replication:
         self._lost_reason = ""  # set by lost(): heal at once, without waiting for a drain
         self.heals = 0  # remirrors asked for so far
         self.watcher: Any = None  # the file watcher feeding this replication, if any
+        self.left = 0  # ops kept in the journal by close() for the next run
         # run once the queue drained after refused ops (Engine.replicate
         # gives a difference mirror per AutoRemirror)
         self.on_remirror: Callable[[], None] | None = None
@@ -462,6 +463,8 @@ class Replication:
         except DTError:
             pass
         self.conn.tx.detach()
+        c = self.stream.counts()
+        self.left = c["conOpsInRepQueue"] + c["conOpsInAckQueue"]
         self.stream.close()
         emit(4025, conn=self.conn.label())
         if not self.conn.alive:

@@ -25,13 +25,13 @@ _GIVE_UP = 100    # tries to open a file that events say is gone before waiting 
 class FileSums:
     """Checksums and change marks of one file (``obj``: its watcher handle)."""
 
-    __slots__ = ("obj", "block", "sums", "size", "known", "dirty", "first", "last", "closed",
+    __slots__ = ("obj", "block", "checks", "size", "known", "dirty", "first", "last", "closed",
                  "not_before", "misses")
 
     def __init__(self, obj: Any, *, known_empty: bool = False) -> None:
         self.obj = obj
         self.block = BLOCK if known_empty else 0
-        self.sums = np.zeros(0, np.uint64)
+        self.checks = np.zeros(0, np.uint64)
         self.size = 0
         self.known = known_empty  # False: compare with the target's checksums first
         self.dirty = False
@@ -80,7 +80,7 @@ class FileSums:
 
     def learn(self, found: tuple[int, int, np.ndarray]) -> None:
         """Take the target copy's (block, size or -1 when it has none, sums)."""
-        self.block, self.size, self.sums = found
+        self.block, self.size, self.checks = found
         self.known = True
 
     def diff(self, fd: int, size: int, now: float) -> list[tuple[Any, ...]]:
@@ -98,7 +98,7 @@ class FileSums:
         ops: list[tuple[Any, ...]] = []
         if self.size < 0 or size < self.size:
             ops.append(("truncate", size))
-        for lo, hi in differing_ranges(new, self.sums).tolist():
+        for lo, hi in differing_ranges(new, self.checks).tolist():
             off, end = lo * block, min(hi * block, size)
             while off < end:
                 data = os.pread(fd, min(_PIECE, end - off), off)
@@ -109,5 +109,5 @@ class FileSums:
                 sums = _checksum.block_checksums(data, block)
                 new[first:first + len(sums)] = sums
                 off += len(data)
-        self.sums, self.size = new, size
+        self.checks, self.size = new, size
         return ops

@@ -404,9 +404,9 @@ class Watcher:
 
     # -- state ------------------------------------------------------------------------------
     def statistics(self) -> dict[str, Any]:
-        """What the watcher saw and did: events, files rehashed, bytes rehashed
+        """What the watcher saw and did: how it watches, events, files rehashed, bytes rehashed
         and sent, special files skipped, overflows."""
-        return {"method": self.method, **self.counts}
+        return {"watch": self.method, **self.counts}
 
     @property
     def running(self) -> bool:
