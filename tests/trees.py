@@ -59,3 +59,44 @@ def assert_same(source: Path, target: Path, remapped: dict[str, str] | None = No
             assert t == ("link", str(target) + e[1][len(str(source)):]), rel
         else:
             assert t == e, rel
+
+
+def exact(root: Path) -> tuple[dict[str, tuple], set[frozenset[str]]]:
+    """Every entry beneath ``root`` and ``root`` itself (as "."): kind, mode,
+    owner, modification time, and size and content or link text; and the
+    groups of names that are hard links of one file."""
+    out: dict[str, tuple] = {}
+    groups: dict[tuple[int, int], set[str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == root and ".dtcore" in dirnames:
+            dirnames.remove(".dtcore")
+        names = dirnames + filenames + (["."] if Path(dirpath) == root else [])
+        for name in names:
+            p = Path(dirpath) / name
+            rel = os.path.normpath(os.path.relpath(p, root))
+            st = p.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                body: object = os.readlink(p)
+            elif stat.S_ISREG(st.st_mode):
+                body = (st.st_size, p.read_bytes())
+                if st.st_nlink > 1:
+                    groups.setdefault((st.st_dev, st.st_ino), set()).add(rel)
+            else:
+                body = None
+            out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                        st.st_mtime_ns, body)
+    return out, {frozenset(g) for g in groups.values() if len(g) > 1}
+
+
+def assert_exact(source: Path, target: Path) -> None:
+    """``target`` is an exact copy of ``source``: same entries, kinds, modes,
+    owners, file and folder times, contents, link texts and hard links."""
+    ours, our_links = exact(source)
+    theirs, their_links = exact(target)
+    missing = sorted(set(ours) - set(theirs))
+    extra = sorted(set(theirs) - set(ours))
+    differ = sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])
+    detail = [f"{k}: {ours[k][:5]} != {theirs[k][:5]}" for k in differ[:10]]
+    assert not (missing or extra or differ), (
+        f"missing on the target {missing[:10]}, extra {extra[:10]}, differing {detail}")
+    assert our_links == their_links

@@ -134,10 +134,10 @@ class Engine:
         try:
             if watch:
                 rep.watch("auto" if watch is True else watch, watch_coalesce)
-            if mirror is not None:
+            if mirror is not None:  # it brings the target in step: no heal besides
+                rep.needs_mirror = False
                 self.mirror(conn, repset, mirror, checksum=checksum, orphans=orphans,
                             progress=progress)
-                rep.needs_mirror = rep.needs_mirror and rep.error is not None
             elif rep.needs_mirror and conn.alive:  # otherwise once a link is up (rep heals)
                 rep.heal()
         except BaseException:

@@ -337,6 +337,10 @@ class Replication:
             self.watcher.sync_root()
         return True
 
+    def idle(self) -> bool:
+        """Whether every op reported so far is applied on the target."""
+        return not self._pending and not self.stream.pending()
+
     def _supervise(self) -> None:
         """Reconnect a cut link (AutoReconnect); the stream resends on its own."""
         delay = 0.2
@@ -383,14 +387,17 @@ class Replication:
         self._lost_reason = reason
         self.needs_mirror = True
 
-    def watch(self, method: str = "auto", coalesce: float = 0.02) -> Any:
+    def watch(self, method: str = "auto", coalesce: float = 0.02, *,
+              unlimited: bool = True) -> Any:
         """Capture the set's changes from the file system (fanotify, else
         inotify: ``method``) and replicate them; see
         :mod:`dtcore.source.intake.watcher`.  Start it before the initial
-        mirror so that nothing changed during the mirror is missed."""
+        mirror so that nothing changed during the mirror is missed.
+        ``unlimited`` lifts fanotify's event queue limit (the kernel's
+        max_queued_events; past it, events are lost and a remirror heals)."""
         from dtcore.source.intake.watcher import Watcher
         if self.watcher is None:
-            self.watcher = Watcher(self, method=method, coalesce=coalesce)
+            self.watcher = Watcher(self, method=method, coalesce=coalesce, unlimited=unlimited)
         return self.watcher
 
     def _why_mirror(self) -> str:

@@ -108,6 +108,10 @@ class Transmitter:
         flags, parts = link.ch.encode(body, path)
         if mirror:
             flags |= FLAG_MIRROR
+            if self.rep is not None:
+                # a live replication may rename or remove what the mirror
+                # listed before its ops land: the passes that follow mend it
+                flags |= FLAG_TOLERANT
         n = len(ops)
         with self._cv:
             while self._unacked_ops and self._unacked_ops + n > self.window and not link.closed:

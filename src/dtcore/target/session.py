@@ -283,7 +283,11 @@ class Session:
                     if flags & FLAG_REP:
                         self._apply_replication(applier, record, flags)
                     else:
-                        applier.apply(unpack_batch(record))
+                        applier.tolerant = bool(flags & FLAG_TOLERANT)
+                        try:
+                            applier.apply(unpack_batch(record))
+                        finally:
+                            applier.tolerant = False
                 with self._cv:
                     self._applied = last
                     self._cv.notify_all()

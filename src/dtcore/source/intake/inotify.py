@@ -164,6 +164,12 @@ class InotifyWatch:
                 if is_dir:
                     self._moved(old[0], path)
                 out.append(Change(Kind.MOVE, old[0], path, is_dir))
+                if is_dir and path not in self._by_path:
+                    # moved before its watch took hold: what it holds now is
+                    # reported, since no event of it was
+                    self._watch_tree(path, report=True)
+                    out.extend(self._found)
+                    self._found.clear()
             else:
                 out.append(Change(Kind.MOVE_IN, path, None, is_dir))
                 if is_dir:

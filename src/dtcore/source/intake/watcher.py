@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 METHODS = ("auto", "fanotify", "inotify")
 _PROBE = 60.0  # seconds of silence before the watcher checks it is still hearing
 _SUMS_PER_REQUEST = 16384
+_LINK_SEARCH = 200_000  # entries listed to find another name of a hard-linked file
 
 
 def open_watch(method: str, root: bytes, *, unlimited: bool = True) -> Any:
@@ -76,7 +77,8 @@ class Watcher:
         self.method = self.watch.name
         self.files: dict[bytes, FileSums] = {}
         self._attrs: dict[bytes, float] = {}  # path -> when its attributes changed
-        self._inodes: dict[tuple[int, int], bytes] = {}  # for hard links made while watching
+        # names of files made while watching, by inode: a new name of one is a hard link
+        self._inodes: dict[tuple[int, int], list[bytes]] = {}
         self._root_dirty = False  # the set's own folder times, sent when the queue is empty
         self.counts: Counter[str] = Counter()
         self._heals = rep.heals
@@ -158,9 +160,10 @@ class Watcher:
         for table in (self.files, self._attrs):
             for k in [k for k in table if k == old or k.startswith(pre)]:
                 table[new + k[len(old):]] = table.pop(k)  # type: ignore[index]
-        for ino, p in self._inodes.items():
-            if p == old or p.startswith(pre):
-                self._inodes[ino] = new + p[len(old):]
+        for names in self._inodes.values():
+            for i, p in enumerate(names):
+                if p == old or p.startswith(pre):
+                    names[i] = new + p[len(old):]
 
     def _drop_state(self, rel: bytes) -> None:
         pre = rel + b"/"
@@ -209,6 +212,8 @@ class Watcher:
             self._move_state(old, new)
             self._touch_parent(old)
             self._touch_parent(new)
+            if c.is_dir:  # its ".." entry changed, and with it its times
+                self._attrs.setdefault(new, time.monotonic())
         elif old is not None:  # out of the set: gone, whatever it held
             (self.rep.rmdir if c.is_dir else self.rep.delete)(old)
             self._drop_state(old)
@@ -258,18 +263,45 @@ class Watcher:
             self._attrs.setdefault(rel, time.monotonic())
         elif stat.S_ISREG(mode):
             ino = (st.st_dev, st.st_ino)
-            other = self._inodes.get(ino) if st.st_nlink > 1 else None
-            if other is not None and other != rel and self._same_inode(other, ino):
-                rep.link(rel, other)
+            names = self._inodes.get(ino, []) if st.st_nlink > 1 else []
+            names[:] = [n for n in names if n != rel and self._same_inode(n, ino)]
+            if st.st_nlink > 1 and not names:
+                names = self._other_name(rel, ino)
+            if names:
+                rep.link(rel, names[0])
+                self._inodes[ino] = [*names, rel]
                 return
             if len(self._inodes) >= 1 << 20:
                 self._inodes.clear()
-            self._inodes[ino] = rel
+            self._inodes[ino] = [rel]
             rep.create(rel, mode & 0o7777)
             f = self.files[rel] = FileSums(c.obj, known_empty=True)
             f.changed(time.monotonic(), closed=False)
         else:
             self.counts["skipped special files"] += 1
+
+    def _other_name(self, rel: bytes, ino: tuple[int, int]) -> list[bytes]:
+        """Another name of a file that existed before watching began, found
+        by listing the set (folder entries carry inode numbers, so no file
+        is stat'ed); past _LINK_SEARCH entries it is sent as a copy."""
+        seen = 0
+        stack = [self.root]
+        while stack and seen < _LINK_SEARCH:
+            try:
+                it = os.scandir(stack.pop())
+            except OSError:
+                continue
+            with it:
+                for e in it:
+                    seen += 1
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(os.fsencode(e.path))
+                    elif e.inode() == ino[1]:
+                        other = self._rel(os.fsencode(e.path))
+                        if other is not None and other != rel and self._same_inode(other, ino):
+                            return [other]
+        self.counts["hard links sent as copies"] += 1
+        return []
 
     def _same_inode(self, rel: bytes, ino: tuple[int, int]) -> bool:
         try:
@@ -297,7 +329,7 @@ class Watcher:
             if now - when >= wait:
                 del self._attrs[rel]
                 self._send_attrs(rel)
-        if self._root_dirty and not self.rep.stream.pending() and self.rep.conn.alive:
+        if self._root_dirty and self.rep.idle() and self.rep.conn.alive:
             self.sync_root()
 
     def sync_root(self) -> None:

@@ -237,12 +237,23 @@ class Mirror:
         there = (flags & (THERE | SAME_KIND)) == (THERE | SAME_KIND)
         batch = self._batch()
         if not verify_only:
+            live = conn.tx.rep is not None
             for i in np.flatnonzero(todo & is_dir & ~there).tolist():
                 e = ours.entry(i)
                 if opts.dry_run:
                     self._would("mkdir", e)
-                else:
-                    batch.add(Op(OpKind.MKDIR, *self.sender.next_op(), e.path, e.mode))
+                    continue
+                if live:
+                    # a replication may move the folder meanwhile: its op
+                    # waits until this one has left, and a folder gone
+                    # since the listing is not made again
+                    conn.tx.claim(e.path)
+                    if not os.path.isdir(self.sender.path(e)):
+                        conn.tx.release(e.path)
+                        continue
+                batch.add(Op(OpKind.MKDIR, *self.sender.next_op(), e.path, e.mode))
+                if live:
+                    batch.file_done(e.path)
             batch.flush()
         skip = todo & unchanged(opts, flags, there, is_file, is_link, sizes)
         if self.started:  # files cut short by a lost connection are compared again
