@@ -224,3 +224,28 @@ def test_dry_run_lists_and_changes_nothing(tmp_path, src, target):
     after = {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None)
              for p in job.rglob("*")}
     assert after == before
+
+
+def test_replicate_follows_changes_until_sigterm_and_says_it_drained(tmp_path, src, target):
+    environ = {**env(tmp_path), "DTCORE_QJOURNALDIR": str(tmp_path / "q")}
+    proc = subprocess.Popen([*EXE, "replicate", str(src), f"127.0.0.1:{target}:job",
+                             "--interval", "0.2"], env=environ, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert "replicating" in proc.stdout.readline()
+        (src / "new").mkdir()
+        (src / "new" / "b.bin").write_bytes(os.urandom(100_000))
+        with open(src / "a.txt", "ab") as f:
+            f.write(b"more")
+        os.rename(src / "new", src / "renamed")
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == exits.OK, err
+    assert "stopped: every change was applied on the target" in out
+    assert re.search(r"Ready +\d+ ops/s +[\d.]+ MB/s +queue .* RPO", err), err
+    copy = tmp_path / "tgt" / "job"
+    assert (copy / "renamed" / "b.bin").read_bytes() == (src / "renamed" / "b.bin").read_bytes()
+    assert (copy / "a.txt").read_bytes() == b"a" * 1000 + b"more"
