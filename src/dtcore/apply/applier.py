@@ -217,7 +217,18 @@ class Applier:
             self.release()
             src_dfd, src = self.root.parent(path)
             dst_dfd, dst = self.root.parent(bytes(data), create=True)
-            os.rename(src, dst, src_dir_fd=src_dfd, dst_dir_fd=dst_dfd)
+            try:
+                os.rename(src, dst, src_dir_fd=src_dfd, dst_dir_fd=dst_dfd)
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+                    raise
+                # the source's rename succeeded, so what is in the way here is
+                # a copy the source no longer has (a watcher may have sent
+                # the new place whole before the rename)
+                self._make_room(bytes(data))
+                src_dfd, src = self.root.parent(path)
+                dst_dfd, dst = self.root.parent(bytes(data), create=True)
+                os.rename(src, dst, src_dir_fd=src_dfd, dst_dir_fd=dst_dfd)
             self.root.forget()
         elif kind == OpKind.SYMLINK:
             self.release()

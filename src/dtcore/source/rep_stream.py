@@ -45,6 +45,9 @@ class ReplicationStream:
 
     def __init__(self, pipeline: Pipeline, counters: Counters) -> None:
         self.pipeline = pipeline
+        # ops replayed from file-system events name what may be gone by the
+        # time they land (its removal follows): a missing path is no failure
+        self.tolerant = False
         self.counters = counters
         self.inflight: deque[Sent] = deque()  # sent, not yet acknowledged
         self.resend: deque[Sent] = deque()  # to send again, before anything new

@@ -398,6 +398,7 @@ class Replication:
         from dtcore.source.intake.watcher import Watcher
         if self.watcher is None:
             self.watcher = Watcher(self, method=method, coalesce=coalesce, unlimited=unlimited)
+            self.stream.tolerant = True
         return self.watcher
 
     def _why_mirror(self) -> str:

@@ -262,7 +262,7 @@ class Transmitter:
             self._behind_mirror = True
             return False
         flags, parts = link.ch.encode(item.record)
-        flags |= FLAG_REP | (FLAG_TOLERANT if self.mirroring else 0)
+        flags |= FLAG_REP | (FLAG_TOLERANT if self.mirroring or rep.tolerant else 0)
         with self._cv:
             self._unacked_ops += item.ops
         seq = self._number(0, None)

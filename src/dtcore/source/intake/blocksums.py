@@ -26,7 +26,7 @@ class FileSums:
     """Checksums and change marks of one file (``obj``: its watcher handle)."""
 
     __slots__ = ("obj", "block", "checks", "size", "known", "dirty", "first", "last", "closed",
-                 "not_before", "misses")
+                 "not_before", "misses", "passed", "cost")
 
     def __init__(self, obj: Any, *, known_empty: bool = False) -> None:
         self.obj = obj
@@ -38,6 +38,7 @@ class FileSums:
         self.first = self.last = self.not_before = 0.0
         self.closed = False
         self.misses = 0
+        self.passed = self.cost = 0.0  # when the last rehash ended, and what it took
 
     def changed(self, now: float, closed: bool) -> None:
         if not self.dirty:
@@ -46,14 +47,21 @@ class FileSums:
         self.closed = self.closed or closed
 
     def due(self, now: float, wait: float) -> bool:
-        """Whether to compare the file now: writes paused for ``wait``, it
-        was closed, or it has changed for ``4 * wait`` (``wait`` 0: a flush)."""
+        """Whether to compare the file now (``wait`` 0: a flush, at once).
+        Once writes paused for ``wait`` or the file was closed, after twice
+        the last rehash time; while writes go on, after ``4 * wait`` and
+        eight times the last rehash time, so that a large file written
+        without pause costs at most about an eighth of a core."""
         if not self.dirty:
             return False
         if wait == 0:
             return True
-        return now >= self.not_before and (self.closed or now - self.last >= wait
-                                           or now - self.first >= 4 * wait)
+        if now < self.not_before:
+            return False
+        since = now - self.passed
+        if self.closed or now - self.last >= wait:
+            return since >= 2 * self.cost
+        return now - self.first >= 4 * wait and since >= 8 * self.cost
 
     def later(self, now: float, delay: float) -> None:
         self.not_before = now + delay
@@ -93,8 +101,8 @@ class FileSums:
         t0 = time.perf_counter()
         new = _checksum.fd_checksums(fd, 0, size, block, "watched file") if size else \
             np.zeros(0, np.uint64)
-        # a large file is rehashed at most every two rehash times
-        self.not_before = now + 2 * (time.perf_counter() - t0)
+        self.cost = time.perf_counter() - t0
+        self.passed = now + self.cost
         ops: list[tuple[Any, ...]] = []
         if self.size < 0 or size < self.size:
             ops.append(("truncate", size))

@@ -41,6 +41,7 @@ class InotifyWatch:
         self._by_path: dict[bytes, int] = {}
         self._moves: dict[int, tuple[bytes, bool]] = {}  # cookie -> (old path, is_dir)
         self._found: list[Change] = []
+        self._unlisted: set[bytes] = set()  # watched folders whose listing failed
         try:
             self._watch_tree(self.root, report=False)
         except BaseException:
@@ -77,7 +78,8 @@ class InotifyWatch:
                 continue
             try:
                 it = os.scandir(path)
-            except OSError:
+            except OSError:  # moved away meanwhile: listed when its move is seen
+                self._unlisted.add(path)
                 continue
             with it:
                 for e in it:
@@ -164,7 +166,8 @@ class InotifyWatch:
                 if is_dir:
                     self._moved(old[0], path)
                 out.append(Change(Kind.MOVE, old[0], path, is_dir))
-                if is_dir and path not in self._by_path:
+                if is_dir and (path not in self._by_path or old[0] in self._unlisted):
+                    self._unlisted.discard(old[0])
                     # moved before its watch took hold: what it holds now is
                     # reported, since no event of it was
                     self._watch_tree(path, report=True)

@@ -9,7 +9,7 @@ ops they stand for.
   go, with the new size; its times, mode and owner follow.  A file is taken
   once writes to it paused for ``coalesce`` seconds, when it was closed, or
   at the latest ``4 * coalesce`` after its first change, and a large file no
-  more often than twice the time its rehash takes.
+  more often than its rehash time allows (see ``FileSums.due``).
 - A file the watcher knows no checksums of (it existed before and was not
   touched since) is compared with the target's own block checksums once the
   initial mirror is over.
@@ -247,8 +247,15 @@ class Watcher:
         self._touch_parent(rel)
         found = self._inspect(c)
         if found is None:
-            # gone already: a name is still made, and its removal follows
-            (rep.mkdir if c.is_dir else rep.create)(rel)
+            # gone from this name already: the name is still made, and the
+            # event that moved or removed it follows; a file's data is sent
+            # under the name it has then
+            if c.is_dir:
+                rep.mkdir(rel)
+            else:
+                rep.create(rel)
+                self.files[rel] = FileSums(c.obj, known_empty=True)
+                self.files[rel].changed(time.monotonic(), closed=False)
             return
         st, text = found
         mode = st.st_mode
