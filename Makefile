@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtcore-installed
 
-.PHONY: venv build demo test test-slow bench bench-mirror bench-replication asan clean
+.PHONY: venv build demo test test-slow bench bench-mirror bench-replication bench-watch asan clean
 
 # The one system package the build needs: the lz4 C library's headers.
 LZ4_HEADER := /usr/include/lz4.h
@@ -54,6 +54,14 @@ bench-mirror: build
 # Live replication: intake, end to end on loopback, lag (about a minute).
 bench-replication: build
 	$(VPY) -m benchmarks.replication_summary
+
+# dtcore replicate vs lsyncd with an rsync daemon (Debian's lsyncd and rsync,
+# installed when missing): lag, convergence, wire bytes, CPU (about 10 minutes).
+bench-watch: build
+	@command -v lsyncd >/dev/null && command -v rsync >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && apt-get install -y -q lsyncd rsync; } || \
+		{ echo "the watch benchmark needs lsyncd and rsync: sudo apt-get install lsyncd rsync" >&2; exit 1; }
+	$(VPY) -m benchmarks.watch_vs_lsyncd
 
 # Native tests once under AddressSanitizer (extensions rebuilt, then restored).
 asan: $(STAMP)

@@ -106,8 +106,21 @@ class FileSums:
         ops: list[tuple[Any, ...]] = []
         if self.size < 0 or size < self.size:
             ops.append(("truncate", size))
+        old = max(self.size, 0)
+        # a sparse file's new holes stay holes: past the old end only its data
+        # goes, and the final size makes the rest (as in the mirror)
+        sparse = size > old and os.fstat(fd).st_blocks * 512 < size
+        spans: list[tuple[int, int]] = []
         for lo, hi in differing_ranges(new, self.checks).tolist():
-            off, end = lo * block, min(hi * block, size)
+            start, end = lo * block, min(hi * block, size)
+            edge = -(-old // block) * block  # the first whole block past the old end
+            if sparse and end > edge:
+                if start < edge:
+                    spans.append((start, edge))
+                spans += _data(fd, max(start, edge), end, block)
+            else:
+                spans.append((start, end))
+        for off, end in spans:
             while off < end:
                 data = os.pread(fd, min(_PIECE, end - off), off)
                 if not data:
@@ -117,5 +130,29 @@ class FileSums:
                 sums = _checksum.block_checksums(data, block)
                 new[first:first + len(sums)] = sums
                 off += len(data)
+        if sparse:
+            ops.append(("truncate", size))
         self.checks, self.size = new, size
         return ops
+
+
+def _data(fd: int, start: int, end: int, block: int) -> list[tuple[int, int]]:
+    """The parts of [start, end) that are not holes, widened to whole blocks."""
+    out = []
+    pos = start
+    while pos < end:
+        try:
+            lo = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # only a hole is left
+            break
+        if lo >= end:
+            break
+        hi = min(os.lseek(fd, lo, os.SEEK_HOLE), end)
+        lo = lo // block * block
+        hi = min(-(-hi // block) * block, end)
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((max(lo, start), hi))
+        pos = hi
+    return out
