@@ -43,13 +43,12 @@ def test_the_reported_ops_rebuild_the_file(tmp_path_factory, first, rounds):
             fh.flush()
             now = path.read_bytes()
             ops = f.diff(fh.fileno(), len(now), 0.0)
-            # the blocks whose bytes differ from the last copy go, except
-            # that zeros past its end may stay a hole
+            # at most the blocks whose bytes differ from the last copy go, and
+            # at least every byte that differs (zeros past its end may stay a hole)
             differ = [i for i in range(0, len(now), BLOCK) if now[i:i + BLOCK] != copy[i:i + BLOCK]]
             most = sum(len(now[i:i + BLOCK]) for i in differ)
-            least = sum(min(len(now), len(copy), i + BLOCK) - i if i < len(copy)
-                        else len(now[i:i + BLOCK]) if now[i:i + BLOCK].strip(b"\0") else 0
-                        for i in differ)
+            least = sum(1 for j, b in enumerate(now)
+                        if (copy[j] != b if j < len(copy) else b != 0))
             copy = _apply(copy, ops)
             assert copy == now
             assert least <= sum(len(op[2]) for op in ops if op[0] == "write") <= most
@@ -76,3 +75,15 @@ def test_a_sparse_file_grows_by_its_data_only(tmp_path):
     assert sent <= 3 * BLOCK
     assert ops[-1] == ("truncate", 64 << 20)
     assert _apply(b"", ops) == path.read_bytes()
+
+
+def test_an_append_sends_only_the_appended_bytes(tmp_path):
+    path = tmp_path / "app.log"
+    path.write_bytes(b"first line\n" * 1000)  # 11,000 bytes: the last block is partial
+    f = FileSums(None, known_empty=True)
+    with open(path, "ab") as fh, open(path, "rb") as reader:
+        f.diff(reader.fileno(), 11_000, 0.0)
+        fh.write(b"appended\n")
+        fh.flush()
+        ops = f.diff(reader.fileno(), 11_009, 0.0)
+    assert [(op[0], op[1], bytes(op[2])) for op in ops] == [("write", 11_000, b"appended\n")]

@@ -285,15 +285,16 @@ class Replication:
         """Move what was reported into the queue now (durably with
         QLogWriteThrough); otherwise the intake does it within ``coalesce``."""
         with self._submit:
-            self._flush_locked()
-        self.conn.tx.wake()
+            moved = self._flush_locked()
+        if moved:
+            self.conn.tx.wake()
 
-    def _flush_locked(self) -> None:
+    def _flush_locked(self) -> bool:
         with self._intake:
             ops, size = self._pending, self._pending_bytes
             self._pending, self._pending_bytes = [], 0
         if not ops:
-            return
+            return False
         try:
             self.pipeline.submit(pack_batch(ops))
         except BaseException:
@@ -302,6 +303,7 @@ class Replication:
                 self._pending_bytes += size
             raise
         self.error = None
+        return True
 
     def _rejected(self, error: DTError) -> None:
         """Ops were refused: the target can no longer be brought in step

@@ -120,12 +120,19 @@ class FileSums:
                 spans += _data(fd, max(start, edge), end, block)
             else:
                 spans.append((start, end))
+        # the old last block, when it was partial: an append leaves its old
+        # bytes as they were, and then only what follows them goes
+        tail = old // block if old % block and size > old else -1
         for off, end in spans:
             while off < end:
                 data = os.pread(fd, min(_PIECE, end - off), off)
                 if not data:
                     break
-                ops.append(("write", off, data))
+                keep = old - off if off == tail * block else 0
+                if keep and _checksum.xxh3_64(memoryview(data)[:keep]) == int(self.checks[tail]):
+                    ops.append(("write", old, memoryview(data)[keep:]))
+                else:
+                    ops.append(("write", off, data))
                 first = off // block
                 sums = _checksum.block_checksums(data, block)
                 new[first:first + len(sums)] = sums

@@ -19,6 +19,7 @@ ops they stand for.
   4067) and does the same."""
 from __future__ import annotations
 
+import math
 import os
 import select
 import stat
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 METHODS = ("auto", "fanotify", "inotify")
 _PROBE = 60.0  # seconds of silence before the watcher checks it is still hearing
 _SUMS_PER_REQUEST = 16384
+_GATHER = 0.002  # seconds events may gather before a read
 _LINK_SEARCH = 200_000  # entries listed to find another name of a hard-linked file
 
 
@@ -77,6 +79,7 @@ class Watcher:
         self.method = self.watch.name
         self.files: dict[bytes, FileSums] = {}
         self._attrs: dict[bytes, float] = {}  # path -> when its attributes changed
+        self._dirty: set[bytes] = set()  # paths of files whose data changed
         # names of files made while watching, by inode: a new name of one is a hard link
         self._inodes: dict[tuple[int, int], list[bytes]] = {}
         self._root_dirty = False  # the set's own folder times, sent when the queue is empty
@@ -94,22 +97,34 @@ class Watcher:
     def _run(self) -> None:
         poll = select.poll()
         poll.register(self.watch.fileno(), select.POLLIN)
-        tick = max(1, int(self.coalesce * 500))
+        # events are read as they come; files are looked at twice per
+        # coalescing period, and what a look reports goes as one batch
+        tick = max(0.001, self.coalesce / 2)
         next_probe = time.monotonic() + _PROBE
+        next_settle = 0.0
         try:
             while not self._stop.is_set():
-                if poll.poll(tick):
+                wait_ms = max(0, math.ceil((next_settle - time.monotonic()) * 1000))
+                if poll.poll(wait_ms):
+                    # a moment for more to queue (the kernel merges repeats),
+                    # so that a stream of writes costs a read per few events
+                    self._stop.wait(_GATHER)
                     self._take(self.watch.read())
                 with self._flush_lock:
                     flushing, self._flush_requests = self._flush_requests, []
                 if flushing:  # everything queued in the kernel first
                     while batch := self.watch.read():
                         self._take(batch)
+                now = time.monotonic()
+                if not flushing and now < next_settle:
+                    continue
+                next_settle = now + tick
                 if self.rep.heals != self._heals:  # a remirror changed the target
                     self._heals = self.rep.heals
                     for f in self.files.values():
                         f.forget()
-                self._settle(time.monotonic(), 0.0 if flushing else self.coalesce)
+                self._settle(now, 0.0 if flushing else self.coalesce)
+                self.rep.flush()
                 for done in flushing:
                     done.set()
                 if time.monotonic() >= next_probe:
@@ -160,6 +175,9 @@ class Watcher:
         for table in (self.files, self._attrs):
             for k in [k for k in table if k == old or k.startswith(pre)]:
                 table[new + k[len(old):]] = table.pop(k)  # type: ignore[index]
+        for k in [k for k in self._dirty if k == old or k.startswith(pre)]:
+            self._dirty.discard(k)
+            self._dirty.add(new + k[len(old):])
         for names in self._inodes.values():
             for i, p in enumerate(names):
                 if p == old or p.startswith(pre):
@@ -170,6 +188,7 @@ class Watcher:
         for table in (self.files, self._attrs):
             for k in [k for k in table if k == rel or k.startswith(pre)]:
                 del table[k]  # type: ignore[attr-defined]
+        self._dirty.difference_update([k for k in self._dirty if k == rel or k.startswith(pre)])
 
     # -- events to ops ----------------------------------------------------------------
     def _change(self, c: Change) -> None:
@@ -199,6 +218,7 @@ class Watcher:
             if f is None:
                 f = self.files[rel] = FileSums(c.obj)
             f.changed(time.monotonic(), closed=kind == Kind.CLOSED)
+            self._dirty.add(rel)
             if c.obj is not None:
                 f.obj = c.obj
         elif kind == Kind.ATTRIB:
@@ -254,8 +274,7 @@ class Watcher:
                 rep.mkdir(rel)
             else:
                 rep.create(rel)
-                self.files[rel] = FileSums(c.obj, known_empty=True)
-                self.files[rel].changed(time.monotonic(), closed=False)
+                self._new_file(rel, c.obj)
             return
         st, text = found
         mode = st.st_mode
@@ -282,8 +301,7 @@ class Watcher:
                 self._inodes.clear()
             self._inodes[ino] = [rel]
             rep.create(rel, mode & 0o7777)
-            f = self.files[rel] = FileSums(c.obj, known_empty=True)
-            f.changed(time.monotonic(), closed=False)
+            self._new_file(rel, c.obj)
         else:
             self.counts["skipped special files"] += 1
 
@@ -310,6 +328,12 @@ class Watcher:
         self.counts["hard links sent as copies"] += 1
         return []
 
+    def _new_file(self, rel: bytes, obj: Any) -> None:
+        """A file just made empty on the target: its data is to be sent."""
+        f = self.files[rel] = FileSums(obj, known_empty=True)
+        f.changed(time.monotonic(), closed=False)
+        self._dirty.add(rel)
+
     def _same_inode(self, rel: bytes, ino: tuple[int, int]) -> bool:
         try:
             st = os.lstat(self._prefix + rel)
@@ -329,9 +353,12 @@ class Watcher:
 
     # -- data and attributes ----------------------------------------------------------
     def _settle(self, now: float, wait: float) -> None:
-        for rel, f in list(self.files.items()):
-            if f.due(now, wait) and self.files.get(rel) is f:
+        for rel in list(self._dirty):
+            f = self.files.get(rel)
+            if f is not None and f.due(now, wait):
                 self._send_data(rel, f, now)
+            if f is None or not f.dirty:
+                self._dirty.discard(rel)
         for rel, when in list(self._attrs.items()):
             if now - when >= wait:
                 del self._attrs[rel]
