@@ -38,16 +38,6 @@ def tree(root):
     return out
 
 
-@pytest.fixture
-def pair(engine, tmp_path):
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    src.mkdir()
-    target = engine.start_target(dst, port=0)
-    repset = engine.replication_set(src)
-    conn = engine.connect(repset, port=target.port, target_path="data")
-    return engine, repset, conn, src, dst / "data", target
-
-
 def test_ops_through_the_api_reach_the_target(pair, tmp_path):
     engine, repset, conn, src, dst, _ = pair
     rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"))

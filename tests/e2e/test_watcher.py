@@ -28,16 +28,6 @@ def _base(src: Path) -> None:
     os.symlink("old/pre1.dat", src / "pre-link")
 
 
-@pytest.fixture
-def pair(engine, tmp_path):
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    src.mkdir()
-    target = engine.start_target(dst, port=0)
-    repset = engine.replication_set(src)
-    conn = engine.connect(repset, port=target.port, target_path="data")
-    return engine, repset, conn, src, dst / "data"
-
-
 def _settled(rep, timeout=60):
     assert rep.drain(timeout), rep.statistics()
     assert rep.status == "Ready", rep.statistics()
@@ -45,7 +35,7 @@ def _settled(rep, timeout=60):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_a_writer_process_is_replicated_exactly(pair, tmp_path, method):
-    engine, repset, conn, src, dst = pair
+    engine, repset, conn, src, dst, _ = pair
     _base(src)
     rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"), watch=method,
                            mirror="full")
@@ -59,7 +49,7 @@ def test_a_writer_process_is_replicated_exactly(pair, tmp_path, method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_changes_made_during_the_initial_mirror_are_not_missed(pair, tmp_path, method):
-    engine, repset, conn, src, dst = pair
+    engine, repset, conn, src, dst, _ = pair
     for i in range(300):
         (src / f"f{i:03d}").write_bytes(os.urandom(20000))
     writer = subprocess.Popen([sys.executable, str(WRITER), str(src), "11", "300"])
@@ -73,7 +63,7 @@ def test_changes_made_during_the_initial_mirror_are_not_missed(pair, tmp_path, m
 
 
 def test_only_changed_blocks_go_and_a_file_seen_first_is_compared_with_the_target(pair, tmp_path):
-    engine, repset, conn, src, dst = pair
+    engine, repset, conn, src, dst, _ = pair
     big = src / "db.img"
     big.write_bytes(os.urandom(8 << 20))
     rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"), watch=True,
@@ -95,7 +85,7 @@ def test_only_changed_blocks_go_and_a_file_seen_first_is_compared_with_the_targe
 
 @pytest.mark.parametrize("method", METHODS)
 def test_a_folder_of_thousands_renamed_is_one_op_on_the_wire(pair, tmp_path, method):
-    engine, repset, conn, src, dst = pair
+    engine, repset, conn, src, dst, _ = pair
     (src / "album").mkdir()
     for i in range(3000):
         (src / "album" / f"photo{i:04d}.jpg").write_bytes(os.urandom(1024))
@@ -120,7 +110,7 @@ def _sysctl(name, value):
 @pytest.mark.parametrize("method", METHODS)
 def test_an_overflowing_event_queue_is_healed_by_a_difference_mirror(pair, tmp_path, method,
                                                                      seen_events):
-    engine, repset, conn, src, dst = pair
+    engine, repset, conn, src, dst, _ = pair
     if os.geteuid() != 0:
         pytest.skip("a tiny event queue needs root (sysctl)")
     knob = "fanotify/max_queued_events" if method == "fanotify" else "inotify/max_queued_events"
