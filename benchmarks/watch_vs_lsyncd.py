@@ -21,8 +21,8 @@ time, read back on the target. Convergence lag: from the writer's end
 until every file on the target has the source's size and mtime (polled;
 one poll of a 5,000-file tree takes tens of ms, which bounds the smallest
 figure). CPU: user+system seconds of the tool's processes and their
-waited-for children from the workload's start to convergence
-(/proc/PID/stat)."""
+children (/proc/PID/stat, once no child is left running) from the
+workload's start to convergence."""
 from __future__ import annotations
 
 import json
@@ -103,6 +103,21 @@ def cpu_now(procs: list[subprocess.Popen]) -> float:
             fields = f.read().rsplit(")", 1)[1].split()
         total += sum(int(x) for x in fields[11:15])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def settle_children(procs: list[subprocess.Popen], timeout: float = 30) -> None:
+    """Wait until the processes have no children left running (lsyncd's and
+    the daemon's rsyncs), so that their CPU is in the parents' counts."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        kids = ""
+        for p in procs:
+            for task in os.listdir(f"/proc/{p.pid}/task"):
+                with open(f"/proc/{p.pid}/task/{task}/children") as f:
+                    kids += f.read().strip()
+        if not kids:
+            return
+        time.sleep(0.05)
 
 
 def stop_all(procs: list[subprocess.Popen]) -> None:
@@ -303,6 +318,7 @@ def measure(tool, name: str, seed: int) -> dict:
     converge = wait_same(src, dst)
     lags = probe.stop()
     wire = tool.proxy.bytes - before
+    settle_children(tool.procs)
     cpu = cpu_now(tool.procs) - cpu0
     stop_all(tool.procs)
     tool.proxy.close()
