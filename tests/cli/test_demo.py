@@ -12,3 +12,5 @@ def test_the_main_job_mirrors_replicates_and_verifies_clean():
     assert "Verify after replication: 0 differences" in out
     assert "Verify after the remirror: 0 differences" in out
     assert "status Ready" in out
+    assert "Replicating plain file changes (watched with" in out
+    assert "events became" in out

@@ -3,8 +3,9 @@
 difference mirror that also removes orphans, then replicate live (a
 program writing through the API: log appends, page writes into a
 database-like file, creates, renames of a file and a folder, deletes, with
-the link cut once), then verify, plant a difference on the target, find it
-and remirror it, printing progress and statistics throughout.
+the link cut once), then replicate what plain file calls change (the file
+watcher), then verify, plant a difference on the target, find it and
+remirror it, printing progress and statistics throughout.
 
     python -m dtcore.cli.demo [--dir DIR] [--files N] [--seed S]
 """
@@ -137,6 +138,37 @@ def replicate(engine: Engine, conn: Connection, repset: ReplicationSet, source: 
     rep.close()
 
 
+def watch(engine: Engine, conn: Connection, repset: ReplicationSet, source: Path,
+          work: Path, rng: random.Random) -> None:
+    """Change the source with plain file calls, as any program does; the
+    watcher turns what the kernel reports into ops."""
+    rep = engine.replicate(conn, repset, directory=str(work / "queue-watch"), watch=True)
+    print(f"Replicating plain file changes (watched with {rep.watcher.method}):")
+    start = time.monotonic()
+    (source / "inbox").mkdir()
+    for i in range(200):
+        (source / "inbox" / f"mail{i}.eml").write_bytes(rng.randbytes(rng.randrange(500, 5000)))
+    with open(source / "service" / "events.log", "a") as log:
+        for i in range(1000):
+            log.write(f"{time.time():.6f} watched event {i}\n")
+            log.flush()
+    with open(source / "service" / "pages.db", "r+b") as db:
+        for _ in range(50):
+            db.seek(rng.randrange(256) * 4096)
+            db.write(rng.randbytes(4096))
+    os.rename(source / "inbox", source / "archive")  # one op, whatever the folder holds
+    for i in range(0, 200, 2):
+        os.unlink(source / "archive" / f"mail{i}.eml")
+    os.symlink("archive", source / "latest")
+    rep.drain(60)
+    s = rep.statistics()
+    w = s["watcher"]
+    print(f"  {w['events']} events became {s['merge']['ops_out']} ops; files compared "
+          f"{w['files rehashed']} times, {w['bytes sent']:,} bytes of changed data sent; all "
+          f"applied {time.monotonic() - start:.2f} s after the first change, status {s['status']}")
+    rep.close()
+
+
 def run(work: Path, files: int, rng: random.Random) -> int:
     source, target_root = work / "source", work / "target"
     print(f"Generating {files} files under {source} ...")
@@ -161,6 +193,7 @@ def run(work: Path, files: int, rng: random.Random) -> int:
         print_result("difference mirror (block checksums, rolling delta, orphans)", result)
 
         replicate(engine, conn, repset, source, work, rng)
+        watch(engine, conn, repset, source, work, rng)
 
         check = engine.verify(conn, repset, log_dir=str(work / "logs"))
         print(f"Verify: {len(check.differences)} differences")
