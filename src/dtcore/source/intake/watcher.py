@@ -170,7 +170,25 @@ class Watcher:
         else:
             self._root_dirty = True
 
-    def _move_state(self, old: bytes, new: bytes) -> None:
+    def _move_state(self, old: bytes, new: bytes, is_dir: bool) -> None:
+        """What the watcher keeps of ``old`` (and, for a folder, of what it
+        holds) now belongs to ``new``."""
+        if not is_dir:  # one entry: no scan of everything kept
+            for table in (self.files, self._attrs):
+                if old in table:
+                    table[new] = table.pop(old)  # type: ignore[index]
+                else:
+                    table.pop(new, None)  # type: ignore[attr-defined]
+            if old in self._dirty:
+                self._dirty.discard(old)
+                self._dirty.add(new)
+            try:
+                st = os.lstat(self._prefix + new)
+                names = self._inodes.get((st.st_dev, st.st_ino), [])
+            except OSError:
+                names = []
+            names[:] = [new if n == old else n for n in names]
+            return
         pre = old + b"/"
         for table in (self.files, self._attrs):
             for k in [k for k in table if k == old or k.startswith(pre)]:
@@ -183,7 +201,12 @@ class Watcher:
                 if p == old or p.startswith(pre):
                     names[i] = new + p[len(old):]
 
-    def _drop_state(self, rel: bytes) -> None:
+    def _drop_state(self, rel: bytes, is_dir: bool) -> None:
+        if not is_dir:
+            self.files.pop(rel, None)
+            self._attrs.pop(rel, None)
+            self._dirty.discard(rel)
+            return
         pre = rel + b"/"
         for table in (self.files, self._attrs):
             for k in [k for k in table if k == rel or k.startswith(pre)]:
@@ -209,7 +232,7 @@ class Watcher:
             self._created(c, rel, tree=kind == Kind.MOVE_IN)
         elif kind == Kind.DELETE:
             (rep.rmdir if c.is_dir else rep.delete)(rel)
-            self._drop_state(rel)
+            self._drop_state(rel, c.is_dir)
             self._touch_parent(rel)
         elif kind in (Kind.MODIFY, Kind.CLOSED):
             if c.is_dir:
@@ -229,14 +252,14 @@ class Watcher:
         new = self._rel(c.new) if c.new is not None else None
         if old is not None and new is not None:
             self.rep.rename(old, new)
-            self._move_state(old, new)
+            self._move_state(old, new, c.is_dir)
             self._touch_parent(old)
             self._touch_parent(new)
             if c.is_dir:  # its ".." entry changed, and with it its times
                 self._attrs.setdefault(new, time.monotonic())
         elif old is not None:  # out of the set: gone, whatever it held
             (self.rep.rmdir if c.is_dir else self.rep.delete)(old)
-            self._drop_state(old)
+            self._drop_state(old, c.is_dir)
             self._touch_parent(old)
         elif new is not None and c.new is not None:  # in from outside: sent whole
             self._created(c._replace(path=c.new), new, tree=True)
