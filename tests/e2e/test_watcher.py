@@ -148,3 +148,21 @@ def test_the_inotify_watch_limit_is_reported_clearly(tmp_path):
             InotifyWatch(os.fsencode(tmp_path))
     finally:
         _sysctl("inotify/max_user_watches", old)
+
+
+def test_checksums_of_least_recent_files_are_forgotten_and_fetched_again(pair, tmp_path,
+                                                                          monkeypatch):
+    from dtcore.source.intake import watcher
+    monkeypatch.setattr(watcher, "KEEP_FILES", 10)
+    engine, repset, conn, src, dst, _ = pair
+    rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"), watch=True)
+    for i in range(40):
+        (src / f"f{i:02d}").write_bytes(os.urandom(20000))
+    _settled(rep)
+    assert len(rep.watcher.files) <= 10
+    assert rep.statistics()["watcher"]["checksums forgotten"] >= 30
+    with open(src / "f00", "r+b") as f:  # forgotten: compared with the target's checksums
+        f.seek(5000)
+        f.write(b"changed")
+    _settled(rep)
+    assert_exact(src, dst)

@@ -44,6 +44,9 @@ METHODS = ("auto", "fanotify", "inotify")
 _PROBE = 60.0  # seconds of silence before the watcher checks it is still hearing
 _SUMS_PER_REQUEST = 16384
 _GATHER = 0.002  # seconds events may gather before a read
+# files whose checksums are kept; past it the least recently changed are
+# forgotten (and compared with the target's own checksums when they change)
+KEEP_FILES = 100_000
 _LINK_SEARCH = 200_000  # entries listed to find another name of a hard-linked file
 
 
@@ -237,9 +240,10 @@ class Watcher:
         elif kind in (Kind.MODIFY, Kind.CLOSED):
             if c.is_dir:
                 return
-            f = self.files.get(rel)
+            f = self.files.pop(rel, None)  # re-inserted: the dict runs least recent first
             if f is None:
-                f = self.files[rel] = FileSums(c.obj)
+                f = FileSums(c.obj)
+            self.files[rel] = f
             f.changed(time.monotonic(), closed=kind == Kind.CLOSED)
             self._dirty.add(rel)
             if c.obj is not None:
@@ -382,12 +386,26 @@ class Watcher:
                 self._send_data(rel, f, now)
             if f is None or not f.dirty:
                 self._dirty.discard(rel)
+        if len(self.files) > KEEP_FILES:
+            self._forget_oldest()
         for rel, when in list(self._attrs.items()):
             if now - when >= wait:
                 del self._attrs[rel]
                 self._send_attrs(rel)
         if self._root_dirty and self.rep.idle() and self.rep.conn.alive:
             self.sync_root()
+
+    def _forget_oldest(self) -> None:
+        """Bounded memory: drop the checksums of the least recently changed
+        files that wait for nothing, down to nine tenths of KEEP_FILES."""
+        excess = len(self.files) - KEEP_FILES * 9 // 10
+        for rel in list(self.files):
+            if excess <= 0:
+                break
+            if rel not in self._dirty:
+                del self.files[rel]
+                excess -= 1
+                self.counts["checksums forgotten"] += 1
 
     def sync_root(self) -> None:
         """Give the set's own folder its times on the target, once every op
