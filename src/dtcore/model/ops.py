@@ -7,6 +7,7 @@ it is read; a malformed one raises :class:`dtcore.errors.StreamError` naming
 the record and the byte."""
 from __future__ import annotations
 
+import os
 import struct
 from enum import IntEnum
 from typing import Any, Iterable, NamedTuple
@@ -68,6 +69,12 @@ class Attrs(NamedTuple):
 
     def pack(self) -> bytes:
         return self._FORMAT.pack(*self)
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "Attrs":
+        """Mode, owner and times of a stat result."""
+        return cls(cls.MODE | cls.OWNER | cls.TIMES, st.st_mode, st.st_uid, st.st_gid,
+                   st.st_atime_ns, st.st_mtime_ns)
 
     @classmethod
     def unpack(cls, data: bytes) -> "Attrs":

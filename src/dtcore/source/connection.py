@@ -4,6 +4,7 @@ op batches to its transmitter (:mod:`dtcore.source.transmitter`), which
 sends them in order and collects the target's acknowledgements."""
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import threading
@@ -20,7 +21,7 @@ from dtcore.control.events import emit
 from dtcore.control.stats import ConState, Counters, Statistics
 from dtcore.errors import ConnectionFailedError, DTError, InvalidParameterError, StreamError
 from dtcore.model.compression import Compressor
-from dtcore.model.ops import Op
+from dtcore.model.ops import Attrs, Op
 from dtcore.protocol.frames import Channel, tune_socket
 from dtcore.protocol.handshake import client_handshake, secret_bytes
 from dtcore.protocol.link import Link
@@ -30,6 +31,7 @@ from dtcore.protocol.messages import (
     ManifestReply,
     ManifestRequest,
     Request,
+    RootRequest,
     SumsRequest,
     Welcome,
 )
@@ -199,6 +201,11 @@ class Connection:
                 raise StreamError(f"the target's manifest ended at {len(parts)} of {total} bytes")
             parts += more
         return memoryview(parts)
+
+    def set_root_attrs(self, root: str | bytes) -> None:
+        """Give the target path's own folder the mode, owner and times of
+        the local folder ``root``."""
+        self.call(RootRequest(Attrs.of(os.lstat(root)).pack()))
 
     def block_sums(self, path: bytes, size: int, block: int, per: int,
                    window: int = 16) -> Iterator[tuple[int, FileReply, np.ndarray]]:

@@ -252,9 +252,7 @@ class Replication:
             while chunk := f.read(1 << 20):
                 self._add([_op(OpKind.WRITE, path, offset, chunk)])
                 offset += len(chunk)
-        self._add([_op(OpKind.SETATTR, path, 0, Attrs(
-            Attrs.MODE | Attrs.OWNER | Attrs.TIMES, st.st_mode, st.st_uid, st.st_gid,
-            st.st_atime_ns, st.st_mtime_ns).pack())])
+        self._add([_op(OpKind.SETATTR, path, 0, Attrs.of(st).pack())])
 
     def open(self, path: str | bytes, mode: str = "r", buffering: int = -1,
              encoding: str | None = None, errors: str | None = None,

@@ -15,7 +15,7 @@ import errno
 import os
 
 from dtcore._native import _fanotify
-from dtcore.errors import AccessDeniedError, DTError, FileAccessError
+from dtcore.errors import AccessDeniedError, DTError, FileAccessError, WatchLimitError
 from dtcore.source.intake.changes import Change, Kind
 
 FAN_MODIFY, FAN_ATTRIB, FAN_CLOSE_WRITE = 0x2, 0x4, 0x8
@@ -61,7 +61,6 @@ class FanotifyWatch:
             _fanotify.mark(self.fd, path, MASK)
         except FileAccessError as e:
             if e.errno in (errno.ENOSPC, errno.EMFILE):
-                from dtcore.errors import WatchLimitError
                 raise WatchLimitError(f"fanotify refused a mark on {os.fsdecode(path)}: the "
                                       "limit of marks is reached (fs.fanotify.max_user_marks)") from e
             raise

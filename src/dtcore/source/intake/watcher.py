@@ -32,8 +32,6 @@ import numpy as np
 
 from dtcore.control.events import emit
 from dtcore.errors import DTError, InvalidParameterError
-from dtcore.model.ops import Attrs
-from dtcore.protocol.messages import RootRequest
 from dtcore.source.intake.blocksums import FileSums
 from dtcore.source.intake.changes import Change, Kind
 
@@ -56,11 +54,10 @@ def open_watch(method: str, root: bytes, *, unlimited: bool = True) -> Any:
     if method not in METHODS:
         raise InvalidParameterError(f"watch method {method!r}: use one of {', '.join(METHODS)}")
     if method in ("auto", "fanotify"):
-        from dtcore.errors import AccessDeniedError
         from dtcore.source.intake.fanotify import FanotifyWatch
         try:
             return FanotifyWatch(root, unlimited=unlimited)
-        except (AccessDeniedError, DTError):
+        except DTError:  # refused (AccessDeniedError) or unsupported here
             if method == "fanotify":
                 raise
     from dtcore.source.intake.inotify import InotifyWatch
@@ -413,11 +410,8 @@ class Watcher:
         if not self._root_dirty:
             return
         self._root_dirty = False
-        st = os.lstat(self.root)
         try:
-            self.rep.conn.call(RootRequest(Attrs(
-                Attrs.MODE | Attrs.OWNER | Attrs.TIMES, st.st_mode, st.st_uid, st.st_gid,
-                st.st_atime_ns, st.st_mtime_ns).pack()))
+            self.rep.conn.set_root_attrs(self.root)
         except DTError:
             self._root_dirty = True  # the link fell: again once it is back
 

@@ -37,7 +37,7 @@ from dtcore.model.manifest import (
     Entry,
     Listing,
 )
-from dtcore.model.ops import Attrs, Op, OpKind
+from dtcore.model.ops import Op, OpKind
 from dtcore.model.repset import ReplicationSet
 from dtcore.protocol.messages import (
     MIRRORING,
@@ -45,7 +45,6 @@ from dtcore.protocol.messages import (
     ManifestRequest,
     Notice,
     OpFailure,
-    RootRequest,
     StateRequest,
 )
 from dtcore.source.connection import Connection
@@ -372,10 +371,7 @@ class Mirror:
         batch.flush()
         self._set_status(WAITING)
         self.conn.flush()
-        st = os.lstat(self.repset.root)
-        self.conn.call(RootRequest(Attrs(Attrs.MODE | Attrs.OWNER | Attrs.TIMES, st.st_mode,
-                                         st.st_uid, st.st_gid, st.st_atime_ns,
-                                         st.st_mtime_ns).pack()))
+        self.conn.set_root_attrs(self.repset.root)
 
     def _orphans(self, candidates: list[Entry]) -> None:
         orphans = select_orphans(candidates, self.opts, time.time_ns())
