@@ -166,3 +166,19 @@ def test_checksums_of_least_recent_files_are_forgotten_and_fetched_again(pair, t
         f.write(b"changed")
     _settled(rep)
     assert_exact(src, dst)
+
+
+def test_a_link_cut_while_the_writer_runs_loses_nothing(pair, tmp_path):
+    engine, repset, conn, src, dst, _ = pair
+    _base(src)
+    rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"), watch=True,
+                           mirror="full")
+    writer = subprocess.Popen([sys.executable, str(WRITER), str(src), "5", "400"])
+    time.sleep(0.3)
+    conn.link.fail(OSError("cut by the test"))  # inside whatever was being sent
+    assert writer.wait(120) == 0
+    deadline = time.monotonic() + 30
+    while not conn.alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _settled(rep)
+    assert_exact(src, dst)
