@@ -165,6 +165,27 @@ static int emit(walk_ctx *c, size_t plen, const struct stat *st, int kind, int h
     return DT_OK;
 }
 
+static int note_special(walk_ctx *c, size_t plen, mode_t mode)
+{
+    dt_walk_out *o = c->out;
+    if (o->special_len + plen + 2 > o->special_cap) {
+        size_t cap = o->special_cap ? o->special_cap * 2 : 4096;
+        while (cap < o->special_len + plen + 2)
+            cap *= 2;
+        uint8_t *p = realloc(o->special, cap);
+        if (!p)
+            return dt_fail(c->err, DT_E_NOMEM, "special file names", -1, -1, -1, -1);
+        o->special = p;
+        o->special_cap = cap;
+    }
+    uint8_t *p = o->special + o->special_len;
+    p[0] = S_ISFIFO(mode) ? 'p' : S_ISSOCK(mode) ? 's' : S_ISCHR(mode) ? 'c' : 'b';
+    memcpy(p + 1, c->path, plen);
+    p[plen + 1] = 0;
+    o->special_len += plen + 2;
+    return DT_OK;
+}
+
 /* List the folder open as dfd, whose path (relative to the root) fills
  * c->path[0..plen).  Returns a status; unreadable sub-folders are skipped. */
 static int walk_dir(walk_ctx *c, int dfd, size_t plen, int top)
@@ -201,11 +222,13 @@ static int walk_dir(walk_ctx *c, int dfd, size_t plen, int top)
             continue;
         int kind = S_ISREG(st.st_mode) ? DT_KIND_FILE : S_ISDIR(st.st_mode) ? DT_KIND_DIR
                  : S_ISLNK(st.st_mode) ? DT_KIND_LINK : 0;
-        if (!kind)
-            continue; /* sockets, pipes and devices are not replicated */
         if (plen)
             c->path[plen] = '/';
         memcpy(c->path + base, nm, k);
+        if (!kind) { /* sockets, pipes and devices are not replicated: say which */
+            rc = note_special(c, base + k, st.st_mode);
+            continue;
+        }
         uint64_t hash = 0;
         int has_hash = 0;
         if (kind == DT_KIND_FILE && (uint64_t)st.st_size < c->hash_below) {
@@ -252,6 +275,7 @@ void dt_walk_out_free(dt_walk_out *out)
     free(out->recs);
     free(out->offsets);
     free(out->ids);
+    free(out->special);
     memset(out, 0, sizeof(*out));
 }
 

@@ -42,13 +42,18 @@ typedef struct dt_walk_out {
     size_t count, offsets_cap;
     uint64_t *ids;       /* with want_ids: ino, dev, nlink of each record */
     size_t ids_cap;
+    /* what is not replicated (pipes, sockets, devices): for each, a kind
+     * byte ('p', 's', 'c' or 'b'), its path and a NUL */
+    uint8_t *special;
+    size_t special_len, special_cap;
 } dt_walk_out;
 
 /* List everything beneath the folder open as root_fd (which is only read
  * through, never closed).  A top-level entry named `skip` (may be NULL) is
  * left out.  Regular files smaller than hash_below carry the XXH3-64 of their
  * content.  Entries that vanish or cannot be read while listing are left
- * out; only a failure to read the root itself, or memory running out, fails. */
+ * out; pipes, sockets and devices are named in out->special instead.  Only a
+ * failure to read the root itself, or memory running out, fails. */
 int dt_walk(int root_fd, const char *skip, uint64_t hash_below, int want_ids,
             dt_walk_out *out, dt_err *err);
 void dt_walk_out_free(dt_walk_out *out);

@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from dtcore.control.config import Config
+from dtcore.control.config import log_dir as config_log_dir
 from dtcore.control.enginelog import EngineLog
 from dtcore.control.events import Event, emit, subscribe
 from dtcore.control.stats import ConState, Snapshot, Statistics
@@ -47,7 +48,7 @@ class Engine:
         self._next_conn = 1
         self._log: EngineLog | None = None
         if log or log_dir:
-            self._log = EngineLog(log_dir or self.config["LogDir"], self.config["MaxLogFileSize"],
+            self._log = EngineLog(log_dir or config_log_dir(self.config), self.config["MaxLogFileSize"],
                                   self.config["MaxNumberofLogFiles"],
                                   self.config["LogMessageLevel"]).attach()
 
@@ -157,15 +158,17 @@ class Engine:
 
     def verify(self, conn: Connection, repset: ReplicationSet, *, remirror: bool = False,
                checksum: bool | None = True, log_dir: str | None = None,
-               progress: Callable[[Mirror], None] | None = None) -> MirrorResult:
+               progress: Callable[[Mirror], None] | None = None,
+               **options: Any) -> MirrorResult:
         """Compare source and target, list differences in DTVerify.log, and
-        with ``remirror`` send what differs."""
+        with ``remirror`` send what differs; other keywords any MirrorOptions field."""
         opts = MirrorOptions.from_config(self.config, verify=True, remirror=remirror,
-                                         checksum=checksum)
+                                         checksum=checksum, **options)
         vlog = VerifyLog.from_config(self.config, conn.label(), log_dir)
         result: MirrorResult | None = None
         try:
             result = self._run(Mirror(conn, repset, opts, progress=progress, verify_log=vlog))
+            result.log = vlog.path
             return result
         finally:
             vlog.close(f"{len(result.differences)} differences" if result else "interrupted")

@@ -13,47 +13,10 @@ import time
 
 import pytest
 
+from commandline import EXE, env, one_line, run, start_target
 from dtcore.cli import exits
 
 pytestmark = pytest.mark.timeout(120)
-SECRET = "cli-test-secret"
-EXE = [sys.executable, "-m", "dtcore.cli.main"]
-
-
-def env(tmp_path, secret=SECRET):
-    return {**os.environ, "DTCORE_SECRET": secret, "DTCORE_LOGDIR": str(tmp_path / "logs")}
-
-
-def run(args, tmp_path, secret=SECRET, timeout=60):
-    return subprocess.run([*EXE, *args], env=env(tmp_path, secret), capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def one_line(out):
-    """The command failed with a single line on stderr and no traceback."""
-    bar = re.compile(r"\d+%")  # the progress bar's lines
-    lines = [line for line in out.stderr.splitlines() if not bar.search(line)]
-    assert "Traceback" not in out.stderr and len(lines) == 1, out.stderr
-    return lines[0]
-
-
-@pytest.fixture
-def target(tmp_path):
-    proc = subprocess.Popen([*EXE, "target", "--root", str(tmp_path / "tgt"), "--create", "--port", "0",
-                             "--host", "127.0.0.1"], env=env(tmp_path), stdout=subprocess.PIPE,
-                            text=True)
-    port = int(proc.stdout.readline().rsplit(":", 1)[1])
-    yield port
-    proc.terminate()
-    proc.wait(10)
-
-
-@pytest.fixture
-def src(tmp_path):
-    root = tmp_path / "src"
-    root.mkdir()
-    (root / "a.txt").write_bytes(b"a" * 1000)
-    return root
 
 
 def test_addresses_are_parsed_strictly(tmp_path, src):
@@ -65,10 +28,8 @@ def test_addresses_are_parsed_strictly(tmp_path, src):
 
 
 def test_ipv6_in_brackets(tmp_path, src):
-    proc = subprocess.Popen([*EXE, "target", "--root", str(tmp_path / "tgt"), "--create", "--port", "0",
-                             "--host", "::1"], env=env(tmp_path), stdout=subprocess.PIPE, text=True)
+    proc, port = start_target(tmp_path / "tgt", tmp_path, host="::1")
     try:
-        port = int(proc.stdout.readline().rsplit(":", 1)[1])
         out = run(["mirror", str(src), f"[::1]:{port}:six", "--full"], tmp_path)
         assert out.returncode == exits.OK, out.stderr
         assert (tmp_path / "tgt" / "six" / "a.txt").read_bytes() == b"a" * 1000

@@ -17,7 +17,7 @@ from dtcore.model.repset import ReplicationSet
 from dtcore.protocol.messages import StateRequest
 from dtcore.source.mirror import BLOCK, DIFFERENCE, FULL, ROLLING, SKIPPED
 from dtcore.target.states import DataStates
-from trees import assert_same, build
+from trees import assert_exact, assert_same, build
 
 pytestmark = pytest.mark.timeout(120)
 SECRET = "engine-test-secret"
@@ -155,6 +155,9 @@ def test_restore_brings_target_back(setup, tmp_path):
     fresh = tmp_path / "fresh"
     engine.restore(conn, fresh)
     assert (fresh / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+    # folder and link times too, the restored root's own included; a restore
+    # writes each name of a hard-linked file as a file of its own
+    assert_exact(dst, fresh, hard_links=False)
 
 
 def test_mirror_resumes_mid_file_after_lost_connection(engine, tmp_path):

@@ -187,6 +187,8 @@ cdef extern from "dt_walk.h" nogil:
         uint64_t *offsets
         size_t count
         uint64_t *ids
+        uint8_t *special
+        size_t special_len
     int dt_walk(int root_fd, const char *skip, uint64_t hash_below, int want_ids,
                 dt_walk_out *out, dt_err *err)
     void dt_walk_out_free(dt_walk_out *out)

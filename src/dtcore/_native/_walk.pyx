@@ -13,7 +13,9 @@ cdef const uint8_t EMPTY[1]
 
 
 def walk(int root_fd, bytes skip, uint64_t hash_below, bint want_ids):
-    """(records, offsets, ids or None) of everything beneath ``root_fd``."""
+    """(records, offsets, ids or None, special) of everything beneath
+    ``root_fd``; ``special`` names what is not listed (pipes, sockets,
+    devices), each as a kind byte, its path and a NUL."""
     cdef dt_walk_out out
     cdef dt_err err
     cdef int rc
@@ -33,7 +35,8 @@ def walk(int root_fd, bytes skip, uint64_t hash_below, bint want_ids):
             offsets[:] = <uint64_t[:out.count]>out.offsets
             if want_ids:
                 ids.reshape(-1)[:] = <uint64_t[:3 * out.count]>out.ids
-        return recs, offsets, ids
+        special = (<char *>out.special)[:out.special_len] if out.special_len else b""
+        return recs, offsets, ids, special
     finally:
         dt_walk_out_free(&out)
 

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from dtcore.cli import exits
 from dtcore.cli.progress import Bar, print_connection_stats, print_result
+from dtcore.cli.report import print_items
+from dtcore.cli.watchdog import Watchdog
 from dtcore.control.config import Config, default_path
 from dtcore.engine import Engine
 from dtcore.errors import InvalidParameterError
 from dtcore.model.repset import ReplicationSet
 from dtcore.source.connection import Connection, parse_address
-from dtcore.source.mirror import DIFFERENCE, FULL
+from dtcore.source.mirror import DIFFERENCE, FULL, MirrorResult
 from dtcore.target.service import APPLY_THREADS
+
+# A command's default: a full or read-only target fails it within about
+# (RETRIES - 1) x TGRetryLocked seconds; a service keeps waiting.
+RETRIES = 3
 
 
 def _secret(args: argparse.Namespace) -> str | None:
@@ -47,23 +54,65 @@ def _connect(engine: Engine, args: argparse.Namespace, root: str) -> tuple[Conne
     rules = (args.rule or [""]) + [f"{p},Inc,Rec" for p in args.include or ()] + \
         [f"{p},Exc,Rec" for p in args.exclude or ()]
     repset = ReplicationSet(root, rules)
-    return engine.connect(repset, host, port, path, tls=True if args.tls else None), repset
+    return engine.connect(repset, host, port, path, tls=True if args.tls else None,
+                          compression=not args.no_compress), repset
+
+
+@contextlib.contextmanager
+def _watched(args: argparse.Namespace, engine: Engine) -> Iterator[Callable[[Any], None] | None]:
+    """The progress callback of a command (a bar unless --quiet or --json),
+    under --timeout's watchdog when one is asked for."""
+    position: list[Any] = [None]
+    bar = None if args.quiet or args.json else Bar()
+
+    def progress(m: Any) -> None:
+        position[0] = (m.status, m.files_done, m.bytes_remaining)
+        if bar is not None:
+            bar(m)
+
+    def probe() -> Any:  # what moves while work moves; heartbeats do not count
+        return position[0], engine.stats.server.values.tobytes(), \
+            [c.counters.values.tobytes() for c in engine.connections]
+
+    with contextlib.ExitStack() as stack:
+        if args.timeout:
+            stack.enter_context(Watchdog(args.timeout, probe))
+        if bar is not None:
+            stack.enter_context(bar)
+        yield progress
+
+
+def _finish(args: argparse.Namespace, title: str, result: MirrorResult, engine: Engine) -> None:
+    """What a mirror (or verify) prints once it is done."""
+    args.outcome = result
+    if result.special and not args.json:
+        kinds = sorted({kind for kind, _ in result.special})
+        print(f"dtcore {args.command}: left out {len(result.special):,} special files "
+              f"({', '.join(kinds)}), which are not replicated: first {result.special[0][1]}",
+              file=sys.stderr)
+    if args.itemize:
+        print_items(result.items)
+    if not (args.quiet or args.json):
+        print_result(title, result)
+        print_connection_stats(engine.statistics())
 
 
 def _mirror(args: argparse.Namespace) -> int:
     with _engine(args) as engine:
-        conn, repset = _connect(engine, args, args.source)
-        with Bar() as bar:
+        with _watched(args, engine) as progress:
+            conn, repset = _connect(engine, args, args.source)
             result = engine.mirror(conn, repset, FULL if args.full else DIFFERENCE,
-                                   checksum=args.checksum, orphans=args.orphans, progress=bar,
-                                   dry_run=args.dry_run or None)
+                                   checksum=args.checksum, orphans=args.orphans, progress=progress,
+                                   dry_run=args.dry_run or None, retry_budget=args.retries,
+                                   itemize=args.itemize)
         if args.dry_run:
-            for action, path in result.planned:
-                print(f"would {action:<10} {path}")
-            print(f"{len(result.planned)} changes planned; nothing was sent or removed")
+            args.outcome = result
+            if not args.json:
+                print_items(result.planned, "would ")
+                print(f"{len(result.planned)} changes planned; nothing was sent or removed")
             return exits.OK
-        print_result(f"{'full' if args.full else 'difference'} mirror of {repset.root}", result)
-        print_connection_stats(engine.statistics())
+        _finish(args, f"{'full' if args.full else 'difference'} mirror of {repset.root}", result,
+                engine)
     return 0
 
 
@@ -87,12 +136,12 @@ def _replicate(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with _engine(args) as engine:
-        conn, repset = _connect(engine, args, args.source)
-        with Bar() as bar:
+        with _watched(args, engine) as progress:
+            conn, repset = _connect(engine, args, args.source)
             rep = engine.replicate(conn, repset, watch=args.watch,
                                    watch_coalesce=args.coalesce / 1000,
                                    mirror=FULL if args.full else DIFFERENCE,
-                                   checksum=args.checksum, orphans=args.orphans, progress=bar)
+                                   checksum=args.checksum, orphans=args.orphans, progress=progress)
         print(f"mirror complete; replicating {repset.root} as it changes (watching with "
               f"{rep.watcher.method}); stop with Ctrl-C or SIGTERM", flush=True)
         tty = sys.stderr.isatty()
@@ -118,25 +167,38 @@ def _replicate(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     with _engine(args) as engine:
-        conn, repset = _connect(engine, args, args.source)
-        with Bar() as bar:
+        with _watched(args, engine) as progress:
+            conn, repset = _connect(engine, args, args.source)
             result = engine.verify(conn, repset, remirror=args.remirror, log_dir=args.log_dir,
-                                   progress=bar)
-        for path, reason in result.differences[:50]:
-            print(f"DIFFERS  {path}: {reason}")
-        print(f"{len(result.differences)} differences" + (" (remirrored)" if args.remirror else ""))
-    return exits.DIFFERENCES if result.differences and not args.remirror else exits.OK
+                                   progress=progress, retry_budget=args.retries,
+                                   itemize=args.itemize)
+        args.outcome = result
+        if not args.json:
+            for path, reason in result.differences[:50]:
+                print(f"DIFFERS  {path}: {reason}")
+            if args.itemize:
+                print_items(result.items)
+            if not args.quiet:
+                print(f"{len(result.differences)} differences"
+                      + (" (remirrored)" if args.remirror else "") + f"; listed in {result.log}")
+    if result.differences and not args.remirror:
+        args.reason = f"{len(result.differences)} differences"
+        return exits.DIFFERENCES
+    return exits.OK
 
 
 def _restore(args: argparse.Namespace) -> int:
     with _engine(args) as engine:
         host, port, path = _address(engine, args)
         os.makedirs(args.destination, exist_ok=True)
-        conn = engine.connect(ReplicationSet(args.destination), host, port, path,
-                              tls=True if args.tls else None)
-        r = engine.restore(conn, args.destination, overwrite=args.overwrite)
-        print(f"restored {r.files} files and {r.directories} folders ({r.bytes_fetched:,} bytes "
-              f"fetched, {r.skipped} left as they were) in {r.seconds:.2f} s")
+        with _watched(args, engine):
+            conn = engine.connect(ReplicationSet(args.destination), host, port, path,
+                                  tls=True if args.tls else None, compression=not args.no_compress)
+            r = engine.restore(conn, args.destination, overwrite=args.overwrite)
+        args.outcome = r
+        if not (args.quiet or args.json):
+            print(f"restored {r.files} files and {r.directories} folders ({r.bytes_fetched:,} "
+                  f"bytes fetched, {r.skipped} left as they were) in {r.seconds:.2f} s")
     return 0
 
 
@@ -171,6 +233,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls", action="store_true", help="encrypt the connection (EncryptNetworkData 1)")
 
 
+def _output_args(p: argparse.ArgumentParser, itemize: bool = True) -> None:
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing but errors (no bar, no tables)")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="print the engine's events on stderr (-vv: and debugging detail)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON summary on stdout at the end (also after a failure)")
+    if itemize:
+        p.add_argument("-i", "--itemize", action="store_true",
+                       help="list each change made, and how (whole, block, attributes, ...)")
+    p.add_argument("--timeout", type=float, default=0, metavar="S",
+                   help="give up (exit 8) once nothing has moved for S seconds (default: never)")
+    p.add_argument("--no-compress", action="store_true",
+                   help="send data uncompressed (lz4 is used by default)")
+
+
 def _source_args(p: argparse.ArgumentParser, first: str, help_first: str) -> None:
     p.add_argument(first, help=help_first)
     p.add_argument("target", metavar="HOST[:PORT][:TARGETPATH]", help="the target and the path beneath its root")
@@ -182,6 +260,12 @@ def _source_args(p: argparse.ArgumentParser, first: str, help_first: str) -> Non
     p.add_argument("--allow-root", action="store_true",
                    help="allow an address without a target path: work in the target's root")
     _common(p)
+
+
+def _retries(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--retries", type=int, default=RETRIES, metavar="N",
+                   help="stop (exit 6) once the target has tried one op N times without "
+                        f"success, each TGRetryLocked apart (default {RETRIES}; 0: keep waiting)")
 
 
 def add_engine_commands(sub: Any) -> None:
@@ -206,6 +290,8 @@ def add_engine_commands(sub: Any) -> None:
     m.add_argument("--orphans", action="store_true", help="remove (or move) files only the target has")
     m.add_argument("-n", "--dry-run", action="store_true",
                    help="list what would be sent and removed, and change nothing")
+    _retries(m)
+    _output_args(m)
     m.set_defaults(run=_mirror)
 
     rp = sub.add_parser("replicate", help="mirror a folder, then replicate every change to it")
@@ -227,16 +313,20 @@ def add_engine_commands(sub: Any) -> None:
     rp.add_argument("--drain-timeout", type=float, default=30, metavar="S",
                     help="on stopping, wait this long for the target to apply the queue "
                          "(default 30 s); the rest stays in the journal")
+    _output_args(rp, itemize=False)
     rp.set_defaults(run=_replicate)
 
     v = sub.add_parser("verify", help="compare a folder with its target copy (DTVerify.log)")
     _source_args(v, "source", "the replication set's root folder")
     v.add_argument("--remirror", action="store_true", help="send what differs")
     v.add_argument("--log-dir", help="where DTVerify.log goes (default LogDir)")
+    _retries(v)
+    _output_args(v)
     v.set_defaults(run=_verify)
 
     r = sub.add_parser("restore", help="copy a target path back to a folder")
     _source_args(r, "destination", "the folder to restore into")
     r.add_argument("--overwrite", type=int, choices=(0, 1, 2), default=None,
                    help="RestoreOverwrite: 0 never, 1 always, 2 if the target copy is newer")
+    _output_args(r, itemize=False)
     r.set_defaults(run=_restore)

@@ -41,6 +41,8 @@ def code_for(error: BaseException) -> int:
     """The exit code of a command that ended with ``error``."""
     if isinstance(error, KeyboardInterrupt):
         return INTERRUPTED
+    if getattr(error, "failure", None) is not None:  # the target kept failing one op
+        return REFUSED
     if getattr(error, "result", None) is not None:  # a mirror the target left incomplete
         return PARTIAL
     if isinstance(error, AccessDeniedError):

@@ -135,8 +135,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args_in = [a.lower() if a.startswith("-") else a for a in (sys.argv[1:] if argv is None else argv)]
     args = build_parser().parse_args(args_in)
     if args.path is None:
-        from dtcore.control.config import Config, default_path
-        args.path = Config(default_path())["LogDir"]
+        from dtcore.control.config import Config, default_path, log_dir
+        args.path = log_dir(Config(default_path()))
     target = Path(args.path)
     if not target.exists():
         print(f"logviewer: {target} does not exist", file=sys.stderr)

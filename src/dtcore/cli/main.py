@@ -12,6 +12,7 @@ from importlib import metadata
 from typing import Sequence
 
 from dtcore.cli import exits
+from dtcore.cli.watchdog import Stalled
 from dtcore.control import settings
 from dtcore.control.config import Config, default_path
 from dtcore.errors import DTError
@@ -62,32 +63,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _logging(args: argparse.Namespace) -> None:
+    """Events on stderr: always for the target service (its log for
+    journald), for the other commands with -v (INFO) or -vv (DEBUG)."""
+    verbose = getattr(args, "verbose", 0)
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose or \
+        args.command == "target" else None
+    if level is None:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log = logging.getLogger("dtcore")
+    log.addHandler(handler)
+    log.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["logviewer"]:
         from dtcore.cli.logviewer import main as logviewer
         return logviewer(argv[1:])
     args = build_parser().parse_args(argv)
-    if args.command not in ("target", "config"):
-        # a source command ends in one line saying what happened (and shows
-        # the target's notices on its progress bar): events stay out of stderr
-        logging.getLogger("dtcore").addHandler(logging.NullHandler())
-        logging.getLogger("dtcore").propagate = False
+    _logging(args)
+    args.outcome = None
+    args.reason = "ok"
+    code = exits.ERROR
     try:
         if args.command != "config":
-            return int(args.run(args))
-        return _config(args)
+            code = int(args.run(args))
+        else:
+            code = _config(args)
     except KeyboardInterrupt:
+        args.reason = "interrupted"
         print(f"dtcore {args.command}: interrupted", file=sys.stderr)
-        return exits.INTERRUPTED
+        code = exits.INTERRUPTED
     except BrokenPipeError:  # the reader went away (| head): say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return exits.ERROR
+    except Stalled as e:
+        args.reason = str(e)
+        print(f"dtcore {args.command}: {e}", file=sys.stderr)
+        code = exits.TIMEOUT
     except (DTError, OSError, TimeoutError) as e:
         what = e if isinstance(e, DTError) or not isinstance(e, OSError) else \
             f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        args.reason = str(what)
+        args.outcome = getattr(e, "result", None)
         print(f"dtcore {args.command}: {what}", file=sys.stderr)
-        return exits.code_for(e)
+        code = exits.code_for(e)
+    if getattr(args, "json", False):
+        from dtcore.cli.report import print_summary
+        print_summary(args.command, code, args.reason, args.outcome)
+    return code
 
 
 if __name__ == "__main__":

@@ -3,7 +3,15 @@ mirror sent and how, and a connection's statistics."""
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from dtcore.control.stats import PERCENT_SCALE, Snapshot
@@ -13,13 +21,17 @@ console = Console(stderr=True)
 
 
 class Bar:
-    """A progress bar fed by mirror callbacks (from worker threads)."""
+    """A progress bar fed by mirror callbacks (from worker threads): state,
+    bytes gone through of the bytes to go through (in a difference mirror,
+    once the comparison has skipped what is the same, what is left is what
+    may still be sent), rate, time left, and files done of the total."""
 
     def __init__(self) -> None:
         self.progress = Progress(TextColumn("{task.fields[status]:<16}"), BarColumn(),
-                                 TaskProgressColumn(), TextColumn("{task.fields[left]}"),
+                                 TaskProgressColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[files]}"),
                                  console=console, transient=False)
-        self.task = self.progress.add_task("mirror", total=100, status="Calculating", left="")
+        self.task = self.progress.add_task("mirror", total=None, status="Calculating", files="")
         self._notice: object = None
 
     def __call__(self, m: Mirror) -> None:
@@ -29,8 +41,10 @@ class Bar:
             self.progress.console.print(f"target retrying {f.path.decode(errors='replace')}: "
                                         f"{f.reason} (attempt {notice.retries})")
         self._notice = notice
-        self.progress.update(self.task, completed=m.percent, status=m.status,
-                             left=f"{m.bytes_remaining / 2**20:,.1f} MiB left")
+        total = m.bytes_total
+        self.progress.update(self.task, total=total or None, completed=total - m.bytes_remaining,
+                             status=m.status,
+                             files=f"{m.files_done:,}/{m.result.files:,} files")
 
     def __enter__(self) -> "Bar":
         self.progress.start()

@@ -160,3 +160,24 @@ class Config(Mapping[str, Any]):
         """A value as DT.conf spells it."""
         value = self[name]
         return settings.UNLIMITED if value is None else str(value)
+
+
+def log_dir(config: Config) -> str:
+    """Where logs go: LogDir; but when LogDir is only the default and this
+    user cannot write there (anyone but root, usually), a folder of the
+    user's own, ``$XDG_STATE_HOME/dtcore/log`` (~/.local/state/dtcore/log)."""
+    path = str(config["LogDir"])
+    if config.origin("LogDir") != "default" or _writable(path):
+        return path
+    home = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
+    return os.path.join(home, "dtcore", "log")
+
+
+def _writable(path: str) -> bool:
+    """Whether ``path`` is, or could be made as, a folder this user writes in."""
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)

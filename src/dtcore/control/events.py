@@ -16,6 +16,8 @@ from dtcore.control.catalogue import ERROR, EVENTS, INFORMATION, WARNING, render
 __all__ = ["ERROR", "INFORMATION", "WARNING", "Event", "emit", "log", "subscribe"]
 
 log = logging.getLogger("dtcore")
+# a library says nothing unless its embedder configures logging
+log.addHandler(logging.NullHandler())
 
 _LEVELS = {ERROR: logging.ERROR, WARNING: logging.WARNING, INFORMATION: logging.INFO}
 
@@ -48,15 +50,18 @@ def subscribe(callback: Callable[[Event], None]) -> Callable[[], None]:
     return unsubscribe
 
 
-def emit(event_id: int, **fields: Any) -> Event:
+def emit(event_id: int, *, log_level: int | None = None, **fields: Any) -> Event:
     """Build event ``event_id`` from ``fields``, log it and hand it to every
     subscriber.  A failing subscriber is logged, never allowed to stop the
-    emitter.  An ID outside the catalogue is a programming error."""
+    emitter.  An ID outside the catalogue is a programming error.
+    ``log_level`` is the Python logging level when it is not the guide's
+    (a state change the guide files as a warning may be good news)."""
     kind = EVENTS.get(event_id)
     if kind is None:
         raise ValueError(f"event {event_id} is not in the catalogue")
     event = Event(event_id, kind.level, render(event_id, fields), fields)
-    log.log(_LEVELS[kind.level], "%d %s", event_id, event.message)
+    log.log(_LEVELS[kind.level] if log_level is None else log_level, "%d %s", event_id,
+            event.message)
     with _lock:
         subscribers = list(_subscribers)
     for callback in subscribers:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -27,6 +27,8 @@ FILE, DIR, LINK = "f", "d", "l"
 KIND_FILE, KIND_DIR, KIND_LINK = 1, 2, 3
 _NAMES = {KIND_FILE: FILE, KIND_DIR: DIR, KIND_LINK: LINK}
 _REC = struct.Struct("<HBBIqqqIIQ")
+_SPECIAL = {ord("p"): "fifo", ord("s"): "socket", ord("c"): "character device",
+            ord("b"): "block device"}
 
 # Flags of Listing.compare, one set per entry of ours (csrc/dt_walk.h).
 THERE, SAME_KIND, SAME_SIZE, SAME_MTIME, SAME_MODE, HASHED, SAME_HASH, SAME_OWNER, NEWER = (
@@ -60,10 +62,12 @@ class Listing:
     """Packed manifest records with the offset of each; a local walk also
     keeps each entry's inode, device and link count (for hard links)."""
 
-    def __init__(self, data: bytes, offsets: np.ndarray, ids: np.ndarray | None = None) -> None:
+    def __init__(self, data: bytes, offsets: np.ndarray, ids: np.ndarray | None = None,
+                 special: bytes = b"") -> None:
         self.data = data
         self.offsets = offsets
         self.ids = ids
+        self._special = special
         self._columns: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
@@ -83,6 +87,11 @@ class Listing:
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+    def special(self) -> list[tuple[str, bytes]]:
+        """What a local walk found and left out, as (kind, path): kind is
+        "fifo", "socket", "character device" or "block device"."""
+        return [(_SPECIAL[item[0]], item[1:]) for item in self._special.split(b"\0")[:-1]]
 
     def path(self, i: int) -> bytes:
         at = int(self.offsets[i])
@@ -111,9 +120,13 @@ class Listing:
         """Which entries have one of ``paths``."""
         return np.fromiter((self.path(i) in paths for i in range(len(self))), bool, len(self))
 
-    def take(self, keep: np.ndarray) -> "Listing":
-        """The entries where ``keep`` is true (records are shared, not copied)."""
-        return Listing(self.data, self.offsets[keep], None if self.ids is None else self.ids[keep])
+    def take(self, keep: np.ndarray, special: Callable[[bytes], bool] | None = None) -> "Listing":
+        """The entries where ``keep`` is true (records are shared, not copied),
+        and the special files whose path ``special`` accepts."""
+        names = b"".join(item + b"\0" for item in self._special.split(b"\0")[:-1]
+                         if special is None or special(item[1:]))
+        return Listing(self.data, self.offsets[keep], None if self.ids is None else self.ids[keep],
+                       names)
 
     def compare(self, theirs: "Listing") -> tuple[np.ndarray, np.ndarray]:
         """(flags, match): for each of our entries the flags above against

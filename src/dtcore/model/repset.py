@@ -131,7 +131,7 @@ class ReplicationSet:
         everything = listing_of(self.root, None, hash_below, ids=True)
         if self._all:
             return everything
-        return everything.take(self._keep(everything))
+        return everything.take(self._keep(everything), self.includes)
 
     def _keep(self, listing: Listing) -> np.ndarray:
         keep = np.zeros(len(listing), dtype=bool)

@@ -304,10 +304,12 @@ class StateRequest(Request):
 @dataclass(frozen=True)
 class RootRequest(Request):
     """Give the target path's own folder these attributes (a packed SETATTR
-    payload): no op can name that folder, and a mirror sets it last."""
+    payload; empty: leave them): no op can name that folder, and a mirror
+    sets it last.  The reply's data is the folder's attributes after that
+    (a restore gives them to its destination)."""
 
     METHOD: ClassVar[str] = "root_attributes"
-    attrs: bytes
+    attrs: bytes = b""
 
     def fields(self) -> Fields:
         return {"attrs": self.attrs.hex()}

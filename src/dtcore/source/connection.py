@@ -207,6 +207,10 @@ class Connection:
         the local folder ``root``."""
         self.call(RootRequest(Attrs.of(os.lstat(root)).pack()))
 
+    def root_attrs(self) -> Attrs:
+        """The mode, owner and times of the target path's own folder."""
+        return Attrs.unpack(bytes(self.call(RootRequest())[1]))
+
     def block_sums(self, path: bytes, size: int, block: int, per: int,
                    window: int = 16) -> Iterator[tuple[int, FileReply, np.ndarray]]:
         """The target's checksums of a file's blocks, ``per`` blocks to a

@@ -62,6 +62,7 @@ def restore(conn: Connection, destination: str | os.PathLike[str], *, overwrite:
             # folder times last: filling a folder changes them
             applier.apply([Op(OpKind.SETATTR, 0, 0, t.path, 0, t.attrs())
                            for t in reversed(theirs) if t.kind == DIR])
+            Applier.set_fd_attrs(root.fd, conn.root_attrs())
         finally:
             applier.close()
     result.seconds = time.monotonic() - start
@@ -86,6 +87,7 @@ def _entry_ops(conn: Connection, root: SafeRoot, t: Entry, overwrite: int, block
     result.files += 1
     if t.kind == LINK:
         yield Op(OpKind.SYMLINK, 0, 0, t.path, 0, bytes(conn.call(ReadlinkRequest(t.path))[1]))
+        yield Op(OpKind.SETATTR, 0, 0, t.path, 0, t.attrs())
         return
     if mine is not None and mine.st_size >= small_file and t.size >= small_file:
         for lo, hi in _differing(conn, root, t, block):

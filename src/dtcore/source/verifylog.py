@@ -9,7 +9,7 @@ import os
 import threading
 import time
 
-from dtcore.control.config import Config
+from dtcore.control.config import Config, log_dir
 
 
 class VerifyLog:
@@ -31,7 +31,7 @@ class VerifyLog:
     def from_config(cls, config: Config, title: str = "",
                     directory: str | os.PathLike[str] | None = None) -> "VerifyLog":
         """The log the settings describe, in ``directory`` instead of LogDir if given."""
-        return cls(directory or config["LogDir"], config["VerifyLogName"],
+        return cls(directory or log_dir(config), config["VerifyLogName"],
                    append=bool(config["VerifyLogAppend"]), limit=config["VerifyLogLimit"], title=title)
 
     def _line(self, text: str) -> None:

@@ -162,13 +162,16 @@ def _state(s: Session, req: StateRequest, data: bytes) -> tuple[Reply, Any]:
 
 
 def _root(s: Session, req: RootRequest, data: bytes) -> tuple[Reply, Any]:
-    """The target path's own folder takes the source root's attributes."""
-    try:
-        attrs = Attrs.unpack(req.attrs)
-    except (ValueError, struct.error):
-        raise StreamError("root attributes are malformed") from None
-    Applier.set_fd_attrs(s.view().fd, attrs)
-    return Reply(), b""
+    """The target path's own folder takes the source root's attributes (if
+    sent), and tells what it has."""
+    fd = s.view().fd
+    if req.attrs:
+        try:
+            attrs = Attrs.unpack(req.attrs)
+        except (ValueError, struct.error):
+            raise StreamError("root attributes are malformed") from None
+        Applier.set_fd_attrs(fd, attrs)
+    return Reply(), Attrs.of(os.fstat(fd)).pack()
 
 
 def _replication_start(s: Session, req: ReplicationStart, data: bytes) -> tuple[Reply, Any]:

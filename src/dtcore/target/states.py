@@ -3,13 +3,14 @@ Restore Required), kept across restarts in the target's own state folder."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 
 from dtcore._files import replace_whole
 from dtcore.control.events import emit
 from dtcore.errors import InvalidParameterError
-from dtcore.protocol.messages import DATA_STATES, MIRROR_REQUIRED
+from dtcore.protocol.messages import DATA_STATES, MIRROR_REQUIRED, MIRRORING, OK
 
 STATE_DIR = b".dtcore"  # the target's own folder beneath its root, never replicated into
 
@@ -43,4 +44,7 @@ class DataStates:
             except OSError as e:  # a full disk must not stop the target telling the state
                 emit(6002, detail=f"the target data state of /{path} ({state}) cannot be saved: "
                                   f"{e.strerror or e}; it holds until the target restarts")
-        emit(4065, conn=f"for target path /{path}", reason=f"now {state}" + (f" ({reason})" if reason else ""))
+        # the guide's level is a warning; in Python's log a mirror starting
+        # or ending well is routine
+        emit(4065, conn=f"for target path /{path}", reason=f"now {state}" + (f" ({reason})" if reason else ""),
+             log_level=logging.INFO if state in (OK, MIRRORING) else None)

@@ -37,6 +37,10 @@ class MirrorOptions:
     orphan_minutes: int = 60
     orphan_batch: int = 1000
     dry_run: bool = False  # plan only: list what would be sent and removed, change nothing
+    # stop once the target has retried one op this many times (0: wait as
+    # long as the target retries, the way a service does)
+    retry_budget: int = 0
+    itemize: bool = False  # list each change made in MirrorResult.items
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> "MirrorOptions":
@@ -79,7 +83,12 @@ class MirrorResult:
     # with dry_run, what the mirror would do: (action, path), action being a
     # transfer choice, "mkdir", "symlink", "link" or "remove" (an orphan)
     planned: list[tuple[str, str]] = field(default_factory=list)
+    # with itemize, what the mirror did, in the same form as ``planned``
+    items: list[tuple[str, str]] = field(default_factory=list)
     # ops the target gave up: (path, the guide's code, errno, reason)
     dropped: list[tuple[str, int, int, str]] = field(default_factory=list)
+    # pipes, sockets and devices in the set, which are not replicated: (kind, path)
+    special: list[tuple[str, str]] = field(default_factory=list)
+    log: str = ""  # a verify's DTVerify.log
     resumed: int = 0
     seconds: float = 0.0

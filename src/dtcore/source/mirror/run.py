@@ -112,12 +112,19 @@ class Mirror:
     def _batch(self) -> FrameBatch:
         return FrameBatch(self.conn, self.rates, self._mark_done, self._generated)
 
-    def _account(self, entry: Entry, strategy: str, skipped: int = 0) -> None:
+    def _account(self, entry: Entry, strategy: str, skipped: int = 0, item: str = "") -> None:
         with self._lock:
             self.result.strategies[strategy] += 1
             self._remaining -= entry.size
             self.result.bytes_skipped += skipped
+            if self.opts.itemize and strategy != SKIPPED and not self.opts.dry_run:
+                self.result.items.append((item or strategy, os.fsdecode(entry.path)))
         self._progressed(skipped)
+
+    def _item(self, action: str, path: bytes) -> None:
+        if self.opts.itemize:
+            with self._lock:
+                self.result.items.append((action, os.fsdecode(path)))
 
     def _account_many(self, count: int, nbytes: int) -> None:
         """Account ``count`` entries of ``nbytes`` in all as skipped."""
@@ -140,6 +147,16 @@ class Mirror:
             c["conMirrorPercent"] = (self._total - remaining) * 100 * PERCENT_SCALE // self._total
         if self.progress is not None:
             self.progress(self)
+
+    @property
+    def files_done(self) -> int:
+        """Files (and links) dealt with so far, of ``result.files``."""
+        return sum(self.result.strategies.values())
+
+    @property
+    def bytes_total(self) -> int:
+        """Bytes of the files this mirror goes through."""
+        return self._total
 
     @property
     def percent(self) -> float:
@@ -177,8 +194,27 @@ class Mirror:
         return self.conn.tx.notice
 
     def _on_notice(self, notice: Notice) -> None:
+        budget = self.opts.retry_budget
+        if budget and notice.retries >= budget and self._error is None:
+            self._refused(notice)
         if self.progress is not None:
             self.progress(self)
+
+    def _refused(self, notice: Notice) -> None:
+        """The retry budget is spent: end the mirror with the target's reason
+        (the link closes, so the target stops retrying too)."""
+        f = notice.failure
+        detail = (f"the target cannot apply an op on {os.fsdecode(f.path)}: {f.reason} "
+                  f"(errno {f.errno}), still failing after {notice.retries} attempts; stopped")
+        emit(4022, conn=self.conn.label(), detail=detail)
+        err = from_code(f.code, detail)
+        err.failure = f  # type: ignore[attr-defined]
+        err.result = self.result  # type: ignore[attr-defined]
+        with self._lock:
+            self._error = err
+        link = self.conn.tx.link
+        if link is not None:
+            link.fail(err)
 
     # -- the whole mirror --------------------------------------------------------
     def run(self, resume: bool = False) -> MirrorResult:
@@ -211,6 +247,12 @@ class Mirror:
         pending = conn.request(ManifestRequest(opts.small_file if opts.checksum else 0)) \
             if need_manifest else None
         ours = self.repset.listing(opts.small_file if opts.checksum and pending is not None else 0)
+        special = ours.special()
+        if special:  # never copied: say so rather than leave them out in silence
+            self.result.special = [(kind, os.fsdecode(path)) for kind, path in special]
+            kind, path = special[0]
+            emit(6001, detail=f"{len(special)} pipes, sockets or devices are not replicated "
+                              f"(the first: {os.fsdecode(path)}, a {kind})")
         kinds, sizes = ours.columns()
         is_dir, is_file, is_link = kinds == KIND_DIR, kinds == KIND_FILE, kinds == KIND_LINK
         todo = np.ones(len(ours), dtype=bool)
@@ -251,6 +293,7 @@ class Mirror:
                         conn.tx.release(e.path)
                         continue
                 batch.add(Op(OpKind.MKDIR, *self.sender.next_op(), e.path, e.mode))
+                self._item("mkdir", e.path)
                 if live:
                     batch.file_done(e.path)
             batch.flush()
@@ -359,7 +402,7 @@ class Mirror:
             batch.add(Op(OpKind.LINK, *self.sender.next_op(), e.path, 0, first))
             batch.file_done(e.path)
             self.result.hard_links += 1
-            self._account(e, WHOLE)
+            self._account(e, WHOLE, item="link")
         batch.flush()
 
     def _folders(self, batch: FrameBatch, dirs: list[Entry]) -> None:
@@ -380,6 +423,8 @@ class Mirror:
         label = self.conn.label()
         self._set_status(REMOVING_ORPHANS)
         emit(4048, conn=label)
+        for path in orphans:
+            self._item("remove", path)
         removed = remove_orphans(self.conn, orphans, self.opts)
         self.result.orphans["files"] += removed.files
         self.result.orphans["directories"] += removed.directories
@@ -507,7 +552,7 @@ class Mirror:
             return
         self.sender.symlink(batch, e)
         batch.file_done(e.path)
-        self._account(e, WHOLE)
+        self._account(e, WHOLE, item="symlink")
 
 
 def _put(work: "queue.Queue[tuple[Entry, Entry | None] | None]",
