@@ -1,5 +1,8 @@
 import ast
+import logging
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,7 @@ from dtcore import errors
 from dtcore._error_table import CODES
 from dtcore.control import events
 from dtcore.control.catalogue import EVENTS, connection_label, render
+from dtcore.target.states import DataStates
 
 
 def test_every_error_code_of_the_guide_has_a_class_in_our_words(guide_lines):
@@ -101,3 +105,27 @@ def test_status_codes_are_declared_once_and_all_mapped():
         plain = errors.native_error(name, "what", 3, 17, 1, 2, 5, "ctx")
         assert type(plain) is not errors.DTError, name
     assert type(errors.native_error("status -99", "x", -1, -1, 0, 0)) is errors.DTError
+
+
+def test_an_embedder_hears_nothing_unless_it_configures_logging(tmp_path):
+    """The dtcore logger has a NullHandler: a warning event in a program that
+    set up no logging prints nothing (Python's last-resort handler would)."""
+    code = ("from dtcore.control.events import emit\n"
+            "emit(6001, detail='a warning nobody asked to see')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stderr == ""
+
+
+def test_a_target_path_becoming_ok_logs_at_info_and_keeps_the_guides_level(tmp_path, caplog):
+    seen = []
+    unsubscribe = events.subscribe(seen.append)
+    try:
+        with caplog.at_level(logging.INFO, logger="dtcore"):
+            states = DataStates(str(tmp_path))
+            states.set("job", "OK", "mirror complete")
+            states.set("job", "Mirror Required")
+    finally:
+        unsubscribe()
+    levels = [r.levelno for r in caplog.records if r.getMessage().startswith("4065")]
+    assert levels == [logging.INFO, logging.WARNING]
+    assert [e.level for e in seen if e.id == 4065] == [events.WARNING, events.WARNING]

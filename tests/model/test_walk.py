@@ -3,6 +3,7 @@ plain-Python model built from os.lstat, xxhash and dicts."""
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -27,6 +28,7 @@ from dtcore.model.manifest import (
     Listing,
     listing_of,
 )
+from dtcore.model.repset import ReplicationSet
 
 names = st.sampled_from(["a", "b", "B", "z.txt", "é", "sub", "x y", ".hidden"])
 trees = st.recursive(
@@ -150,3 +152,20 @@ def test_a_hostile_path_in_a_manifest_is_refused_when_taken_out(tmp_path):
     bad = Listing.parse(header + b"..")
     with pytest.raises(Exception, match="'..'"):
         bad.entry(0)
+
+
+def test_special_files_are_named_and_filtered_by_the_rules(tmp_path):
+    """Pipes and sockets are not listed but named, so a mirror can say what
+    it left out; the rules decide which of them count."""
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "out").mkdir()
+    os.mkfifo(tmp_path / "keep" / "pipe")
+    os.mkfifo(tmp_path / "out" / "pipe")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(tmp_path / "sock"))
+        listing = listing_of(tmp_path)
+        assert sorted(listing.special()) == [("fifo", b"keep/pipe"), ("fifo", b"out/pipe"),
+                                             ("socket", b"sock")]
+        assert all(not listing.path(i).endswith((b"pipe", b"sock")) for i in range(len(listing)))
+        kept = ReplicationSet(tmp_path, ["", "out,Exc,Rec"]).listing()
+        assert sorted(kept.special()) == [("fifo", b"keep/pipe"), ("socket", b"sock")]
