@@ -427,7 +427,7 @@ int dt_merge(const uint8_t *in, size_t in_len, const dt_batch_info *info, uint32
                     goto nomem;
             }
         } else {
-            if (op.kind == DT_OP_TRUNCATE || op.kind == DT_OP_SETATTR) {
+            if (op.kind == DT_OP_TRUNCATE || op.kind == DT_OP_SETATTR || op.kind == DT_OP_XATTR) {
                 group *g = m_find(&m, op.file_id);
                 if (g && g->active && op.kind == DT_OP_TRUNCATE)
                     trim_group(g, op.arg);

@@ -112,6 +112,11 @@ int dt_batch_scan(const uint8_t *buf, size_t len, dt_batch_info *info, dt_err *e
                 return dt_fail(err, DT_E_FORMAT, "rename, link or symlink target is empty or contains NUL", i,
                                (int64_t)pos, 1, op.data_len);
             break;
+        case DT_OP_XATTR:
+            if (op.data_len < 4)
+                return dt_fail(err, DT_E_FORMAT, "extended attribute set too short", i,
+                               (int64_t)pos + 8, 4, op.data_len);
+            break;
         case DT_OP_PATCH:
             if (op.arg > DT_MAX_OFFSET || op.data_len < 16)
                 return dt_fail(err, DT_E_FORMAT, "patch size out of range or patch too short", i,

@@ -35,7 +35,8 @@ enum dt_op_kind {
     DT_OP_RMDIR = 8,
     DT_OP_SYMLINK = 9, /* data: the link's text */
     DT_OP_LINK = 10,   /* data: the existing path the new hard link shares */
-    DT_OP_PATCH = 11   /* data: a rolling-delta patch; arg: the rebuilt size */
+    DT_OP_PATCH = 11,  /* data: a rolling-delta patch; arg: the rebuilt size */
+    DT_OP_XATTR = 12   /* data: the file's whole set of extended attributes */
 };
 
 #define DT_ATTRS_SIZE 32 /* mask u32, mode u32, uid u32, gid u32, atime_ns i64, mtime_ns i64 */

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dtcore.errors import InvalidParameterError, InvalidParameterTypeError, StreamError
+from dtcore.model import xattrs
 from dtcore.model.ops import (
     Attrs,
     Op,
@@ -41,6 +42,8 @@ def ops(draw):
         data = draw(names)
     elif kind == OpKind.PATCH:
         arg, data = draw(st.integers(0, 2**40)), draw(st.binary(min_size=16, max_size=100))
+    elif kind == OpKind.XATTR:
+        data = xattrs.pack(draw(st.dictionaries(names, st.binary(max_size=40), max_size=4)))
     return Op(kind, fid, seq, path, arg, data)
 
 
@@ -50,6 +53,16 @@ def test_pack_unpack_round_trip(items):
     assert len(batch) % 8 == 0
     assert unpack_batch(batch) == items
     assert scan_batch(batch).count == len(items)
+
+
+@given(st.dictionaries(st.binary(min_size=1, max_size=20).filter(lambda b: b"\0" not in b),
+                       st.binary(max_size=100), max_size=8))
+def test_xattr_sets_round_trip_and_broken_ones_are_refused(attrs):
+    data = xattrs.pack(attrs)
+    assert xattrs.unpack(data) == attrs
+    for broken in (data[:-1], data + b"x"):
+        with pytest.raises(StreamError):
+            xattrs.unpack(broken)
 
 
 def test_attrs_round_trip():

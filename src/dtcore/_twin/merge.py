@@ -6,7 +6,7 @@ from bisect import bisect_right
 
 from dtcore.model.ops import Op, OpKind
 
-_PER_FILE_BARRIERS = (OpKind.TRUNCATE, OpKind.SETATTR)
+_PER_FILE_BARRIERS = (OpKind.TRUNCATE, OpKind.SETATTR, OpKind.XATTR)
 
 
 class _Group:

@@ -22,13 +22,15 @@ from dtcore.apply.safe_paths import SafeRoot
 from dtcore.control.events import emit
 from dtcore.control.stats import Counters
 from dtcore.errors import InvalidPathError, StreamError
+from dtcore.model import xattrs
 from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, decode_patch
 from dtcore.model.paths import check_path
 
 # Failures no retry can cure; ENOENT counts once a fresh lookup confirmed it
 # (an op on a path that is not there would otherwise block the stream forever).
 _PERMANENT = {errno.EISDIR, errno.ENOTDIR, errno.EINVAL, errno.ENAMETOOLONG, errno.EEXIST,
-              errno.ENOTEMPTY, errno.EXDEV, errno.ELOOP, errno.EFBIG, errno.ENOENT, errno.ENXIO}
+              errno.ENOTEMPTY, errno.EXDEV, errno.ELOOP, errno.EFBIG, errno.ENOENT, errno.ENXIO,
+              errno.ENOTSUP, errno.E2BIG, errno.ERANGE}
 _EVENT = {errno.ENOSPC: 4110, errno.EDQUOT: 4110, errno.EBUSY: 4111, errno.ETXTBSY: 4111,
           errno.EACCES: 4112, errno.EPERM: 4112}
 _IS_ROOT = os.geteuid() == 0
@@ -184,6 +186,11 @@ class Applier:
             else:
                 self.release()
                 self._setattr(path, Attrs.unpack(bytes(data)))
+        elif kind == OpKind.XATTR:
+            self.release()
+            dfd, name = self.root.parent(path)
+            # through the folder's descriptor: no path outside the root is walked
+            xattrs.write(b"/proc/self/fd/%d/%s" % (dfd, name), xattrs.unpack(data))
         elif kind == OpKind.MKDIR:
             self.release()
             dfd, name = self.root.parent(path, create=True)

@@ -37,6 +37,7 @@ class OpKind(IntEnum):
     SYMLINK = 9
     LINK = 10
     PATCH = 11
+    XATTR = 12  # data: the file's whole set of extended attributes (model.xattrs)
 
 
 class Op(NamedTuple):

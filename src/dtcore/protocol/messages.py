@@ -260,6 +260,22 @@ class ReadlinkRequest(Request):
 
 
 @dataclass(frozen=True)
+class XattrsRequest(Request):
+    """An entry's extended attributes, packed as an XATTR op's data (for a
+    restore with ExtendedAttributes)."""
+
+    METHOD: ClassVar[str] = "xattrs"
+    path: bytes
+
+    def fields(self) -> Fields:
+        return {"path": self.path.hex()}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "XattrsRequest":
+        return cls(_hex(fields.get("path"), "request path"))
+
+
+@dataclass(frozen=True)
 class OrphansRequest(Request):
     """Remove these paths.  Whether they are moved instead, and where to, is
     the target's own decision (its MoveOrphanedFiles and MoveOrphansDir):

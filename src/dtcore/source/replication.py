@@ -57,6 +57,7 @@ from dtcore.errors import (
     QueueLogFileError,
     TargetDiskFullError,
 )
+from dtcore.model import xattrs
 from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, pack_batch
 from dtcore.model.paths import check_path
 from dtcore.model.repset import ReplicationSet
@@ -214,6 +215,11 @@ class Replication:
         attrs = Attrs(mask, mode or 0, uid or 0, gid or 0, atime_ns or 0, mtime_ns or 0)
         self._add([_op(OpKind.SETATTR, self._rel(path), 0, attrs.pack())])
 
+    def setxattrs(self, path: str | bytes, attrs: dict[bytes, bytes]) -> None:
+        """The entry's extended attributes are now ``attrs`` (the whole set:
+        names missing from it are removed on the target)."""
+        self._add([_op(OpKind.XATTR, self._rel(path), 0, xattrs.pack(attrs))])
+
     def symlink(self, path: str | bytes, text: str | bytes) -> None:
         """A symbolic link; an absolute one into the set is re-rooted on the
         target (``RemapLink``), as a mirror does."""
@@ -252,6 +258,8 @@ class Replication:
             while chunk := f.read(1 << 20):
                 self._add([_op(OpKind.WRITE, path, offset, chunk)])
                 offset += len(chunk)
+            if self.conn.config["ExtendedAttributes"]:
+                self.setxattrs(path, xattrs.read(local))
         self._add([_op(OpKind.SETATTR, path, 0, Attrs.of(st).pack())])
 
     def open(self, path: str | bytes, mode: str = "r", buffering: int = -1,

@@ -21,7 +21,7 @@ from dtcore.control.events import emit
 from dtcore.model.checksum import differing_ranges, file_checksums
 from dtcore.model.manifest import DIR, LINK, Entry, Listing
 from dtcore.model.ops import Op, OpKind
-from dtcore.protocol.messages import ReadlinkRequest, ReadRequest
+from dtcore.protocol.messages import ReadlinkRequest, ReadRequest, XattrsRequest
 from dtcore.source.connection import Connection
 
 _CHUNK = 4 << 20
@@ -54,20 +54,30 @@ def restore(conn: Connection, destination: str | os.PathLike[str], *, overwrite:
     with SafeRoot(destination) as root:
         applier = Applier(root, retry_delay=cfg["TGRetryLocked"], retry_limit=max(1, cfg["TGExecutionRetryLimit"]))
         try:
+            with_xattrs = bool(cfg["ExtendedAttributes"])
             for t in theirs:
                 for op in _entry_ops(conn, root, t, overwrite, block, small_file, result):
+                    if with_xattrs and op.kind == OpKind.SETATTR:  # just before the times
+                        applier.apply([_xattr_op(conn, t.path)])
                     applier.apply([op])
                 if progress is not None:
                     progress(result)
             # folder times last: filling a folder changes them
-            applier.apply([Op(OpKind.SETATTR, 0, 0, t.path, 0, t.attrs())
-                           for t in reversed(theirs) if t.kind == DIR])
+            for t in reversed(theirs):
+                if t.kind == DIR:
+                    if with_xattrs:
+                        applier.apply([_xattr_op(conn, t.path)])
+                    applier.apply([Op(OpKind.SETATTR, 0, 0, t.path, 0, t.attrs())])
             Applier.set_fd_attrs(root.fd, conn.root_attrs())
         finally:
             applier.close()
     result.seconds = time.monotonic() - start
     emit(4057, conn=label)
     return result
+
+
+def _xattr_op(conn: Connection, path: bytes) -> Op:
+    return Op(OpKind.XATTR, 0, 0, path, 0, bytes(conn.call(XattrsRequest(path))[1]))
 
 
 def _entry_ops(conn: Connection, root: SafeRoot, t: Entry, overwrite: int, block: int,

@@ -18,6 +18,7 @@ from dtcore._native import _checksum, _delta
 from dtcore.apply.applier import Applier
 from dtcore.apply.safe_paths import SafeRoot
 from dtcore.errors import InvalidParameterError, InvalidPathError, StreamError
+from dtcore.model import xattrs
 from dtcore.model.manifest import Listing
 from dtcore.model.ops import Attrs
 from dtcore.model.paths import check_path
@@ -41,6 +42,7 @@ from dtcore.protocol.messages import (
     StateReply,
     StateRequest,
     SumsRequest,
+    XattrsRequest,
 )
 from dtcore.target.states import STATE_DIR
 
@@ -105,6 +107,11 @@ def _read(s: Session, req: ReadRequest, data: bytes) -> tuple[Reply, Any]:
 def _readlink(s: Session, req: ReadlinkRequest, data: bytes) -> tuple[Reply, Any]:
     dfd, name = s.view().parent(req.path)
     return Reply(), os.readlink(name, dir_fd=dfd)
+
+
+def _xattrs(s: Session, req: XattrsRequest, data: bytes) -> tuple[Reply, Any]:
+    dfd, name = s.view().parent(req.path)
+    return Reply(), xattrs.pack(xattrs.read(b"/proc/self/fd/%d/%s" % (dfd, name)))
 
 
 def _orphans(s: Session, req: OrphansRequest, data: bytes) -> tuple[Reply, Any]:
@@ -189,6 +196,7 @@ HANDLERS: dict[str, tuple[Any, Handler]] = {
     ManifestRequest.METHOD: (ManifestRequest, _manifest), SumsRequest.METHOD: (SumsRequest, _sums),
     SignatureRequest.METHOD: (SignatureRequest, _signature), ReadRequest.METHOD: (ReadRequest, _read),
     ReadlinkRequest.METHOD: (ReadlinkRequest, _readlink),
+    XattrsRequest.METHOD: (XattrsRequest, _xattrs),
     OrphansRequest.METHOD: (OrphansRequest, _orphans), StateRequest.METHOD: (StateRequest, _state),
     RootRequest.METHOD: (RootRequest, _root),
     ReplicationStart.METHOD: (ReplicationStart, _replication_start),

@@ -32,6 +32,7 @@ import numpy as np
 
 from dtcore.control.events import emit
 from dtcore.errors import DTError, InvalidParameterError
+from dtcore.model import xattrs
 from dtcore.source.intake.blocksums import FileSums
 from dtcore.source.intake.changes import Change, Kind
 
@@ -74,6 +75,7 @@ class Watcher:
         self.rep = rep
         self.root = os.fsencode(rep.repset.root).rstrip(b"/")
         self._prefix = self.root + b"/"
+        self._xattrs = bool(rep.conn.config["ExtendedAttributes"])
         self.coalesce = coalesce
         self.watch = open_watch(method, self.root, unlimited=unlimited)
         self.method = self.watch.name
@@ -472,6 +474,11 @@ class Watcher:
         self._report_attrs(rel, st)
 
     def _report_attrs(self, rel: bytes, st: os.stat_result) -> None:
+        if self._xattrs:
+            try:
+                self.rep.setxattrs(rel, xattrs.read(self._prefix + rel))
+            except OSError:
+                pass  # gone: its removal is reported
         self.rep.setattr(rel, mode=None if stat.S_ISLNK(st.st_mode) else st.st_mode & 0o7777,
                          uid=st.st_uid, gid=st.st_gid, atime_ns=st.st_atime_ns,
                          mtime_ns=st.st_mtime_ns)

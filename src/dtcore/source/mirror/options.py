@@ -37,6 +37,7 @@ class MirrorOptions:
     orphan_minutes: int = 60
     orphan_batch: int = 1000
     dry_run: bool = False  # plan only: list what would be sent and removed, change nothing
+    xattrs: bool = False  # ExtendedAttributes: send each entry's extended attributes
     # stop once the target has retried one op this many times (0: wait as
     # long as the target retries, the way a service does)
     retry_budget: int = 0
@@ -51,7 +52,8 @@ class MirrorOptions:
                    block=c["MirrorChunkSize"], max_checksum_blocks=c["MaxChecksumBlocks"],
                    file_queue=c["FileQueueSize"], remove_all_orphans=bool(c["RemoveAllOrphans"]),
                    orphan_minutes=c["RemoveOrphansTime"],
-                   orphan_batch=max(1, c["MaxRemoveOrphansOpSize"]))
+                   orphan_batch=max(1, c["MaxRemoveOrphansOpSize"]),
+                   xattrs=bool(c["ExtendedAttributes"]))
         for k, v in overrides.items():
             if v is not None:
                 setattr(opts, k, v)

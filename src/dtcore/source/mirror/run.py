@@ -301,6 +301,12 @@ class Mirror:
         if self.started:  # files cut short by a lost connection are compared again
             skip &= ~ours.among(self.started)
         self._account_many(int(skip.sum()), int(sizes[skip].sum()))
+        if opts.xattrs and writes:
+            # what is unchanged is not read again, but its extended
+            # attributes are, so that a change to those alone is sent
+            for i in np.flatnonzero(skip).tolist():
+                self.sender.xattrs(batch, ours.entry(i), only_if_any=True)
+            batch.flush()
         work: queue.Queue[tuple[Entry, Entry | None] | None] = queue.Queue(max(1, opts.file_queue))
         workers = [threading.Thread(target=self._worker, args=(work, resume),
                                     name=f"dtcore-mirror-{i}", daemon=True)
@@ -464,6 +470,8 @@ class Mirror:
             return
         plan = plan_file(e, t, opts, self.rates, cut_short)
         if plan == SKIPPED:
+            if not (opts.dry_run or opts.verify_only):
+                self.sender.xattrs(batch, e, only_if_any=True)
             self._account(e, SKIPPED, e.size)
             return
         if plan == SAME:
@@ -526,6 +534,8 @@ class Mirror:
         if (t.mtime_ns, t.mode) == (e.mtime_ns, e.mode) or self.opts.verify_only:
             if self.opts.verify and (t.mtime_ns, t.mode) != (e.mtime_ns, e.mode):
                 self._difference(e.path, "attributes differ")
+            elif not (self.opts.verify_only or self.opts.dry_run):
+                self.sender.xattrs(batch, e, only_if_any=True)
             self._account(e, SKIPPED, e.size)
             return
         if self.opts.dry_run:

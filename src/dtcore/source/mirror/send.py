@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from dtcore._native import _checksum
+from dtcore.model import xattrs
 from dtcore.model.checksum import differing_ranges
 from dtcore.model.delta import Signature, file_delta
 from dtcore.model.manifest import Entry
@@ -157,7 +158,20 @@ class Sender:
         return True
 
     def attributes(self, batch: FrameBatch, e: Entry) -> None:
+        self.xattrs(batch, e)
         batch.add(Op(OpKind.SETATTR, *self.next_op(), e.path, 0, e.attrs()))
+
+    def xattrs(self, batch: FrameBatch, e: Entry, only_if_any: bool = False) -> None:
+        """With ExtendedAttributes, the entry's whole set (an empty one clears
+        the target's, unless ``only_if_any``)."""
+        if not self.opts.xattrs:
+            return
+        try:
+            attrs = xattrs.read(self.path(e))
+        except OSError:
+            return  # gone since the listing: the next mirror or the replication says so
+        if attrs or not only_if_any:
+            batch.add(Op(OpKind.XATTR, *self.next_op(), e.path, 0, xattrs.pack(attrs)))
 
     def symlink(self, batch: FrameBatch, e: Entry) -> None:
         """The link (an absolute one inside the set re-rooted, with RemapLink)
@@ -168,6 +182,7 @@ class Sender:
         if self.opts.remap_link and text.startswith(root) and len(text) > len(root):
             text, flags = text[len(root):], LINK_ROOTED
         batch.add(Op(OpKind.SYMLINK, *self.next_op(), e.path, flags, text))
+        self.xattrs(batch, e, only_if_any=True)
         batch.add(Op(OpKind.SETATTR, *self.next_op(), e.path, 0,
                      Attrs(Attrs.TIMES, 0, 0, 0, e.atime_ns, e.mtime_ns).pack()))
 
