@@ -3,18 +3,23 @@ documented exit code for every failure, never a traceback; addresses parsed
 strictly (IPv6 in brackets); one Ctrl-C stops at once."""
 from __future__ import annotations
 
+import configparser
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 
 from commandline import EXE, env, one_line, run, start_target
 from dtcore.cli import exits
+from dtcore.cli.main import build_parser
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -210,3 +215,44 @@ def test_replicate_follows_changes_until_sigterm_and_says_it_drained(tmp_path, s
     copy = tmp_path / "tgt" / "job"
     assert (copy / "renamed" / "b.bin").read_bytes() == (src / "renamed" / "b.bin").read_bytes()
     assert (copy / "a.txt").read_bytes() == b"a" * 1000 + b"more"
+
+
+def test_sighup_makes_the_target_read_dt_conf_again(tmp_path):
+    conf = tmp_path / "DT.conf"
+    conf.write_text("TGRetryLocked=3\n")
+    log = tmp_path / "target.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([*EXE, "target", "--root", str(tmp_path / "tgt"), "--create",
+                                 "--port", "0", "--host", "127.0.0.1", "--conf", str(conf)],
+                                env=env(tmp_path), stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        assert "serving" in proc.stdout.readline()
+        conf.write_text("TGRetryLocked=7\nNetPort=1600\n")
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "reloaded" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        line = next(x for x in log.read_text().splitlines() if "reloaded" in x)
+        assert "TGRetryLocked=7" in line and "NetPort=1600" in line
+        assert "(NetPort after a restart)" in line
+        assert proc.poll() is None  # still serving
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
+
+
+def test_the_example_systemd_unit_runs_a_real_command_line_and_reloads_with_sighup():
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(Path(__file__).parents[2] / "contrib" / "dtcore-target.service")
+    argv = shlex.split(unit["Service"]["ExecStart"])
+    args = build_parser().parse_args(argv[1:])
+    assert os.path.basename(argv[0]) == "dtcore" and args.command == "target"
+    assert args.root and args.secret_file and args.conf
+    assert unit["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
+
+
+def test_the_distribution_carries_the_license():
+    assert "LICENSE" in (metadata.metadata("dtcore").get_all("License-File") or [])
+    text = (Path(__file__).parents[2] / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "WITHOUT WARRANTY" in text

@@ -104,3 +104,21 @@ def test_command_line_show_get_set(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert re.search(r"^NetPort\s+1700\s+\[file\]\s+1025\.\.65535 port\s+restart$", out, re.M)
     assert len(out.splitlines()) == len(settings.SETTINGS)
+
+
+def test_reload_takes_the_files_new_values_but_the_environment_still_wins(tmp_path):
+    conf = tmp_path / "DT.conf"
+    conf.write_text("TGRetryLocked=3\nNetPort=1501\n")
+    config = Config(conf, env={"DTCORE_NETPORT": "1502"})
+    conf.write_text("TGRetryLocked=9\nNetPort=1600\nMaxLogFileSize=2097152\n")
+    assert sorted(config.reload()) == ["MaxLogFileSize", "TGRetryLocked"]
+    assert config["TGRetryLocked"] == 9 and config["NetPort"] == 1502
+    assert config.origin("MaxLogFileSize") == "file"
+    conf.write_text("TGRetryLocked=-5\n")
+    with pytest.raises(InvalidParameterError):
+        config.reload()
+    assert config["TGRetryLocked"] == 9  # a broken file changes nothing
+    conf.write_text("")  # what the file no longer sets goes back to its default
+    assert sorted(config.reload()) == ["MaxLogFileSize", "TGRetryLocked"]
+    assert config["TGRetryLocked"] == settings.default("TGRetryLocked")
+    assert config.origin("TGRetryLocked") == "default"

@@ -36,8 +36,7 @@ def _secret(args: argparse.Namespace) -> str | None:
 
 
 def _engine(args: argparse.Namespace) -> Engine:
-    conf = args.conf or default_path()
-    return Engine(Config(conf if os.path.exists(conf) else None), secret=_secret(args))
+    return Engine(Config(args.conf or default_path()), secret=_secret(args))
 
 
 def _address(engine: Engine, args: argparse.Namespace) -> tuple[str, int, str]:
@@ -212,13 +211,36 @@ def _target(args: argparse.Namespace) -> int:
     print(f"dtcore target serving {os.path.abspath(args.root)} on {target.host}:{target.port}",
           flush=True)
     done = threading.Event()
+    reload = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGHUP, lambda *_: (reload.set(), done.set()))
     try:
-        done.wait()
+        while True:
+            done.wait()
+            if not reload.is_set():
+                break
+            done.clear()
+            reload.clear()
+            _reload(engine)
     except KeyboardInterrupt:
         pass
     engine.close()
     return 0
+
+
+def _reload(engine: Engine) -> None:
+    """SIGHUP: read DT.conf again and say what changed."""
+    config = engine.config
+    try:
+        changed = config.reload()
+    except (OSError, InvalidParameterError) as e:  # a broken file changes nothing
+        print(f"dtcore target: DT.conf not reloaded: {e}", file=sys.stderr, flush=True)
+        return
+    later = [n for n in changed if n in config.pending_restart]
+    print(f"dtcore target: reloaded {config.path}: "
+          + (", ".join(f"{n}={config.text(n)}" for n in changed) or "nothing changed")
+          + (f" ({', '.join(later)} after a restart)" if later else ""),
+          file=sys.stderr, flush=True)
 
 
 def _port(text: str) -> int:

@@ -127,6 +127,22 @@ class Config(Mapping[str, Any]):
                               f"uses the new value after a restart")
         return restart
 
+    def reload(self) -> list[str]:
+        """Read DT.conf again (SIGHUP to a service): every setting that came
+        from the file, or from nothing, takes the file's value now, as
+        :meth:`set` would give it (environment and arguments still win).
+        Returns the names whose value changed."""
+        if self.path is None:
+            return []
+        fresh = Config(self.path, env={})
+        changed = []
+        for name, value in fresh._values.items():
+            if self._origin[name] in ("file", "default") and self._values[name] != value:
+                self.set(name, value)
+                self._origin[name] = fresh._origin[name]
+                changed.append(name)
+        return changed
+
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the values set from the file or at run time back to DT.conf,
         keeping its comments, order and unknown lines; new names go last.
