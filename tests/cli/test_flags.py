@@ -90,18 +90,6 @@ def test_special_files_are_reported_not_skipped_in_silence(tmp_path, src, target
     assert summary["skipped_special"] == 2
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_a_full_target_fails_the_command_promptly_with_the_reason(tmp_path, src, small_disk):
     """The target retries a write to a full disk for ever (TGExecutionRetryLimit
     0); the command gives up after --retries attempts, says why in one line

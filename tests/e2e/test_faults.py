@@ -21,19 +21,6 @@ pytestmark = pytest.mark.timeout(90)
 SECRET = "fault-test-secret"
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MiB tmpfs of the test's own (needs root; skipped otherwise)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def _set(root, files):
     root.mkdir(parents=True, exist_ok=True)
     for name, size in files.items():

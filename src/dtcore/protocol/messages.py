@@ -245,34 +245,32 @@ class ReadRequest(Request):
 
 
 @dataclass(frozen=True)
-class ReadlinkRequest(Request):
-    """A symlink's text (for a restore)."""
+class _PathRequest(Request):
+    """A request about one entry, named by its path."""
 
-    METHOD: ClassVar[str] = "readlink"
     path: bytes
 
     def fields(self) -> Fields:
         return {"path": self.path.hex()}
 
     @classmethod
-    def parse(cls, fields: Fields) -> "ReadlinkRequest":
+    def parse(cls, fields: Fields) -> Any:
         return cls(_hex(fields.get("path"), "request path"))
 
 
 @dataclass(frozen=True)
-class XattrsRequest(Request):
+class ReadlinkRequest(_PathRequest):
+    """A symlink's text (for a restore)."""
+
+    METHOD: ClassVar[str] = "readlink"
+
+
+@dataclass(frozen=True)
+class XattrsRequest(_PathRequest):
     """An entry's extended attributes, packed as an XATTR op's data (for a
     restore with ExtendedAttributes)."""
 
     METHOD: ClassVar[str] = "xattrs"
-    path: bytes
-
-    def fields(self) -> Fields:
-        return {"path": self.path.hex()}
-
-    @classmethod
-    def parse(cls, fields: Fields) -> "XattrsRequest":
-        return cls(_hex(fields.get("path"), "request path"))
 
 
 @dataclass(frozen=True)
