@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -10,10 +11,19 @@ SECRET = "cli-test-secret"
 EXE = [sys.executable, "-m", "dtcore.cli.main"]
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def env(tmp_path, secret=SECRET, **settings):
     """The environment of a command: the shared secret, logs in the test's
-    folder, and settings as DTCORE_<NAME> variables."""
+    folder, live statistics on a free port of its own (not StatsPort 1506,
+    which another test's target may hold), and settings as DTCORE_<NAME>
+    variables."""
     return {**os.environ, "DTCORE_SECRET": secret, "DTCORE_LOGDIR": str(tmp_path / "logs"),
+            "DTCORE_STATSPORT": str(free_port()),
             **{f"DTCORE_{k.upper()}": str(v) for k, v in settings.items()}}
 
 

@@ -13,6 +13,20 @@ settings.register_profile("thorough", max_examples=1000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _engine_logs(tmp_path_factory):
+    """Engines a test makes without a LogDir of their own log into the
+    session's folder, not the machine's /var/log/DT."""
+    folder = tmp_path_factory.mktemp("engine-logs")
+    old = os.environ.get("DTCORE_LOGDIR")
+    os.environ["DTCORE_LOGDIR"] = str(folder)
+    yield folder
+    if old is None:
+        del os.environ["DTCORE_LOGDIR"]
+    else:
+        os.environ["DTCORE_LOGDIR"] = old
+
 _SAMPLES = {
     "empty": b"",
     "one": b"\x01",

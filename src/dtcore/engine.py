@@ -17,7 +17,9 @@ from dtcore.control.config import log_dir as config_log_dir
 from dtcore.control.enginelog import EngineLog
 from dtcore.control.events import Event, emit, subscribe
 from dtcore.control.stats import ConState, Snapshot, Statistics
-from dtcore.errors import ConnectionFailedError, NetworkFailedError
+from dtcore.control.statserver import StatsServer
+from dtcore.control.stsfile import StatsFile, StatsLogger
+from dtcore.errors import ConnectionFailedError, DTError, NetworkFailedError
 from dtcore.model.repset import ReplicationSet, Rule, Totals
 from dtcore.source.connection import Connection
 from dtcore.source.mirror import DIFFERENCE, FULL, Mirror, MirrorOptions, MirrorResult
@@ -33,11 +35,19 @@ class Engine:
     """A dtcore engine: settings, statistics, events, targets and connections.
 
     ``secret`` is the shared secret this engine's targets require and its
-    connections prove (default: $DTCORE_SECRET).  With ``log_dir`` (or
-    ``LogDir`` when ``log`` is true) events also go to ``dtlog<N>.dtl``."""
+    connections prove (default: $DTCORE_SECRET).
+
+    As the settings say, an engine writes its events to ``dtlog<N>.dtl`` in
+    ``LogDir`` (``log_dir`` overrides it; ``log=False``: no log), and with
+    ``statistics`` it logs ``StatsFileName`` in LogDir every
+    ``StatsWriteInterval`` minutes when ``StatsLoggingOn`` is 1 and serves
+    live statistics on ``StatsPort`` at ``stats_host`` (``dtstat -server``).
+    A log folder it cannot write or a port in use is reported (events 6009
+    and 6001) and the engine runs on without them."""
 
     def __init__(self, config: Config | None = None, *, secret: str | bytes | None = None,
-                 log: bool = False, log_dir: str | None = None, **settings: Any) -> None:
+                 log: bool = True, log_dir: str | None = None, statistics: bool = True,
+                 stats_host: str = "127.0.0.1", **settings: Any) -> None:
         self.config = config or Config(None, **settings)
         self.secret = secret
         self.stats = Statistics()
@@ -47,10 +57,27 @@ class Engine:
         self.repset_totals: dict[str, Totals] = {}
         self._next_conn = 1
         self._log: EngineLog | None = None
-        if log or log_dir:
-            self._log = EngineLog(log_dir or config_log_dir(self.config), self.config["MaxLogFileSize"],
-                                  self.config["MaxNumberofLogFiles"],
-                                  self.config["LogMessageLevel"]).attach()
+        self.stats_server: StatsServer | None = None
+        self._stats_logger: StatsLogger | None = None
+        cfg = self.config
+        directory = log_dir or config_log_dir(cfg)
+        try:
+            if log:
+                self._log = EngineLog(directory, cfg["MaxLogFileSize"], cfg["MaxNumberofLogFiles"],
+                                      cfg["LogMessageLevel"]).attach()
+            if statistics and cfg["StatsLoggingOn"] and cfg["StatsWriteInterval"]:
+                os.makedirs(directory, exist_ok=True)
+                out = StatsFile(os.path.join(directory, cfg["StatsFileName"]),
+                                cfg["StatsMaxFileSize"], bool(cfg["SaveStatFile"]))
+                self._stats_logger = StatsLogger(self.stats, out,
+                                                 cfg["StatsWriteInterval"] * 60).start()
+        except OSError as e:
+            emit(6009, detail=f"{directory}: {e.strerror or e}; the engine runs without it")
+        if statistics:
+            try:
+                self.stats_server = StatsServer(self.stats, stats_host, cfg["StatsPort"]).start()
+            except DTError as e:
+                emit(6001, detail=f"live statistics are not served: {e}")
 
     # -- events and statistics ----------------------------------------------
     @staticmethod
@@ -242,8 +269,16 @@ class Engine:
             target.stop()
         self.connections.clear()
         self.targets.clear()
+        if self._stats_logger is not None:
+            self._stats_logger.stop()
+            self._stats_logger.out.append(self.stats.snapshot())  # how it ended
+            self._stats_logger = None
+        if self.stats_server is not None:
+            self.stats_server.stop()
+            self.stats_server = None
         if self._log is not None:
             self._log.close()
+            self._log = None
 
     def __enter__(self) -> "Engine":
         return self

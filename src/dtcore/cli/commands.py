@@ -35,8 +35,12 @@ def _secret(args: argparse.Namespace) -> str | None:
     return None  # $DTCORE_SECRET
 
 
-def _engine(args: argparse.Namespace) -> Engine:
-    return Engine(Config(args.conf or default_path()), secret=_secret(args))
+def _engine(args: argparse.Namespace, statistics: bool = False,
+            stats_host: str = "127.0.0.1") -> Engine:
+    """The command's engine: its events go to the engine log; the services
+    (target, replicate) also log and serve statistics, as DT.conf says."""
+    return Engine(Config(args.conf or default_path()), secret=_secret(args),
+                  statistics=statistics, stats_host=stats_host)
 
 
 def _address(engine: Engine, args: argparse.Namespace) -> tuple[str, int, str]:
@@ -134,7 +138,7 @@ def _status_line(rep: Any, last: dict[str, float]) -> str:
 def _replicate(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with _engine(args) as engine:
+    with _engine(args, statistics=True) as engine:
         with _watched(args, engine) as progress:
             conn, repset = _connect(engine, args, args.source)
             rep = engine.replicate(conn, repset, watch=args.watch,
@@ -205,26 +209,30 @@ def _target(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.root) and not args.create:
         raise InvalidParameterError(f"{args.root} does not exist; check the name, or pass "
                                     "--create to start a new target root there")
-    engine = _engine(args)
-    target = engine.start_target(args.root, host=args.host, port=args.port,
-                                 tls=True if args.tls else None, apply_threads=args.apply_threads)
-    print(f"dtcore target serving {os.path.abspath(args.root)} on {target.host}:{target.port}",
-          flush=True)
     done = threading.Event()
     reload = threading.Event()
+    # before the first line: whoever reads it may signal at once
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGHUP, lambda *_: (reload.set(), done.set()))
-    try:
-        while True:
-            done.wait()
-            if not reload.is_set():
-                break
-            done.clear()
-            reload.clear()
-            _reload(engine)
-    except KeyboardInterrupt:
-        pass
-    engine.close()
+    with _engine(args, statistics=True, stats_host=args.host) as engine:
+        target = engine.start_target(args.root, host=args.host, port=args.port,
+                                     tls=True if args.tls else None,
+                                     apply_threads=args.apply_threads)
+        print(f"dtcore target serving {os.path.abspath(args.root)} on {target.host}:{target.port}",
+              flush=True)
+        if engine.stats_server is not None:
+            print(f"dtcore target: live statistics on {args.host}:{engine.stats_server.port} "
+                  "(dtstat -server)", file=sys.stderr, flush=True)
+        try:
+            while True:
+                done.wait()
+                if not reload.is_set():
+                    break
+                done.clear()
+                reload.clear()
+                _reload(engine)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

@@ -48,7 +48,8 @@ class StatsServer(socketserver.ThreadingTCPServer):
         except OSError as e:
             raise ERRORS[-186](f"statistics server on {host}:{port}: {e.strerror}") from None
         self.stats = stats
-        self._thread = threading.Thread(target=self.serve_forever, name="dtcore-statserver", daemon=True)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="dtcore-statserver", daemon=True)
 
     @property
     def port(self) -> int:
@@ -58,8 +59,23 @@ class StatsServer(socketserver.ThreadingTCPServer):
         self._thread.start()
         return self
 
+    def _serve(self) -> None:
+        # blocks in accept until a client comes (no polling); stop() wakes it
+        while not self._stopping.is_set():
+            self.handle_request()
+
+    def verify_request(self, request: object, client_address: object) -> bool:
+        return not self._stopping.is_set()
+
     def stop(self) -> None:
-        self.shutdown()
+        self._stopping.set()
+        host = self.server_address[0]
+        wake = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        try:
+            socket.create_connection((wake, self.port), timeout=2).close()
+        except OSError:
+            pass  # not listening any more: the thread has already ended
+        self._thread.join(5)
         self.server_close()
 
 
