@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import pytest
 
@@ -102,8 +103,37 @@ def test_command_line_show_get_set(tmp_path, capsys, monkeypatch):
     assert "1025..65535" in capsys.readouterr().err
     assert cli.main(["config", "show"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^NetPort\s+1700\s+\[file\]\s+1025\.\.65535 port\s+restart$", out, re.M)
-    assert len(out.splitlines()) == len(settings.SETTINGS)
+    assert re.search(r"^NetPort\s+1700\s+\[file\]\s+engine, restart\s+1025\.\.65535 port$",
+                     out, re.M)
+    assert re.search(r"^UserIntervention\s+\S+\s+\[default\]\s+not yet\s", out, re.M)
+    assert len(out.splitlines()) == len(settings.SETTINGS) + 2  # a heading and a key
+
+
+def test_setting_what_nothing_reads_says_so_and_promises_no_restart(tmp_path, capsys,
+                                                                    monkeypatch, seen_events):
+    monkeypatch.setenv("DTCORE_CONF", str(tmp_path / "DT.conf"))
+    assert cli.main(["config", "set", "UserIntervention", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing in dtcore reads it yet" in out and "restart" not in out
+    assert not [e for e in seen_events if e.id == 6001]
+
+
+def test_the_table_says_truly_which_settings_the_engine_reads():
+    """Recomputed from the source: a setting is read when some module other
+    than the table indexes a mapping with its name (``config["X"]``) or asks
+    the table for its default."""
+    src = Path(settings.__file__).parents[1]
+    read = set()
+    for path in src.rglob("*.py"):
+        if path.name == "settings.py":
+            continue
+        text = path.read_text()
+        read |= set(re.findall(r'\[\s*"([A-Za-z0-9]+)"\s*\]', text))
+        read |= set(re.findall(r'settings\.(?:default|check)\(\s*"([A-Za-z0-9]+)"', text))
+    claimed = {n for n, s in settings.SETTINGS.items() if s.use == settings.ENGINE}
+    unread = {n for n, s in settings.SETTINGS.items() if s.use != settings.ENGINE}
+    assert claimed <= read, f"claimed live but nothing reads them: {sorted(claimed - read)}"
+    assert not unread & read, f"read, but shown as unused: {sorted(unread & read)}"
 
 
 def test_reload_takes_the_files_new_values_but_the_environment_still_wins(tmp_path):

@@ -23,10 +23,13 @@ def _config(args: argparse.Namespace) -> int:
     config = Config(path)
     if args.action == "show":
         width = max(map(len, settings.SETTINGS))
+        print(f"{'setting':<{width}}  {'value':<12}  {'origin':<13}  {'use':<8}  allowed")
         for name, s in settings.SETTINGS.items():
-            flags = ("restart " if s.restart else "") + ("ignored" if s.ignored else "")
-            print(f"{name:<{width}}  {config.text(name):<12}  [{config.origin(name)}]  "
-                  f"{s.allowed()}  {flags}".rstrip())
+            use = f"{s.use}, restart" if s.restart and s.use == settings.ENGINE else s.use
+            print(f"{name:<{width}}  {config.text(name):<12}  {'[' + config.origin(name) + ']':<13}  "
+                  f"{use:<8}  {s.allowed()}")
+        print("use: engine = the running engine acts on it; not yet = accepted, but nothing "
+              "reads it so far; ignored = unused on Linux.  restart = used after a restart.")
         return 0
     name = settings.canonical(args.name)
     if name is None:
@@ -37,8 +40,11 @@ def _config(args: argparse.Namespace) -> int:
         return 0
     restart = config.set(name, args.value)
     config.save(path)
+    use = settings.SETTINGS[name].use
     print(f"{name}={config.text(name)} written to {path}"
-          + ("; the engine uses it after a restart" if restart else ""))
+          + ("; the engine uses it after a restart" if restart else "")
+          + ("; nothing in dtcore reads it yet, so it changes nothing" if use == settings.NOT_YET
+             else "; dtcore does not use it on Linux" if use == settings.IGNORED else ""))
     return 0
 
 

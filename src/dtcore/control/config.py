@@ -120,7 +120,8 @@ class Config(Mapping[str, Any]):
         canonical = self._apply(name, value, "runtime", where=f"set {name}")
         if canonical is None:
             raise InvalidParameterError(f"{name} is not a setting")
-        restart = running and settings.SETTINGS[canonical].restart
+        setting = settings.SETTINGS[canonical]
+        restart = running and setting.restart and setting.use == settings.ENGINE
         if restart:
             self.pending_restart.add(canonical)
             emit(6001, detail=f"{canonical} changed to {self._values[canonical]}; the engine "

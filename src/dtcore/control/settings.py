@@ -3,9 +3,11 @@ three of its Windows list that dtcore also honours: its
 name, default, allowed values, unit and whether a change needs a restart.
 
 Values are integers unless the setting holds a path, a file name or text.
-Settings the guide calls unused or internal are kept in the table, marked
-``ignored``: a configuration may carry them and they are accepted, but the
-engine never reads them."""
+Each setting's ``use`` says what reads it: ``engine`` (the running engine
+acts on it), ``not yet`` (accepted and validated, but no code reads it so
+far: a change has no effect) or ``ignored`` (the guide calls it unused or
+internal: accepted, never read).  A test recomputes the first two from the
+source, so this table cannot claim a setting is live when it is not."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,6 +36,13 @@ class Setting:
     choices: tuple[int, ...] = ()
     extra: tuple[int, ...] = ()
     ignored: bool = False
+
+    @property
+    def use(self) -> str:
+        """``engine``, ``not yet`` or ``ignored`` (see the module's docstring)."""
+        if self.ignored:
+            return IGNORED
+        return NOT_YET if self.name in UNUSED_YET else ENGINE
 
     def allowed(self) -> str:
         """What the setting accepts, in words, for error messages and `config show`."""
@@ -232,6 +241,22 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     _s("TGMoveFilesOnDelete", 0, choices=_OFF_ON),
     _s("TGMoveFilesPath", "", kind=PATH),
 )}
+
+ENGINE, NOT_YET, IGNORED = "engine", "not yet", "ignored"
+
+#: settings no code reads yet: failover, scheduling, licensing, the engine's
+#: own database files and a few retry knobs the engine has other rules for
+UNUSED_YET = frozenset({
+    "ActivationCode", "AdapterFlags", "AllFailover", "AllMustFail", "AutoRemirrorRetry",
+    "AutoRetransmit", "BackupDir", "Cleaner", "ConnectionFile", "DataPath", "DefaultProtocol",
+    "DirUNetPort", "DisableAttributeReplication", "EnableTaskCmdProcessing", "HBTrace",
+    "IgnoreDeleteOps", "LoadSourceTarget", "LogAllOrphans", "LogFile", "MaxRetry",
+    "MirrorQueueLimit", "MissedPackets", "NetworkRetry", "PingFrequency", "PreFailbackWait",
+    "PreFailoverWait", "RepSetDBName", "ReplaceTarget", "RestoreSpecialExecutableHandling",
+    "ScheduleFile", "ScheduleInterval", "ShareUpdateInterval", "TGCloseDelay",
+    "TGUseExtendedQueue", "TGWriteFailureBeforeNotification", "UNetPort", "UpdateInterval",
+    "UseShareFile", "UserIntervention", "VerifyRetryInterval", "VerifyRetryLimit",
+})
 
 #: settings of the guide's Windows list that dtcore honours on Linux too
 WINDOWS_HONOURED = ("EnableCRCCheck", "TGMoveFilesOnDelete", "TGMoveFilesPath")
