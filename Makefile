@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtcore-installed
 
-.PHONY: venv build demo test test-slow bench bench-mirror bench-replication bench-watch asan clean
+.PHONY: venv build test-tools demo test test-slow bench bench-mirror bench-replication bench-watch asan clean
 
 # The one system package the build needs: the lz4 C library's headers.
 LZ4_HEADER := /usr/include/lz4.h
@@ -25,6 +25,19 @@ $(STAMP): pyproject.toml setup.py | $(LZ4_HEADER)
 
 venv: $(STAMP)
 
+# The real clients the tests talk to: Prometheus (a scrape and promtool).
+TEST_PACKAGES := prometheus
+TEST_TOOLS := /usr/bin/prometheus /usr/bin/promtool
+
+$(TEST_TOOLS):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(TEST_PACKAGES); \
+	else \
+		echo "the tests need $(TEST_PACKAGES): sudo apt-get install $(TEST_PACKAGES)" >&2; \
+	fi
+
+test-tools: $(TEST_TOOLS)
+
 # Incremental: recompiles only what changed in csrc/ or src/dtcore/_native/.
 build: $(STAMP)
 	$(VPY) setup.py -q build_ext --inplace -j 2
@@ -32,10 +45,10 @@ build: $(STAMP)
 demo: build
 	$(VPY) -m dtcore.cli.demo
 
-test: build
+test: build test-tools
 	$(VPY) -m pytest
 
-test-slow: build
+test-slow: build test-tools
 	HYPOTHESIS_PROFILE=thorough $(VPY) -m pytest -m slow
 
 # Benchmarks against the installed environment; results land in bench-results/.

@@ -16,9 +16,11 @@ from dtcore.control.config import Config
 from dtcore.control.config import log_dir as config_log_dir
 from dtcore.control.enginelog import EngineLog
 from dtcore.control.events import Event, emit, subscribe
+from dtcore.control.metrics import EngineCollector, EventCounts
 from dtcore.control.stats import ConState, Snapshot, Statistics
 from dtcore.control.statserver import StatsServer
 from dtcore.control.stsfile import StatsFile, StatsLogger
+from dtcore.control.webserver import WebServer
 from dtcore.errors import ConnectionFailedError, DTError, NetworkFailedError
 from dtcore.model.repset import ReplicationSet, Rule, Totals
 from dtcore.source.connection import Connection
@@ -58,6 +60,8 @@ class Engine:
         self._next_conn = 1
         self._log: EngineLog | None = None
         self.stats_server: StatsServer | None = None
+        self.web_server: WebServer | None = None
+        self.events = EventCounts()  # by ID, for the metrics
         self._stats_logger: StatsLogger | None = None
         cfg = self.config
         directory = log_dir or config_log_dir(cfg)
@@ -80,6 +84,20 @@ class Engine:
                 emit(6001, detail=f"live statistics are not served: {e}")
 
     # -- events and statistics ----------------------------------------------
+    def serve_metrics(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Serve Prometheus metrics of this engine at ``http://host:port/metrics``
+        (0: any free port) until the engine closes; returns the port."""
+        if self.web_server is None:
+            paths = {c.id: c.target_path for c in self.connections}
+
+            def target_path(conn_id: int) -> str:
+                if conn_id not in paths:
+                    paths.update((c.id, c.target_path) for c in self.connections)
+                return paths.get(conn_id, "")
+            collector = EngineCollector(self.stats, self.events, target_path)
+            self.web_server = WebServer(collector, host, port).start()
+        return self.web_server.port
+
     @staticmethod
     def subscribe(callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call ``callback`` with every event; returns the unsubscribe function."""
@@ -276,9 +294,13 @@ class Engine:
         if self.stats_server is not None:
             self.stats_server.stop()
             self.stats_server = None
+        if self.web_server is not None:
+            self.web_server.stop()
+            self.web_server = None
         if self._log is not None:
             self._log.close()
             self._log = None
+        self.events.close()
 
     def __enter__(self) -> "Engine":
         return self

@@ -147,6 +147,7 @@ def _replicate(args: argparse.Namespace) -> int:
                                    checksum=args.checksum, orphans=args.orphans, progress=progress)
         print(f"mirror complete; replicating {repset.root} as it changes (watching with "
               f"{rep.watcher.method}); stop with Ctrl-C or SIGTERM", flush=True)
+        _metrics(args, engine, args.metrics_host)
         tty = sys.stderr.isatty()
         last: dict[str, float] = {}
         try:
@@ -220,6 +221,7 @@ def _target(args: argparse.Namespace) -> int:
                                      apply_threads=args.apply_threads)
         print(f"dtcore target serving {os.path.abspath(args.root)} on {target.host}:{target.port}",
               flush=True)
+        _metrics(args, engine, args.host)
         if engine.stats_server is not None:
             print(f"dtcore target: live statistics on {args.host}:{engine.stats_server.port} "
                   "(dtstat -server)", file=sys.stderr, flush=True)
@@ -234,6 +236,13 @@ def _target(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def _metrics(args: argparse.Namespace, engine: Engine, host: str) -> None:
+    if args.metrics_port is not None:
+        port = engine.serve_metrics(host, args.metrics_port)
+        print(f"dtcore {args.command}: Prometheus metrics on http://{host}:{port}/metrics",
+              file=sys.stderr, flush=True)
 
 
 def _reload(engine: Engine) -> None:
@@ -307,6 +316,8 @@ def add_engine_commands(sub: Any) -> None:
     t.add_argument("--host", default="0.0.0.0", help="address to listen on")
     t.add_argument("--apply-threads", type=int, default=APPLY_THREADS,
                    help=f"threads applying each connection's ops (default {APPLY_THREADS})")
+    t.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
+                   help="serve Prometheus metrics on this HTTP port of --host (0: any free one)")
     _common(t)
     t.set_defaults(run=_target)
 
@@ -343,6 +354,10 @@ def add_engine_commands(sub: Any) -> None:
     rp.add_argument("--drain-timeout", type=float, default=30, metavar="S",
                     help="on stopping, wait this long for the target to apply the queue "
                          "(default 30 s); the rest stays in the journal")
+    rp.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
+                    help="serve Prometheus metrics on this HTTP port (0: any free one)")
+    rp.add_argument("--metrics-host", default="127.0.0.1",
+                    help="the address the metrics port listens on (default 127.0.0.1)")
     _output_args(rp, itemize=False)
     rp.set_defaults(run=_replicate)
 

@@ -104,6 +104,8 @@ class Snapshot:
     server_text: dict[str, str]
     targets: list[tuple[np.ndarray, dict[str, str]]] = field(default_factory=list)
     connections: list[tuple[np.ndarray, dict[str, str]]] = field(default_factory=list)
+    # the engine's number of each connection row (a live snapshot's; a file keeps none)
+    connection_ids: list[int] = field(default_factory=list)
 
     def value(self, section: str, name: str, row: int = 0) -> int | str:
         if section == "server":
@@ -182,10 +184,11 @@ class Statistics:
         now = time.time() if now is None else now
         self._pull_feeds()
         with self._lock:
-            conns = [c.copy() for _, c in sorted(self._connections.items())]
+            ids = sorted(self._connections)
+            conns = [self._connections[i].copy() for i in ids]
             targets = [c.copy() for c in self._targets.values()]
         when = names("connection", "n").index("ConCurrentTime")
         for values, _ in conns:
             values[when] = int(now)
         values, text = self.server.copy()
-        return Snapshot(now, values, text, targets, conns)
+        return Snapshot(now, values, text, targets, conns, ids)
