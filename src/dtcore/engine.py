@@ -119,6 +119,7 @@ class Engine:
                         stats=self.stats, tls=tls, memory_bytes=memory_bytes,
                         apply_threads=apply_threads, handshake_timeout=handshake_timeout).start()
         self.targets.append(target)
+        self.stats.server["TargetState"] = 1  # the guide's "target is running"
         return target
 
     # -- sources ------------------------------------------------------------
@@ -144,7 +145,14 @@ class Engine:
             self._reconnect(conn, 1)
         self._next_conn += 1
         self.connections.append(conn)
+        self._source_state()
         return conn
+
+    def _source_state(self) -> None:
+        """SourceState: 0 no source, 1 a source without change capture, 2 one
+        whose replication watches the file system (the guide's driver)."""
+        watched = any(r.watcher is not None for r in self.replications)
+        self.stats.server["SourceState"] = 2 if watched else 1 if self.connections else 0
 
     def mirror(self, conn: Connection, repset: ReplicationSet, mode: str = DIFFERENCE, *,
                checksum: bool | None = None, orphans: bool = False,
@@ -180,6 +188,7 @@ class Engine:
         try:
             if watch:
                 rep.watch("auto" if watch is True else watch, watch_coalesce)
+                self._source_state()
             if mirror is not None:  # it brings the target in step: no heal besides
                 rep.needs_mirror = False
                 self.mirror(conn, repset, mirror, checksum=checksum, orphans=orphans,
@@ -287,6 +296,8 @@ class Engine:
             target.stop()
         self.connections.clear()
         self.targets.clear()
+        self.stats.server["TargetState"] = 0
+        self._source_state()
         if self._stats_logger is not None:
             self._stats_logger.stop()
             self._stats_logger.out.append(self.stats.snapshot())  # how it ended

@@ -19,7 +19,7 @@ import time
 from typing import Iterable, Iterator, Sequence, TextIO
 
 from dtcore.control import settings
-from dtcore.control.stats import PERCENT_SCALE, Snapshot, names
+from dtcore.control.stats import NOT_APPLICABLE, PERCENT_SCALE, Snapshot, names
 from dtcore.control.stsfile import StatsFile, read
 from dtcore.errors import DTError
 
@@ -32,7 +32,9 @@ def _when(t: int) -> str:
 
 def render(s: Snapshot) -> str:
     """One snapshot in the layout of the guide's sample output."""
-    v = lambda name, sec="server", row=0: s.value(sec, name, row)  # noqa: E731
+    def v(name: str, sec: str = "server", row: int = 0) -> object:
+        return "n/a" if name in NOT_APPLICABLE else s.value(sec, name, row)
+
     stamp = _dt.datetime.fromtimestamp(s.time)
     out = [f"{stamp:%m/%d/%y %H:%M:%S}:{stamp.microsecond // 1000:03d}",
            f"SYSTEMALLOCATOR::Total Bytes: {v('SystemAllocatorTotalBytes')}",
@@ -72,7 +74,7 @@ def render(s: Snapshot) -> str:
                 f"{c('conResentOpCount')} conBytesInDiskQueue: {c('conBytesInDiskQueue')}",
                 f"   conBandwidthLimit: {c('conBandwidthLimit')} conBytesSkipped: {c('conBytesSkipped')} "
                 f"conMirrorBytesRemain: {c('conMirrorBytesRemaining')}",
-                f"   conMirrorPercent: {c('conMirrorPercent') / PERCENT_SCALE:.1f}%",
+                f"   conMirrorPercent: {int(c('conMirrorPercent')) / PERCENT_SCALE:.1f}%",
                 f"   conTaskCmdsSubmitted: {c('conTaskCmdsSubmitted')} conTaskCmdsQueued: "
                 f"{c('conTaskCmdsQueued')}",
                 f"   conTasksSucceeded: {c('conTasksSucceeded')} conTasksFailed: {c('conTasksFailed')} "

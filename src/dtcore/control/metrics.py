@@ -5,7 +5,8 @@ Names follow Prometheus' conventions and are derived from the guide's
 statistic names by one rule (so they never drift): ``dtcore_<section>_`` and
 the name in snake case, without the ``con`` prefix of connection fields;
 ``_bytes`` where the statistic counts bytes, ``_timestamp_seconds`` for
-times, ``_total`` for counters.  A connection's samples carry ``connection``
+times, ``_total`` for counters.  Statistics that cannot apply
+(``stats.NOT_APPLICABLE``) are left out rather than shown as zeros.  A connection's samples carry ``connection``
 (its number), ``peer`` and ``target_path`` labels; a target's ``peer`` and
 ``local``."""
 from __future__ import annotations
@@ -18,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from dtcore.control.events import Event, subscribe
-from dtcore.control.stats import PERCENT_SCALE, SECTIONS, Statistics
+from dtcore.control.stats import NOT_APPLICABLE, PERCENT_SCALE, SECTIONS, Statistics
 
 # statistics that only grow (the rest go up and down)
 COUNTERS = frozenset({
@@ -109,6 +110,8 @@ class EngineCollector(Collector):
                 ["peer", "local"] if section == "target" else []
             for index, field in enumerate(numeric):
                 name = field.lstrip("@")
+                if name in NOT_APPLICABLE:
+                    continue
                 kind = CounterMetricFamily if name in COUNTERS else GaugeMetricFamily
                 family = kind(metric_name(section, field),
                               _HELP.get(name, f"the guide's {name} statistic"), labels=label_names)

@@ -44,6 +44,22 @@ CONNECTION_FIELDS = (
     "@ConMirrorStartTime", "@ConMirrorEndTime",
 )
 SECTIONS = {"server": SERVER_FIELDS, "target": TARGET_FIELDS, "connection": CONNECTION_FIELDS}
+# statistics no dtcore engine can give, and why: shown as "n/a" by dtstat,
+# left out of the metrics, never presented as a live zero
+NOT_APPLICABLE = {
+    "SystemAllocatorTotalBytes": "no system pagefile allocator on Linux",
+    "ActFailCount": "dtcore has no licence keys",
+    "TargetOpenHandles": "the target does not count its handles yet",
+    "TasksSucceeded": "task commands are not supported yet",
+    "TasksFailed": "task commands are not supported yet",
+    "TasksIgnored": "task commands are not supported yet",
+    "conTaskCmdsSubmitted": "task commands are not supported yet",
+    "conTaskCmdsQueued": "task commands are not supported yet",
+    "conTasksSucceeded": "task commands are not supported yet",
+    "conTasksFailed": "task commands are not supported yet",
+    "conTasksIgnored": "task commands are not supported yet",
+    "conBandwidthLimit": "there is no bandwidth control yet (every link is unlimited)",
+}
 # conMirrorPercent is kept in hundredths of a percent so that it stays an integer
 PERCENT_SCALE = 100
 

@@ -106,6 +106,13 @@ class Connection:
         rep = self.tx.rep
         if rep is not None:
             counts.update(rep.counts())
+        # every op waiting to be sent, of either kind
+        counts["conOpsInCmdQueue"] = counts.get("conOpsInRepQueue", 0) + \
+            counts.get("conOpsInMirQueue", 0)
+        memory = counts.get("conBytesInRepQueue", 0) - counts.get("conBytesInDiskQueue", 0)
+        limit = self.config["QMemoryBufferMax"] * MB
+        # how close the memory queue is to the point where it spills to disk
+        counts["DriverQueuePercent"] = min(100, max(0, memory) * 100 // limit) if limit else 0
         return counts
 
     def label(self) -> str:

@@ -110,8 +110,8 @@ class ReplicationStream:
 
     def acked(self, frame: int) -> int:
         """The target applied every frame up to ``frame``; returns how many
-        ops that completed."""
-        last = ops = 0
+        ops that completed (conOpsRx and conBytesRx count them)."""
+        last = ops = size = 0
         with self._lock:
             while self.inflight and self.inflight[0].frame is not None and \
                     self.inflight[0].frame <= frame:
@@ -119,6 +119,10 @@ class ReplicationStream:
                 self._done(item)
                 last = item.seq
                 ops += item.ops
+                size += len(item.record)
+        if ops:
+            self.counters.add("conOpsRx", ops)
+            self.counters.add("conBytesRx", size)
         if last:
             self.applied = max(self.applied, last)
             self.pipeline.acknowledged(last)

@@ -359,6 +359,7 @@ class Replication:
             if self.conn.alive or not self.conn.config["AutoReconnect"]:
                 continue
             generation = self.conn.generation
+            self.conn.stats.server.add("autoDisConnects")
             emit(4009, repset=self.conn.repset, target=self.conn.host,
                  address=f"{self.conn.host}:{self.conn.port}")
             while not self._stop.is_set():

@@ -70,7 +70,7 @@ class Transmitter:
         self.queue: ReplicationQueue | None = None
         self._seq = 0
         self._seq_lock = threading.Lock()
-        self._pending: OrderedDict[int, tuple[int, Callback | None]] = OrderedDict()
+        self._pending: OrderedDict[int, tuple[int, Callback | None, int]] = OrderedDict()
         self._unacked_ops = 0
         self._cv = threading.Condition()
         self._resume = threading.Event()
@@ -196,12 +196,12 @@ class Transmitter:
         except DTError as e:
             link.fail(e)
 
-    def _number(self, n: int, callback: Callback | None) -> int:
+    def _number(self, n: int, callback: Callback | None, size: int = 0) -> int:
         with self._seq_lock:
             self._seq += 1
             seq = self._seq
         with self._cv:
-            self._pending[seq] = (n, callback)
+            self._pending[seq] = (n, callback, size)
         return seq
 
     def _send_mirror(self, link: Link, records: Any) -> None:
@@ -212,7 +212,7 @@ class Transmitter:
                 n, callback, release = self._queued.popleft()
             view = memoryview(record)
             body = view[1:]
-            seq = self._number(n, callback)
+            seq = self._number(n, callback, len(body))
             frames += [link.ch.header(OPS, view[0], [body], seq), body]
             released += release
         link.send_parts(frames)
@@ -286,15 +286,21 @@ class Transmitter:
             with self._cv:
                 self.dropped.extend(dropped)
         self.notice = None
+        received = size = 0
         with self._cv:
             while self._pending:
                 first = next(iter(self._pending))
                 if first > seq:
                     break
-                n, callback = self._pending.pop(first)
+                n, callback, nbytes = self._pending.pop(first)
                 self._unacked_ops -= n
+                received += n
+                size += nbytes
                 if callback is not None:
                     done.append(callback)
+        if received:  # what the target has of this source (the rep stream counts its own)
+            self.counters.add("conOpsRx", received)
+            self.counters.add("conBytesRx", size)
         rep = self.rep
         if rep is not None:
             done_ops = rep.acked(seq)

@@ -229,7 +229,7 @@ class Session:
             self._start_applying()
         assert self.queue is not None
         kind = MIRROR if flags & FLAG_MIRROR else REPLICATION
-        info = _count_ops(body)
+        info = _count_ops(body, REP_HEAD.size if flags & FLAG_REP else 0)
         with self._cv:
             self._received = seq
         self.counters.add("Ops Received", info)
@@ -446,9 +446,10 @@ class Session:
             self._helpers.shutdown(wait=False, cancel_futures=True)
 
 
-def _count_ops(body: Any) -> int:
-    """The op count from a batch header (the full check runs when applied)."""
-    view = memoryview(body)
+def _count_ops(body: Any, at: int = 0) -> int:
+    """The op count from the header of the batch at ``at`` (after a
+    replication frame's REP_HEAD); the full check runs when applied."""
+    view = memoryview(body)[at:]
     if len(view) < 16:
         raise StreamError(f"op batch of {len(view)} bytes is shorter than its header")
     return int.from_bytes(view[8:12], "little")

@@ -432,6 +432,11 @@ class Watcher:
             # lasting cause shows in the replication's status
             f.later(now, 0.1)
             self.counts["retried"] += 1
+        except OSError as e:  # the file cannot be read (EIO and the like): again later
+            self.rep.conn.stats.server.add("FailedRepCount")
+            emit(6001, detail=f"replication could not read {os.fsdecode(rel)}: "
+                              f"{e.strerror or e}; trying again")
+            f.later(now, 1.0)
         finally:
             os.close(fd)
 

@@ -506,6 +506,7 @@ class Mirror:
             fd = os.open(self.sender.path(e), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
             emit(6001, detail=f"mirror skipped {os.fsdecode(e.path)}: {exc.strerror}")
+            self.conn.stats.server.add("FailedMirrorCount")
             self._account(e, SKIPPED)
             return
         try:
