@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtcore-installed
 
-.PHONY: venv build test-tools demo test test-slow bench bench-mirror bench-replication bench-watch asan clean
+.PHONY: venv build test-tools demo test test-slow bench bench-mirror bench-replication bench-watch bench-startup asan clean
 
 # The one system package the build needs: the lz4 C library's headers.
 LZ4_HEADER := /usr/include/lz4.h
@@ -63,6 +63,10 @@ bench-mirror: build
 	@command -v rsync >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q rsync; } || \
 		{ echo "the mirror benchmark needs rsync: sudo apt-get install rsync" >&2; exit 1; }
 	$(VPY) -m benchmarks.mirror_summary --scale 1.0 --runs 3
+
+# Start-up of the commands, as processes against `python -c pass` (a minute).
+bench-startup: build
+	$(VPY) -m benchmarks.startup
 
 # Live replication: intake, end to end on loopback, lag (about a minute).
 bench-replication: build

@@ -19,7 +19,7 @@ RANK = {
     "cli": 6,
     "__main__": 7,  # python -m dtcore
 }
-BASE = {"errors", "_error_table", "_buffers", "_files", "_native"}
+BASE = {"errors", "_error_table", "_buffers", "_files", "_native", "_version"}
 CONTROL = "control"
 
 

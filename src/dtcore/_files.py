@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 
 def replace_whole(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a side file beside ``path``, sync it, and rename it
     over ``path``."""
+    import tempfile  # with shutil, bz2 and lzma behind it: not for every command's start
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -12,15 +12,14 @@ import os
 import time
 from typing import Any, Callable, Iterable
 
+from dtcore.apply import APPLY_THREADS
 from dtcore.control.config import Config
 from dtcore.control.config import log_dir as config_log_dir
 from dtcore.control.enginelog import EngineLog
-from dtcore.control.events import Event, emit, subscribe
-from dtcore.control.metrics import EngineCollector, EventCounts
+from dtcore.control.events import Event, EventCounts, emit, subscribe
 from dtcore.control.stats import ConState, Snapshot, Statistics
 from dtcore.control.statserver import StatsServer
 from dtcore.control.stsfile import StatsFile, StatsLogger
-from dtcore.control.webserver import WebServer
 from dtcore.errors import ConnectionFailedError, DTError, NetworkFailedError
 from dtcore.model.repset import ReplicationSet, Rule, Totals
 from dtcore.source.connection import Connection
@@ -28,7 +27,7 @@ from dtcore.source.mirror import DIFFERENCE, FULL, Mirror, MirrorOptions, Mirror
 from dtcore.source.replication import Replication
 from dtcore.source.restore import RestoreResult, restore
 from dtcore.source.verifylog import VerifyLog
-from dtcore.target.service import APPLY_THREADS, HANDSHAKE_TIMEOUT, Target
+from dtcore.target.service import HANDSHAKE_TIMEOUT, Target
 
 _RECONNECT_TRIES = 5
 
@@ -60,7 +59,7 @@ class Engine:
         self._next_conn = 1
         self._log: EngineLog | None = None
         self.stats_server: StatsServer | None = None
-        self.web_server: WebServer | None = None
+        self.web_server: Any = None  # a control.webserver.WebServer once serving
         self.events = EventCounts()  # by ID, for the metrics
         self._stats_logger: StatsLogger | None = None
         cfg = self.config
@@ -88,6 +87,9 @@ class Engine:
         """Serve Prometheus metrics of this engine at ``http://host:port/metrics``
         (0: any free port) until the engine closes; returns the port."""
         if self.web_server is None:
+            # prometheus-client and http.server load only for an engine that serves
+            from dtcore.control.metrics import EngineCollector
+            from dtcore.control.webserver import WebServer
             paths = {c.id: c.target_path for c in self.connections}
 
             def target_path(conn_id: int) -> str:

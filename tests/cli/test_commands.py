@@ -119,6 +119,11 @@ def test_one_ctrl_c_stops_at_once(tmp_path, src):
         silent.close()
 
 
+def test_the_version_is_the_distributions():
+    import dtcore
+    assert dtcore.__version__ == metadata.version("dtcore")
+
+
 def test_version_and_python_dash_m(tmp_path):
     for exe in (EXE, [sys.executable, "-m", "dtcore"]):
         out = subprocess.run([*exe, "--version"], capture_output=True, text=True, timeout=60)

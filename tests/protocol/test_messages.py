@@ -64,6 +64,8 @@ def test_method_names_are_spelled_only_in_messages():
     for path in package.rglob("*.py"):
         if path.name != "messages.py":
             found = names.intersection(_strings(ast.parse(path.read_text())))
+            if path == package / "__init__.py":  # the API's names: dtcore.signature is a function
+                found -= set(dtcore.__all__)
             assert not found, f"{path} spells {found}"
 
 

@@ -450,9 +450,13 @@ def crash_trial(path, rng, producers=1):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE)] + sys.path))
     child = subprocess.Popen([sys.executable, str(HERE / "queue_child.py"), str(path), "0",
                               str(producers)], stdout=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + rng.uniform(0.3, 1.2)
     os.set_blocking(child.stdout.fileno(), False)
     buf = b""
+    started = time.monotonic() + 30
+    while not buf and time.monotonic() < started:  # the child's start-up is not the trial
+        buf += child.stdout.read() or b""
+        time.sleep(0.002)
+    deadline = time.monotonic() + rng.uniform(0.3, 1.2)
     while time.monotonic() < deadline:
         chunk = child.stdout.read() or b""
         buf += chunk

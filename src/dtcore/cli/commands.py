@@ -1,263 +1,24 @@
-"""The engine's commands: ``dtcore target``, ``mirror``, ``replicate``, ``verify`` and
-``restore``, with a progress bar and a statistics summary."""
+"""The engine's commands and their options: ``dtcore target``, ``mirror``,
+``replicate``, ``verify`` and ``restore``.  Building the parser imports
+nothing heavy; a command's work (:mod:`dtcore.cli.run`) is imported only
+once it runs, so ``--help`` and ``--version`` start at once."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
-import sys
-import threading
-import time
-from typing import Any, Callable, Iterator
+import importlib
+from typing import Any, Callable
 
-from dtcore.cli import exits
-from dtcore.cli.progress import Bar, print_connection_stats, print_result
-from dtcore.cli.report import print_items
-from dtcore.cli.watchdog import Watchdog
-from dtcore.control.config import Config, default_path
-from dtcore.engine import Engine
-from dtcore.errors import InvalidParameterError
-from dtcore.model.repset import ReplicationSet
-from dtcore.source.connection import Connection, parse_address
-from dtcore.source.mirror import DIFFERENCE, FULL, MirrorResult
-from dtcore.target.service import APPLY_THREADS
+from dtcore.apply import APPLY_THREADS
 
 # A command's default: a full or read-only target fails it within about
 # (RETRIES - 1) x TGRetryLocked seconds; a service keeps waiting.
 RETRIES = 3
 
 
-def _secret(args: argparse.Namespace) -> str | None:
-    if args.secret_file:
-        with open(args.secret_file) as f:
-            return f.read().strip()
-    return None  # $DTCORE_SECRET
-
-
-def _engine(args: argparse.Namespace, statistics: bool = False,
-            stats_host: str = "127.0.0.1") -> Engine:
-    """The command's engine: its events go to the engine log; the services
-    (target, replicate) also log and serve statistics, as DT.conf says."""
-    return Engine(Config(args.conf or default_path()), secret=_secret(args),
-                  statistics=statistics, stats_host=stats_host)
-
-
-def _address(engine: Engine, args: argparse.Namespace) -> tuple[str, int, str]:
-    host, port, path = parse_address(args.target, engine.config["NetPort"])
-    if not path and not args.allow_root:
-        raise InvalidParameterError(
-            f"{args.target!r} names no target path: the copy would go into the target's root, "
-            "beside every other source's; name one (HOST:PORT:PATH) or pass --allow-root")
-    return host, port, path
-
-
-def _connect(engine: Engine, args: argparse.Namespace, root: str) -> tuple[Connection, ReplicationSet]:
-    host, port, path = _address(engine, args)
-    rules = (args.rule or [""]) + [f"{p},Inc,Rec" for p in args.include or ()] + \
-        [f"{p},Exc,Rec" for p in args.exclude or ()]
-    repset = ReplicationSet(root, rules)
-    return engine.connect(repset, host, port, path, tls=True if args.tls else None,
-                          compression=not args.no_compress), repset
-
-
-@contextlib.contextmanager
-def _watched(args: argparse.Namespace, engine: Engine) -> Iterator[Callable[[Any], None] | None]:
-    """The progress callback of a command (a bar unless --quiet or --json),
-    under --timeout's watchdog when one is asked for."""
-    position: list[Any] = [None]
-    bar = None if args.quiet or args.json else Bar()
-
-    def progress(m: Any) -> None:
-        position[0] = (m.status, m.files_done, m.bytes_remaining)
-        if bar is not None:
-            bar(m)
-
-    def probe() -> Any:  # what moves while work moves; heartbeats do not count
-        return position[0], engine.stats.server.values.tobytes(), \
-            [c.counters.values.tobytes() for c in engine.connections]
-
-    with contextlib.ExitStack() as stack:
-        if args.timeout:
-            stack.enter_context(Watchdog(args.timeout, probe))
-        if bar is not None:
-            stack.enter_context(bar)
-        yield progress
-
-
-def _finish(args: argparse.Namespace, title: str, result: MirrorResult, engine: Engine) -> None:
-    """What a mirror (or verify) prints once it is done."""
-    args.outcome = result
-    if result.special and not args.json:
-        kinds = sorted({kind for kind, _ in result.special})
-        print(f"dtcore {args.command}: left out {len(result.special):,} special files "
-              f"({', '.join(kinds)}), which are not replicated: first {result.special[0][1]}",
-              file=sys.stderr)
-    if args.itemize:
-        print_items(result.items)
-    if not (args.quiet or args.json):
-        print_result(title, result)
-        print_connection_stats(engine.statistics())
-
-
-def _mirror(args: argparse.Namespace) -> int:
-    with _engine(args) as engine:
-        with _watched(args, engine) as progress:
-            conn, repset = _connect(engine, args, args.source)
-            result = engine.mirror(conn, repset, FULL if args.full else DIFFERENCE,
-                                   checksum=args.checksum, orphans=args.orphans, progress=progress,
-                                   dry_run=args.dry_run or None, retry_budget=args.retries,
-                                   itemize=args.itemize)
-        if args.dry_run:
-            args.outcome = result
-            if not args.json:
-                print_items(result.planned, "would ")
-                print(f"{len(result.planned)} changes planned; nothing was sent or removed")
-            return exits.OK
-        _finish(args, f"{'full' if args.full else 'difference'} mirror of {repset.root}", result,
-                engine)
-    return 0
-
-
-def _status_line(rep: Any, last: dict[str, float]) -> str:
-    """State, ops/s and MB/s since the last line, queue in memory and on
-    disk, and the recovery point."""
-    s = rep.statistics()
-    snap = rep.conn.counters
-    now = time.monotonic()
-    ops, sent = snap["conOpsTx"], snap["conBytesTx"]
-    dt = max(now - last.get("t", now - 1), 1e-3)
-    rate = (ops - last.get("ops", ops)) / dt, (sent - last.get("bytes", sent)) / dt / 1e6
-    last.update(t=now, ops=ops, bytes=sent)
-    disk = s["conBytesInDiskQueue"]
-    memory = s["conBytesInRepQueue"] - disk
-    return (f"{s['status']:<12} {rate[0]:>8,.0f} ops/s {rate[1]:>8.2f} MB/s  queue "
-            f"{memory / 2**20:,.1f} MiB memory, {disk / 2**20:,.1f} MiB disk  RPO {s['ConRPL']} s")
-
-
-def _replicate(args: argparse.Namespace) -> int:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with _engine(args, statistics=True) as engine:
-        with _watched(args, engine) as progress:
-            conn, repset = _connect(engine, args, args.source)
-            rep = engine.replicate(conn, repset, watch=args.watch,
-                                   watch_coalesce=args.coalesce / 1000,
-                                   mirror=FULL if args.full else DIFFERENCE,
-                                   checksum=args.checksum, orphans=args.orphans, progress=progress)
-        print(f"mirror complete; replicating {repset.root} as it changes (watching with "
-              f"{rep.watcher.method}); stop with Ctrl-C or SIGTERM", flush=True)
-        _metrics(args, engine, args.metrics_host)
-        tty = sys.stderr.isatty()
-        last: dict[str, float] = {}
-        try:
-            while not stop.wait(args.interval):
-                line = _status_line(rep, last)
-                print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr,
-                      flush=True)
-        except KeyboardInterrupt:
-            pass
-        if tty:
-            print(file=sys.stderr)
-        print("stopping: waiting for the target to apply what is queued", flush=True)
-        drained = rep.close(args.drain_timeout)
-        if drained:
-            print("stopped: every change was applied on the target")
-        else:
-            print(f"stopped: {rep.left:,} ops not yet applied are kept in {rep.directory}; they go "
-                  "first when replication starts again")
-    return exits.OK
-
-
-def _verify(args: argparse.Namespace) -> int:
-    with _engine(args) as engine:
-        with _watched(args, engine) as progress:
-            conn, repset = _connect(engine, args, args.source)
-            result = engine.verify(conn, repset, remirror=args.remirror, log_dir=args.log_dir,
-                                   progress=progress, retry_budget=args.retries,
-                                   itemize=args.itemize)
-        args.outcome = result
-        if not args.json:
-            for path, reason in result.differences[:50]:
-                print(f"DIFFERS  {path}: {reason}")
-            if args.itemize:
-                print_items(result.items)
-            if not args.quiet:
-                print(f"{len(result.differences)} differences"
-                      + (" (remirrored)" if args.remirror else "") + f"; listed in {result.log}")
-    if result.differences and not args.remirror:
-        args.reason = f"{len(result.differences)} differences"
-        return exits.DIFFERENCES
-    return exits.OK
-
-
-def _restore(args: argparse.Namespace) -> int:
-    with _engine(args) as engine:
-        host, port, path = _address(engine, args)
-        os.makedirs(args.destination, exist_ok=True)
-        with _watched(args, engine):
-            conn = engine.connect(ReplicationSet(args.destination), host, port, path,
-                                  tls=True if args.tls else None, compression=not args.no_compress)
-            r = engine.restore(conn, args.destination, overwrite=args.overwrite)
-        args.outcome = r
-        if not (args.quiet or args.json):
-            print(f"restored {r.files} files and {r.directories} folders ({r.bytes_fetched:,} "
-                  f"bytes fetched, {r.skipped} left as they were) in {r.seconds:.2f} s")
-    return 0
-
-
-def _target(args: argparse.Namespace) -> int:
-    if not os.path.isdir(args.root) and not args.create:
-        raise InvalidParameterError(f"{args.root} does not exist; check the name, or pass "
-                                    "--create to start a new target root there")
-    done = threading.Event()
-    reload = threading.Event()
-    # before the first line: whoever reads it may signal at once
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGHUP, lambda *_: (reload.set(), done.set()))
-    with _engine(args, statistics=True, stats_host=args.host) as engine:
-        target = engine.start_target(args.root, host=args.host, port=args.port,
-                                     tls=True if args.tls else None,
-                                     apply_threads=args.apply_threads)
-        print(f"dtcore target serving {os.path.abspath(args.root)} on {target.host}:{target.port}",
-              flush=True)
-        _metrics(args, engine, args.host)
-        if engine.stats_server is not None:
-            print(f"dtcore target: live statistics on {args.host}:{engine.stats_server.port} "
-                  "(dtstat -server)", file=sys.stderr, flush=True)
-        try:
-            while True:
-                done.wait()
-                if not reload.is_set():
-                    break
-                done.clear()
-                reload.clear()
-                _reload(engine)
-        except KeyboardInterrupt:
-            pass
-    return 0
-
-
-def _metrics(args: argparse.Namespace, engine: Engine, host: str) -> None:
-    if args.metrics_port is not None:
-        port = engine.serve_metrics(host, args.metrics_port)
-        print(f"dtcore {args.command}: Prometheus metrics on http://{host}:{port}/metrics",
-              file=sys.stderr, flush=True)
-
-
-def _reload(engine: Engine) -> None:
-    """SIGHUP: read DT.conf again and say what changed."""
-    config = engine.config
-    try:
-        changed = config.reload()
-    except (OSError, InvalidParameterError) as e:  # a broken file changes nothing
-        print(f"dtcore target: DT.conf not reloaded: {e}", file=sys.stderr, flush=True)
-        return
-    later = [n for n in changed if n in config.pending_restart]
-    print(f"dtcore target: reloaded {config.path}: "
-          + (", ".join(f"{n}={config.text(n)}" for n in changed) or "nothing changed")
-          + (f" ({', '.join(later)} after a restart)" if later else ""),
-          file=sys.stderr, flush=True)
+def _runs(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        return int(getattr(importlib.import_module("dtcore.cli.run"), name)(args))
+    return run
 
 
 def _port(text: str) -> int:
@@ -319,7 +80,7 @@ def add_engine_commands(sub: Any) -> None:
     t.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
                    help="serve Prometheus metrics on this HTTP port of --host (0: any free one)")
     _common(t)
-    t.set_defaults(run=_target)
+    t.set_defaults(run=_runs("target"))
 
     m = sub.add_parser("mirror", help="mirror a folder to a target")
     _source_args(m, "source", "the replication set's root folder")
@@ -333,7 +94,7 @@ def add_engine_commands(sub: Any) -> None:
                    help="list what would be sent and removed, and change nothing")
     _retries(m)
     _output_args(m)
-    m.set_defaults(run=_mirror)
+    m.set_defaults(run=_runs("mirror"))
 
     rp = sub.add_parser("replicate", help="mirror a folder, then replicate every change to it")
     _source_args(rp, "source", "the replication set's root folder")
@@ -359,7 +120,7 @@ def add_engine_commands(sub: Any) -> None:
     rp.add_argument("--metrics-host", default="127.0.0.1",
                     help="the address the metrics port listens on (default 127.0.0.1)")
     _output_args(rp, itemize=False)
-    rp.set_defaults(run=_replicate)
+    rp.set_defaults(run=_runs("replicate"))
 
     v = sub.add_parser("verify", help="compare a folder with its target copy (DTVerify.log)")
     _source_args(v, "source", "the replication set's root folder")
@@ -367,11 +128,11 @@ def add_engine_commands(sub: Any) -> None:
     v.add_argument("--log-dir", help="where DTVerify.log goes (default LogDir)")
     _retries(v)
     _output_args(v)
-    v.set_defaults(run=_verify)
+    v.set_defaults(run=_runs("verify"))
 
     r = sub.add_parser("restore", help="copy a target path back to a folder")
     _source_args(r, "destination", "the folder to restore into")
     r.add_argument("--overwrite", type=int, choices=(0, 1, 2), default=None,
                    help="RestoreOverwrite: 0 never, 1 always, 2 if the target copy is newer")
     _output_args(r, itemize=False)
-    r.set_defaults(run=_restore)
+    r.set_defaults(run=_runs("restore"))

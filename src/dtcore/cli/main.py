@@ -5,20 +5,19 @@ engine: ``dtcore target``, ``dtcore mirror``, ``dtcore verify`` and
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-from importlib import metadata
 from typing import Sequence
 
+from dtcore._version import __version__
 from dtcore.cli import exits
 from dtcore.cli.watchdog import Stalled
-from dtcore.control import settings
-from dtcore.control.config import Config, default_path
 from dtcore.errors import DTError
 
 
 def _config(args: argparse.Namespace) -> int:
+    from dtcore.control import settings
+    from dtcore.control.config import Config, default_path
     path = args.conf or default_path()
     config = Config(path)
     if args.action == "show":
@@ -52,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dtcore", description="dtcore replication engine",
                                 epilog=exits.epilog(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"dtcore {metadata.version('dtcore')}")
+    p.add_argument("--version", action="version", version=f"dtcore {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("config", help="show or change settings in DT.conf")
     c.add_argument("--conf", help="the DT.conf to use (default: $DTCORE_CONF or /etc/DT/DT.conf)")
@@ -73,10 +72,10 @@ def _logging(args: argparse.Namespace) -> None:
     """Events on stderr: always for the target service (its log for
     journald), for the other commands with -v (INFO) or -vv (DEBUG)."""
     verbose = getattr(args, "verbose", 0)
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose or \
-        args.command == "target" else None
-    if level is None:
+    if not verbose and args.command != "target":
         return
+    import logging
+    level = logging.DEBUG if verbose > 1 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log = logging.getLogger("dtcore")

@@ -70,3 +70,24 @@ def emit(event_id: int, *, log_level: int | None = None, **fields: Any) -> Event
         except Exception:  # a subscriber's bug must not break replication
             log.exception("event subscriber %r failed on event %d", callback, event_id)
     return event
+
+
+class EventCounts:
+    """How many of each event (by ID and level) were emitted since it was made."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[int, str], int] = {}
+        self._lock = threading.Lock()
+        self._unsubscribe = subscribe(self._count)
+
+    def _count(self, event: Event) -> None:
+        with self._lock:
+            key = (event.id, event.level)
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def items(self) -> list[tuple[tuple[int, str], int]]:
+        with self._lock:
+            return sorted(self._counts.items())
+
+    def close(self) -> None:
+        self._unsubscribe()

@@ -12,13 +12,12 @@ times, ``_total`` for counters.  Statistics that cannot apply
 from __future__ import annotations
 
 import re
-import threading
 from typing import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dtcore.control.events import Event, subscribe
+from dtcore.control.events import EventCounts
 from dtcore.control.stats import NOT_APPLICABLE, PERCENT_SCALE, SECTIONS, Statistics
 
 # statistics that only grow (the rest go up and down)
@@ -61,27 +60,6 @@ def metric_name(section: str, field: str) -> str:
     if unit and words.endswith("_" + unit):
         words = words[:-len(unit) - 1]
     return f"dtcore_{section}_{words}" + (f"_{unit}" if unit else "")
-
-
-class EventCounts:
-    """How many of each event (by ID and level) were emitted since it was made."""
-
-    def __init__(self) -> None:
-        self._counts: dict[tuple[int, str], int] = {}
-        self._lock = threading.Lock()
-        self._unsubscribe = subscribe(self._count)
-
-    def _count(self, event: Event) -> None:
-        with self._lock:
-            key = (event.id, event.level)
-            self._counts[key] = self._counts.get(key, 0) + 1
-
-    def items(self) -> list[tuple[tuple[int, str], int]]:
-        with self._lock:
-            return sorted(self._counts.items())
-
-    def close(self) -> None:
-        self._unsubscribe()
 
 
 class EngineCollector(Collector):

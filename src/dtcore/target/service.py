@@ -9,6 +9,7 @@ import ssl
 import threading
 import time
 
+from dtcore.apply import APPLY_THREADS
 from dtcore.apply.safe_paths import SafeRoot
 from dtcore.control.config import Config
 from dtcore.control.events import emit
@@ -30,9 +31,6 @@ from dtcore.target.states import STATE_DIR, DataStates
 # get a small budget of their own, apart from MaxConnections.
 HANDSHAKE_TIMEOUT = 10.0
 MAX_HANDSHAKES = 16
-# Lanes applying one connection's ops: file creation is kernel work that two
-# cores share well, and a lane waiting on the disk leaves the core to another.
-APPLY_THREADS = 4
 
 
 class Target:
