@@ -61,6 +61,7 @@ class Engine:
         self.stats_server: StatsServer | None = None
         self.web_server: Any = None  # a control.webserver.WebServer once serving
         self.events = EventCounts()  # by ID, for the metrics
+        self.mirrors: dict[int, Mirror] = {}  # each connection's running (or last) mirror
         self._stats_logger: StatsLogger | None = None
         cfg = self.config
         directory = log_dir or config_log_dir(cfg)
@@ -83,9 +84,20 @@ class Engine:
                 emit(6001, detail=f"live statistics are not served: {e}")
 
     # -- events and statistics ----------------------------------------------
-    def serve_metrics(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Serve Prometheus metrics of this engine at ``http://host:port/metrics``
-        (0: any free port) until the engine closes; returns the port."""
+    def status(self) -> dict[str, Any]:
+        """The service view as a document (``/api/status``, ``dtcore status``):
+        the server's figures, each target with its sources and their target
+        paths' data states, and each connection with its target state,
+        transmit mode, mirror and replication status, queues, bytes, RPO and
+        ``why_idle``, the reason in one line when nothing can move."""
+        from dtcore.control.status import document
+        return document(self.statistics(), self.targets, self.connections, self.replications,
+                        self.mirrors)
+
+    def serve_http(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Serve this engine over HTTP on ``host:port`` (0: any free port)
+        until it closes: Prometheus metrics at ``/metrics`` and the service
+        view's document at ``/api/status`` (read-only).  Returns the port."""
         if self.web_server is None:
             # prometheus-client and http.server load only for an engine that serves
             from dtcore.control.metrics import EngineCollector
@@ -97,7 +109,7 @@ class Engine:
                     paths.update((c.id, c.target_path) for c in self.connections)
                 return paths.get(conn_id, "")
             collector = EngineCollector(self.stats, self.events, target_path)
-            self.web_server = WebServer(collector, host, port).start()
+            self.web_server = WebServer(collector, self.status, host, port).start()
         return self.web_server.port
 
     @staticmethod
@@ -243,6 +255,7 @@ class Engine:
         rep = tx.rep
         before = rep.pipeline.state.last_seq() if rep is not None else 0
         tx.mirroring += 1
+        self.mirrors[m.conn.id] = m  # the service view shows it, and its last one after
         try:
             result = self._run_once(m)
             for _ in range(2):

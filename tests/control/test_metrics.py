@@ -46,7 +46,7 @@ def mirrored(tmp_path):
         repset = ReplicationSet(src)
         conn = engine.connect(repset, port=target.port, target_path="data")
         engine.mirror(conn, repset, "full")
-        yield engine, engine.serve_metrics()
+        yield engine, engine.serve_http()
 
 
 def test_every_statistic_has_its_own_name():

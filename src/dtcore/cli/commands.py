@@ -77,8 +77,9 @@ def add_engine_commands(sub: Any) -> None:
     t.add_argument("--host", default="0.0.0.0", help="address to listen on")
     t.add_argument("--apply-threads", type=int, default=APPLY_THREADS,
                    help=f"threads applying each connection's ops (default {APPLY_THREADS})")
-    t.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
-                   help="serve Prometheus metrics on this HTTP port of --host (0: any free one)")
+    t.add_argument("--http-port", type=_port, default=None, metavar="PORT",
+                   help="serve /metrics (Prometheus) and /api/status on this HTTP port of --host "
+                        "(0: any free one)")
     _common(t)
     t.set_defaults(run=_runs("target"))
 
@@ -115,10 +116,10 @@ def add_engine_commands(sub: Any) -> None:
     rp.add_argument("--drain-timeout", type=float, default=30, metavar="S",
                     help="on stopping, wait this long for the target to apply the queue "
                          "(default 30 s); the rest stays in the journal")
-    rp.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
-                    help="serve Prometheus metrics on this HTTP port (0: any free one)")
-    rp.add_argument("--metrics-host", default="127.0.0.1",
-                    help="the address the metrics port listens on (default 127.0.0.1)")
+    rp.add_argument("--http-port", type=_port, default=None, metavar="PORT",
+                    help="serve /metrics (Prometheus) and /api/status on this HTTP port (0: any free one)")
+    rp.add_argument("--http-host", default="127.0.0.1",
+                    help="the address the HTTP port listens on (default 127.0.0.1)")
     _output_args(rp, itemize=False)
     rp.set_defaults(run=_runs("replicate"))
 
@@ -129,6 +130,13 @@ def add_engine_commands(sub: Any) -> None:
     _retries(v)
     _output_args(v)
     v.set_defaults(run=_runs("verify"))
+
+    st = sub.add_parser("status", help="show a running engine: what it serves, its "
+                                       "connections, and why one makes no progress")
+    st.add_argument("address", metavar="HOST:PORT",
+                    help="the engine's HTTP port (dtcore target/replicate --http-port)")
+    st.add_argument("--json", action="store_true", help="print the document as it came")
+    st.set_defaults(run=_runs("status"))
 
     r = sub.add_parser("restore", help="copy a target path back to a folder")
     _source_args(r, "destination", "the folder to restore into")

@@ -2,6 +2,9 @@
 mirror sent and how, and a connection's statistics."""
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -84,3 +87,39 @@ def print_connection_stats(snap: Snapshot, conn_row: int = 0) -> None:
                  "Logins", "FailedLogins"):
         t.add_row(name, f"{snap.value('server', name):,}")
     Console().print(t)
+
+
+def print_status(doc: dict[str, Any]) -> None:
+    """The service view in the terminal: the server, what it serves, and a
+    row per connection with why it is idle when it is."""
+    out = Console()
+    srv = doc["server"]
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(srv["StartTime"])) \
+        if srv["StartTime"] else "-"
+    out.print(f"dtcore {doc['version']}, started {started}; source state {srv['SourceState']}, "
+              f"target state {srv['TargetState']}; logins {srv['Logins']} "
+              f"(failed {srv['FailedLogins']}); reconnects {srv['autoReConnects']}")
+    for t in doc["targets"]:
+        table = Table(title=f"target {t['root']} on {t['address']}")
+        for col in ("source", "target path", "data state"):
+            table.add_column(col)
+        for s in t["sources"]:
+            table.add_row(s["peer"], s["target_path"], s["data_state"])
+        out.print(table)
+    if doc["connections"]:
+        table = Table(title="connections")
+        for col in ("#", "target", "path", "target state", "transmit", "mirror", "replication",
+                    "queue (memory / disk)", "sent / on wire", "RPO"):
+            table.add_column(col)
+        for c in doc["connections"]:
+            mirror = c["mirror"] + (f" {c['mirror_percent']}%" if c["mirror_percent"] is not None
+                                    and c["mirror"] != "Idle" else "")
+            rpo = "-" if c["rpo_seconds"] is None else f"{c['rpo_seconds']} s"
+            table.add_row(str(c["id"]), c["target"], c["target_path"], c["target_state"] or "-",
+                          c["transmit"], mirror, c["replication"],
+                          f"{c['queue_memory_bytes']:,} / {c['queue_disk_bytes']:,}",
+                          f"{c['bytes_sent']:,} / {c['bytes_on_wire']:,}", rpo)
+        out.print(table)
+        for c in doc["connections"]:
+            if c["why_idle"]:
+                out.print(f"connection {c['id']}: nothing moves: {c['why_idle']}")

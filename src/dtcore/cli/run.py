@@ -18,7 +18,7 @@ from dtcore.cli.report import print_items
 from dtcore.cli.watchdog import Watchdog
 from dtcore.control.config import Config, default_path
 from dtcore.engine import Engine
-from dtcore.errors import InvalidParameterError
+from dtcore.errors import ConnectionFailedError, InvalidParameterError
 from dtcore.model.repset import ReplicationSet
 from dtcore.source.connection import Connection, parse_address
 from dtcore.source.mirror import DIFFERENCE, FULL, MirrorResult
@@ -141,9 +141,9 @@ def replicate(args: argparse.Namespace) -> int:
                                    watch_coalesce=args.coalesce / 1000,
                                    mirror=FULL if args.full else DIFFERENCE,
                                    checksum=args.checksum, orphans=args.orphans, progress=progress)
+        _http(args, engine, args.http_host)
         print(f"mirror complete; replicating {repset.root} as it changes (watching with "
               f"{rep.watcher.method}); stop with Ctrl-C or SIGTERM", flush=True)
-        _metrics(args, engine, args.metrics_host)
         tty = sys.stderr.isatty()
         last: dict[str, float] = {}
         try:
@@ -157,6 +157,7 @@ def replicate(args: argparse.Namespace) -> int:
             print(file=sys.stderr)
         print("stopping: waiting for the target to apply what is queued", flush=True)
         drained = rep.close(args.drain_timeout)
+        engine.close(args.drain_timeout)  # the same bound for what the mirror queue holds
         if drained:
             print("stopped: every change was applied on the target")
         else:
@@ -217,7 +218,7 @@ def target(args: argparse.Namespace) -> int:
                                      apply_threads=args.apply_threads)
         print(f"dtcore target serving {os.path.abspath(args.root)} on {target.host}:{target.port}",
               flush=True)
-        _metrics(args, engine, args.host)
+        _http(args, engine, args.host)
         if engine.stats_server is not None:
             print(f"dtcore target: live statistics on {args.host}:{engine.stats_server.port} "
                   "(dtstat -server)", file=sys.stderr, flush=True)
@@ -234,11 +235,12 @@ def target(args: argparse.Namespace) -> int:
     return 0
 
 
-def _metrics(args: argparse.Namespace, engine: Engine, host: str) -> None:
-    if args.metrics_port is not None:
-        port = engine.serve_metrics(host, args.metrics_port)
-        print(f"dtcore {args.command}: Prometheus metrics on http://{host}:{port}/metrics",
-              file=sys.stderr, flush=True)
+def _http(args: argparse.Namespace, engine: Engine, host: str) -> None:
+    if args.http_port is not None:
+        port = engine.serve_http(host, args.http_port)
+        print(f"dtcore {args.command}: metrics on http://{host}:{port}/metrics, the service "
+              f"view's document on /api/status (dtcore status {host}:{port})", file=sys.stderr,
+              flush=True)
 
 
 def _reload(engine: Engine) -> None:
@@ -256,3 +258,26 @@ def _reload(engine: Engine) -> None:
           file=sys.stderr, flush=True)
 
 
+
+
+def status(args: argparse.Namespace) -> int:
+    """``dtcore status HOST:PORT``: the service view of a running engine."""
+    import json
+    import urllib.request
+
+    from dtcore.cli.progress import print_status
+    host, _, port = args.address.rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidParameterError(f"{args.address!r} is not HOST:PORT")
+    url = f"http://{host}:{port}/api/status"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            doc = json.loads(reply.read())
+    except OSError as e:
+        raise ConnectionFailedError(f"no engine answers at {url}: {getattr(e, 'reason', e)}") \
+            from None
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    else:
+        print_status(doc)
+    return exits.OK

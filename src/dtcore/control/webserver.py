@@ -1,12 +1,14 @@
-"""The daemon's HTTP server: ``/metrics`` for Prometheus (the text format
-of prometheus-client).  It blocks in accept between requests (no polling)
-and stop() wakes it."""
+"""The daemon's HTTP server, read-only: ``/metrics`` for Prometheus (the
+text format of prometheus-client) and ``/api/status``, the service view's
+document as JSON.  It blocks in accept between requests (no polling) and
+stop() wakes it."""
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
@@ -19,12 +21,17 @@ class _Handler(BaseHTTPRequestHandler):
     server: "WebServer"
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server name
-        if self.path.split("?")[0] != "/metrics":
-            self.send_error(404, "only /metrics is served")
+        path = self.path.split("?")[0]
+        if path == "/metrics":
+            body, kind = generate_latest(self.server.registry), CONTENT_TYPE_LATEST
+        elif path == "/api/status":
+            body = json.dumps(self.server.status()).encode()
+            kind = "application/json"
+        else:
+            self.send_error(404, "served here: /metrics and /api/status")
             return
-        body = generate_latest(self.server.registry)
         self.send_response(200)
-        self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -34,16 +41,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class WebServer(ThreadingHTTPServer):
-    """Serves ``collector`` on ``host:port`` (0: any free port)."""
+    """Serves ``collector`` and the ``status`` document on ``host:port``
+    (0: any free port)."""
 
     daemon_threads = True
 
-    def __init__(self, collector: EngineCollector, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, collector: EngineCollector, status: Callable[[], dict[str, Any]],
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         try:
             super().__init__((host, port), _Handler)
         except OSError as e:
             raise ERRORS[-186](f"metrics on {host}:{port}: {e.strerror}") from None
         self.collector = collector
+        self.status = status
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
         self._stopping = threading.Event()

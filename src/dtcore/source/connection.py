@@ -32,6 +32,8 @@ from dtcore.protocol.messages import (
     ManifestRequest,
     Request,
     RootRequest,
+    StateReply,
+    StateRequest,
     SumsRequest,
     Welcome,
 )
@@ -213,6 +215,12 @@ class Connection:
         """Give the target path's own folder the mode, owner and times of
         the local folder ``root``."""
         self.call(RootRequest(Attrs.of(os.lstat(root)).pack()))
+
+    def set_state(self, state: str, reason: str = "") -> str:
+        """Set the target path's data state; returns it as the target now
+        has it (also kept as ``target_state``)."""
+        self.target_state = StateReply.parse(self.call(StateRequest(state, reason))[0]).state
+        return self.target_state
 
     def root_attrs(self) -> Attrs:
         """The mode, owner and times of the target path's own folder."""

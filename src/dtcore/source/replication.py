@@ -61,7 +61,7 @@ from dtcore.model import xattrs
 from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, pack_batch
 from dtcore.model.paths import check_path
 from dtcore.model.repset import ReplicationSet
-from dtcore.protocol.messages import MIRROR_REQUIRED, OK, StateRequest
+from dtcore.protocol.messages import MIRROR_REQUIRED, OK
 from dtcore.source.connection import Connection
 from dtcore.source.pipeline import Pipeline, default_directory
 from dtcore.source.rep_stream import ReplicationStream
@@ -381,7 +381,7 @@ class Replication:
         """The target path becomes Mirror Required and is remirrored
         (``on_remirror``, per AutoRemirror): at the start when the target is
         not in step, and after refused ops once everything queued is applied."""
-        self.conn.call(StateRequest(MIRROR_REQUIRED, self._why_mirror()))
+        self.conn.set_state(MIRROR_REQUIRED, self._why_mirror())
         self.heals += 1
         self._lost_reason = ""
         if self.on_remirror is not None:

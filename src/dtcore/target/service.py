@@ -86,6 +86,14 @@ class Target:
     def address(self) -> tuple[str, int]:
         return self.host, self.port
 
+    def sources(self) -> list[dict[str, object]]:
+        """Who is connected now: each source's address, target path and that
+        path's data state."""
+        with self._lock:
+            sessions = [s for s in self._sessions if s.authenticated]
+        return [{"peer": s.peer, "target_path": "/" + s.path, "data_state": self.states.get(s.path)}
+                for s in sorted(sessions, key=lambda s: s.id)]
+
     def start(self) -> "Target":
         """Listen and serve in background threads (event 4001)."""
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)

@@ -45,7 +45,6 @@ from dtcore.protocol.messages import (
     ManifestRequest,
     Notice,
     OpFailure,
-    StateRequest,
 )
 from dtcore.source.connection import Connection
 from dtcore.source.mirror.options import (
@@ -273,7 +272,7 @@ class Mirror:
         theirs = Listing.parse(conn.manifest(pending) if pending is not None else b"")
         flags, match = ours.compare(theirs)
         if writes:
-            conn.call(StateRequest(MIRRORING))
+            conn.set_state(MIRRORING)
         self._set_status(VERIFYING if opts.verify else IN_PROGRESS)
         there = (flags & (THERE | SAME_KIND)) == (THERE | SAME_KIND)
         batch = self._batch()
@@ -369,7 +368,7 @@ class Mirror:
             self.status = STOPPED
         else:
             if writes:
-                conn.call(StateRequest(OK, "mirror complete"))
+                conn.set_state(OK, "mirror complete")
             c["ConMirrorEndTime"] = int(time.time())
             c["conMirrorPercent"] = 100 * PERCENT_SCALE
             c["conMirrorBytesRemaining"] = 0
