@@ -25,9 +25,10 @@ $(STAMP): pyproject.toml setup.py | $(LZ4_HEADER)
 
 venv: $(STAMP)
 
-# The real clients the tests talk to: Prometheus (a scrape and promtool).
-TEST_PACKAGES := prometheus
-TEST_TOOLS := /usr/bin/prometheus /usr/bin/promtool
+# The real clients the tests talk to: Prometheus (a scrape and promtool) and
+# a headless browser for the service view.
+TEST_PACKAGES := prometheus chromium
+TEST_TOOLS := /usr/bin/prometheus /usr/bin/promtool /usr/bin/chromium
 
 $(TEST_TOOLS):
 	@if [ "$$(id -u)" = 0 ]; then \

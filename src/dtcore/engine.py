@@ -62,6 +62,7 @@ class Engine:
         self.web_server: Any = None  # a control.webserver.WebServer once serving
         self.events = EventCounts()  # by ID, for the metrics
         self.mirrors: dict[int, Mirror] = {}  # each connection's running (or last) mirror
+        self._rpo_history: Any = None  # a control.status.RpoHistory while serving HTTP
         self._stats_logger: StatsLogger | None = None
         cfg = self.config
         directory = log_dir or config_log_dir(cfg)
@@ -92,7 +93,7 @@ class Engine:
         ``why_idle``, the reason in one line when nothing can move."""
         from dtcore.control.status import document
         return document(self.statistics(), self.targets, self.connections, self.replications,
-                        self.mirrors)
+                        self.mirrors, self._rpo_history)
 
     def serve_http(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Serve this engine over HTTP on ``host:port`` (0: any free port)
@@ -109,6 +110,10 @@ class Engine:
                     paths.update((c.id, c.target_path) for c in self.connections)
                 return paths.get(conn_id, "")
             collector = EngineCollector(self.stats, self.events, target_path)
+            from dtcore.control.status import RpoHistory
+            self._rpo_history = RpoHistory(lambda: {
+                c.id: int(c.tx.rep.pipeline.recovery_point()[1])
+                for c in self.connections if c.tx.rep is not None}).start()
             self.web_server = WebServer(collector, self.status, host, port).start()
         return self.web_server.port
 
@@ -322,7 +327,8 @@ class Engine:
             self.stats_server = None
         if self.web_server is not None:
             self.web_server.stop()
-            self.web_server = None
+            self._rpo_history.stop()
+            self.web_server = self._rpo_history = None
         if self._log is not None:
             self._log.close()
             self._log = None

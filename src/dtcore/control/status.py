@@ -3,8 +3,11 @@ state, and in one line why a connection makes no progress when it makes
 none.  ``/api/status`` serves it as JSON and ``dtcore status`` prints it."""
 from __future__ import annotations
 
+import collections
+import os
+import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from dtcore._version import __version__
 
@@ -12,19 +15,20 @@ SCHEMA = 1
 
 
 def document(snap: Any, targets: list[Any], connections: list[Any], replications: list[Any],
-             mirrors: dict[int, Any]) -> dict[str, Any]:
+             mirrors: dict[int, Any], history: RpoHistory | None = None) -> dict[str, Any]:
     """The document of an engine's parts (see ``Engine.status``)."""
     server = {name: snap.value("server", name) for name in (
         "StartTime", "SourceState", "TargetState", "Logins", "FailedLogins", "RepOpsGenerated",
         "RepBytesGenerated", "MirOpsGenerated", "MirBytesGenerated", "autoDisConnects",
         "autoReConnects")}
     return {"schema": SCHEMA, "version": __version__, "time": time.time(), "server": server,
-            "targets": [{"root": str(t.root), "address": f"{t.host}:{t.port}",
+            "targets": [{"root": os.fsdecode(t.root.path), "address": f"{t.host}:{t.port}",
                          "sources": t.sources()} for t in targets],
-            "connections": [_connection(c, replications, mirrors) for c in connections]}
+            "connections": [_connection(c, replications, mirrors, history) for c in connections]}
 
 
-def _connection(conn: Any, replications: list[Any], mirrors: dict[int, Any]) -> dict[str, Any]:
+def _connection(conn: Any, replications: list[Any], mirrors: dict[int, Any],
+                history: RpoHistory | None) -> dict[str, Any]:
     c = conn.counters
     rep = conn.tx.rep
     replication = next((r for r in replications if r.conn is conn), None)
@@ -46,6 +50,7 @@ def _connection(conn: Any, replications: list[Any], mirrors: dict[int, Any]) -> 
         "rpo_seconds": int(c["ConRPL"]) if rep is not None else None,
     }
     out["why_idle"] = why_idle(conn, replication, out)
+    out["rpo_history"] = history.of(conn.id) if history is not None else []
     return out
 
 
@@ -68,3 +73,43 @@ def why_idle(conn: Any, replication: Any, row: dict[str, Any]) -> str | None:
     if watcher is not None and watcher.error is not None:
         return f"the watcher failed: {watcher.error}"
     return None
+
+
+class RpoHistory:
+    """Each connection's recovery point every ``interval`` seconds over the
+    last ``span``: (time, seconds behind) pairs for the service view's chart."""
+
+    def __init__(self, read: Callable[[], dict[int, int]], interval: float = 10,
+                 span: float = 3600) -> None:
+        self.read, self.interval = read, interval
+        self._points: dict[int, collections.deque[tuple[float, int]]] = {}
+        self._size = max(1, int(span / interval))
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dtcore-rpo", daemon=True)
+
+    def start(self) -> "RpoHistory":
+        self.sample()
+        self._thread.start()
+        return self
+
+    def sample(self) -> None:
+        now = time.time()
+        values = self.read()
+        with self._lock:
+            for conn_id, rpo in values.items():
+                points = self._points.setdefault(conn_id, collections.deque(maxlen=self._size))
+                points.append((now, rpo))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def of(self, conn_id: int) -> list[tuple[float, int]]:
+        with self._lock:
+            return list(self._points.get(conn_id, ()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()

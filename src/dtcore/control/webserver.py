@@ -1,19 +1,22 @@
-"""The daemon's HTTP server, read-only: ``/metrics`` for Prometheus (the
-text format of prometheus-client) and ``/api/status``, the service view's
-document as JSON.  It blocks in accept between requests (no polling) and
-stop() wakes it."""
+"""The daemon's HTTP server, read-only: ``/`` the replication service view
+(a page that reads the API), ``/api/status`` its document as JSON, and
+``/metrics`` for Prometheus (the text format of prometheus-client).  It
+blocks in accept between requests (no polling) and stop() wakes it."""
 from __future__ import annotations
 
 import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from dtcore.control.metrics import EngineCollector
+
+_PAGE = Path(__file__).with_name("static") / "status.html"
 from dtcore.errors import ERRORS
 
 
@@ -22,13 +25,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server name
         path = self.path.split("?")[0]
-        if path == "/metrics":
+        if path in ("/", "/index.html"):
+            body, kind = _PAGE.read_bytes(), "text/html; charset=utf-8"
+        elif path == "/metrics":
             body, kind = generate_latest(self.server.registry), CONTENT_TYPE_LATEST
         elif path == "/api/status":
             body = json.dumps(self.server.status()).encode()
             kind = "application/json"
         else:
-            self.send_error(404, "served here: /metrics and /api/status")
+            self.send_error(404, "served here: /, /api/status and /metrics")
             return
         self.send_response(200)
         self.send_header("Content-Type", kind)
