@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import socket
 import socketserver
-import threading
 import zlib
 from pathlib import Path
 
 from dtcore.control import settings
+from dtcore.control.serving import BackgroundServer
 from dtcore.control.stats import Snapshot, Statistics
 from dtcore.control.stsfile import HEADER_SIZE, RECORD_HEAD, decode, encode, header, parse_header
 from dtcore.errors import ERRORS, InvalidStatisticsFileError
@@ -33,50 +33,15 @@ class _Handler(socketserver.StreamRequestHandler):
             self.wfile.write(encode(stats.snapshot()))
 
 
-class StatsServer(socketserver.ThreadingTCPServer):
+class StatsServer(BackgroundServer):
     """Serves ``stats`` on ``host:port`` from a background thread."""
-
-    daemon_threads = True
-    allow_reuse_address = True
 
     def __init__(self, stats: Statistics, host: str = "127.0.0.1",
                  port: int = settings.default("StatsPort")) -> None:
         if port:
             settings.check("StatsPort", port)
-        try:
-            super().__init__((host, port), _Handler)
-        except OSError as e:
-            raise ERRORS[-186](f"statistics server on {host}:{port}: {e.strerror}") from None
+        super().__init__(host, port, _Handler, "statistics server")
         self.stats = stats
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="dtcore-statserver", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    def start(self) -> StatsServer:
-        self._thread.start()
-        return self
-
-    def _serve(self) -> None:
-        # blocks in accept until a client comes (no polling); stop() wakes it
-        while not self._stopping.is_set():
-            self.handle_request()
-
-    def verify_request(self, request: object, client_address: object) -> bool:
-        return not self._stopping.is_set()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        host = self.server_address[0]
-        wake = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-        try:
-            socket.create_connection((wake, self.port), timeout=2).close()
-        except OSError:
-            pass  # not listening any more: the thread has already ended
-        self._thread.join(5)
-        self.server_close()
 
 
 class StatsClient:
