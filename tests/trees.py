@@ -88,10 +88,9 @@ def exact(root: Path) -> tuple[dict[str, tuple], set[frozenset[str]]]:
     return out, {frozenset(g) for g in groups.values() if len(g) > 1}
 
 
-def assert_exact(source: Path, target: Path, hard_links: bool = True) -> None:
+def assert_exact(source: Path, target: Path) -> None:
     """``target`` is an exact copy of ``source``: same entries, kinds, modes,
-    owners, file and folder times, contents, link texts and (unless
-    ``hard_links`` is false) hard links."""
+    owners, file and folder times, contents, link texts and hard links."""
     ours, our_links = exact(source)
     theirs, their_links = exact(target)
     missing = sorted(set(ours) - set(theirs))
@@ -100,4 +99,4 @@ def assert_exact(source: Path, target: Path, hard_links: bool = True) -> None:
     detail = [f"{k}: {ours[k][:5]} != {theirs[k][:5]}" for k in differ[:10]]
     assert not (missing or extra or differ), (
         f"missing on the target {missing[:10]}, extra {extra[:10]}, differing {detail}")
-    assert our_links == their_links or not hard_links
+    assert our_links == their_links

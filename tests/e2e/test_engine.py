@@ -155,9 +155,8 @@ def test_restore_brings_target_back(setup, tmp_path):
     fresh = tmp_path / "fresh"
     engine.restore(conn, fresh)
     assert (fresh / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
-    # folder and link times too, the restored root's own included; a restore
-    # writes each name of a hard-linked file as a file of its own
-    assert_exact(dst, fresh, hard_links=False)
+    # folder and link times too, the restored root's own included, and hard links
+    assert_exact(dst, fresh)
 
 
 def test_mirror_resumes_mid_file_after_lost_connection(engine, tmp_path):

@@ -266,6 +266,22 @@ class ReadlinkRequest(_PathRequest):
 
 
 @dataclass(frozen=True)
+class LinksRequest(Request):
+    """The target path's hard links (for a restore): reply data holds each
+    group of names of one file, each name ended by a NUL and each group by
+    one more."""
+
+    METHOD: ClassVar[str] = "links"
+
+    def fields(self) -> Fields:
+        return {}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "LinksRequest":
+        return cls()
+
+
+@dataclass(frozen=True)
 class XattrsRequest(_PathRequest):
     """An entry's extended attributes, packed as an XATTR op's data (for a
     restore with ExtendedAttributes)."""
@@ -354,8 +370,8 @@ class ReplicationStart(Request):
 
 
 REQUESTS: dict[str, type[Request]] = {cls.METHOD: cls for cls in (
-    ManifestRequest, SumsRequest, SignatureRequest, ReadRequest, ReadlinkRequest, OrphansRequest,
-    StateRequest, RootRequest, ReplicationStart)}
+    ManifestRequest, SumsRequest, SignatureRequest, ReadRequest, ReadlinkRequest, XattrsRequest,
+    LinksRequest, OrphansRequest, StateRequest, RootRequest, ReplicationStart)}
 
 
 # -- replies -----------------------------------------------------------------

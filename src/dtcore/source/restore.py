@@ -21,7 +21,7 @@ from dtcore.control.events import emit
 from dtcore.model.checksum import differing_ranges, file_checksums
 from dtcore.model.manifest import DIR, LINK, Entry, Listing
 from dtcore.model.ops import Op, OpKind
-from dtcore.protocol.messages import ReadlinkRequest, ReadRequest, XattrsRequest
+from dtcore.protocol.messages import LinksRequest, ReadlinkRequest, ReadRequest, XattrsRequest
 from dtcore.source.connection import Connection
 
 _CHUNK = 4 << 20
@@ -50,12 +50,25 @@ def restore(conn: Connection, destination: str | os.PathLike[str], *, overwrite:
     start = time.monotonic()
     result = RestoreResult()
     theirs = list(Listing.parse(conn.manifest()))
+    # hard links: each name after a file's first becomes a link to it
+    first_of = {}
+    for group in bytes(conn.call(LinksRequest())[1]).split(b"\0\0")[:-1]:
+        names = group.split(b"\0")
+        first_of.update((name, names[0]) for name in names[1:])
     os.makedirs(destination, exist_ok=True)  # a restore may go to a new folder
     with SafeRoot(destination) as root:
         applier = Applier(root, retry_delay=cfg["TGRetryLocked"], retry_limit=max(1, cfg["TGExecutionRetryLimit"]))
         try:
             with_xattrs = bool(cfg["ExtendedAttributes"])
             for t in theirs:
+                if t.path in first_of:
+                    if _keep_local(root, t, overwrite):
+                        result.skipped += 1
+                    else:
+                        result.files += 1
+                        applier.apply([Op(OpKind.DELETE, 0, 0, t.path),
+                                       Op(OpKind.LINK, 0, 0, t.path, 0, first_of[t.path])])
+                    continue
                 for op in _entry_ops(conn, root, t, overwrite, block, small_file, result):
                     if with_xattrs and op.kind == OpKind.SETATTR:  # just before the times
                         applier.apply([_xattr_op(conn, t.path)])
@@ -80,20 +93,32 @@ def _xattr_op(conn: Connection, path: bytes) -> Op:
     return Op(OpKind.XATTR, 0, 0, path, 0, bytes(conn.call(XattrsRequest(path))[1]))
 
 
+def _local(root: SafeRoot, t: Entry) -> os.stat_result | None:
+    try:
+        return root.lstat(t.path)
+    except FileNotFoundError:
+        return None
+
+
+def _keep_local(root: SafeRoot, t: Entry, overwrite: int) -> bool:
+    """Whether RestoreOverwrite keeps the local copy of ``t`` (0 never
+    overwrites, 2 only with a newer target copy)."""
+    mine = _local(root, t)
+    return mine is not None and (overwrite == 0 or (overwrite == 2 and
+                                                    mine.st_mtime_ns >= t.mtime_ns))
+
+
 def _entry_ops(conn: Connection, root: SafeRoot, t: Entry, overwrite: int, block: int,
                small_file: int, result: RestoreResult) -> Iterator[Op]:
     """The ops that restore one entry, fetched as they are applied."""
-    try:
-        mine = root.lstat(t.path)
-    except FileNotFoundError:
-        mine = None
     if t.kind == DIR:
         result.directories += 1
         yield Op(OpKind.MKDIR, 0, 0, t.path, t.mode)
         return
-    if mine is not None and (overwrite == 0 or (overwrite == 2 and mine.st_mtime_ns >= t.mtime_ns)):
+    if _keep_local(root, t, overwrite):
         result.skipped += 1
         return
+    mine = _local(root, t)
     result.files += 1
     if t.kind == LINK:
         yield Op(OpKind.SYMLINK, 0, 0, t.path, 0, bytes(conn.call(ReadlinkRequest(t.path))[1]))

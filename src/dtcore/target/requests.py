@@ -19,7 +19,7 @@ from dtcore.apply.applier import Applier
 from dtcore.apply.safe_paths import SafeRoot
 from dtcore.errors import InvalidParameterError, InvalidPathError, StreamError
 from dtcore.model import xattrs
-from dtcore.model.manifest import Listing
+from dtcore.model.manifest import KIND_FILE, Listing
 from dtcore.model.ops import Attrs
 from dtcore.model.paths import check_path
 from dtcore.protocol.messages import (
@@ -27,6 +27,7 @@ from dtcore.protocol.messages import (
     MAX_SIGNATURE_BLOCKS,
     OK,
     FileReply,
+    LinksRequest,
     ManifestReply,
     ManifestRequest,
     OrphansReply,
@@ -107,6 +108,22 @@ def _read(s: Session, req: ReadRequest, data: bytes) -> tuple[Reply, Any]:
 def _readlink(s: Session, req: ReadlinkRequest, data: bytes) -> tuple[Reply, Any]:
     dfd, name = s.view().parent(req.path)
     return Reply(), os.readlink(name, dir_fd=dfd)
+
+
+def _links(s: Session, req: LinksRequest, data: bytes) -> tuple[Reply, Any]:
+    """Each file with more than one name beneath the target path: its names,
+    in listing order."""
+    root = s.view()
+    skip = STATE_DIR if root.path == s.target.root.path else None
+    listing = Listing.walk(root.fd, skip, 0, ids=True)
+    assert listing.ids is not None
+    groups: dict[tuple[int, int], list[bytes]] = {}
+    kinds, _ = listing.columns()
+    for i in np.flatnonzero((listing.ids[:, 2] > 1) & (kinds == KIND_FILE)).tolist():
+        ino, dev, _ = listing.ids[i].tolist()
+        groups.setdefault((dev, ino), []).append(listing.path(i))
+    return Reply(), b"".join(b"".join(p + b"\0" for p in names) + b"\0"
+                             for names in groups.values() if len(names) > 1)
 
 
 def _xattrs(s: Session, req: XattrsRequest, data: bytes) -> tuple[Reply, Any]:
@@ -197,6 +214,7 @@ HANDLERS: dict[str, tuple[Any, Handler]] = {
     SignatureRequest.METHOD: (SignatureRequest, _signature), ReadRequest.METHOD: (ReadRequest, _read),
     ReadlinkRequest.METHOD: (ReadlinkRequest, _readlink),
     XattrsRequest.METHOD: (XattrsRequest, _xattrs),
+    LinksRequest.METHOD: (LinksRequest, _links),
     OrphansRequest.METHOD: (OrphansRequest, _orphans), StateRequest.METHOD: (StateRequest, _state),
     RootRequest.METHOD: (RootRequest, _root),
     ReplicationStart.METHOD: (ReplicationStart, _replication_start),
