@@ -69,6 +69,8 @@ def test_status_of_a_replication_and_of_its_target(tmp_path, src):
         assert out.returncode == 0 and "/job" in out.stdout and "connections" in out.stdout
         out = run(["status", f"127.0.0.1:{http_t}"], tmp_path)
         assert out.returncode == 0 and "/job" in out.stdout and "OK" in out.stdout
+        out = run(["status", f"127.0.0.1:{http_t}", "--json"], tmp_path)  # one document
+        assert json.loads(out.stdout)["targets"][0]["sources"][0]["data_state"] == "OK"
         target.terminate()  # the target goes away: the replication says why it idles
         target.wait(20)
         why = _until(lambda: json.loads(_get(http_r, "/api/status"))["connections"][0][

@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.outcome = getattr(e, "result", None)
         print(f"dtcore {args.command}: {what}", file=sys.stderr)
         code = exits.code_for(e)
-    if getattr(args, "json", False):
+    if getattr(args, "json", False) and not getattr(args, "json_done", False):
         from dtcore.cli.report import print_summary
         print_summary(args.command, code, args.reason, args.outcome)
     return code

@@ -278,6 +278,7 @@ def status(args: argparse.Namespace) -> int:
             from None
     if args.json:
         print(json.dumps(doc, indent=1))
+        args.json_done = True  # the document is the command's JSON: no summary after it
     else:
         print_status(doc)
     return exits.OK
