@@ -247,9 +247,11 @@ class Engine:
             vlog.close(f"{len(result.differences)} differences" if result else "interrupted")
 
     def restore(self, conn: Connection, destination: str | os.PathLike[str], *,
-                overwrite: int | None = None) -> RestoreResult:
-        """Copy the target path back into ``destination`` (RestoreOverwrite)."""
-        return restore(conn, destination, overwrite=overwrite)
+                overwrite: int | None = None,
+                progress: Callable[[RestoreResult], None] | None = None) -> RestoreResult:
+        """Copy the target path back into ``destination`` (RestoreOverwrite);
+        ``progress`` is called after each entry and each chunk fetched."""
+        return restore(conn, destination, overwrite=overwrite, progress=progress)
 
     def _run(self, m: Mirror) -> MirrorResult:
         """Run a mirror; with a replication live on its connection, its ops

@@ -153,8 +153,11 @@ def test_restore_brings_target_back(setup, tmp_path):
     assert (src / "big.bin").read_bytes() == (dst / "big.bin").read_bytes()
     assert r.bytes_fetched < (2 << 20)  # big.bin: only the damaged block came back
     fresh = tmp_path / "fresh"
-    engine.restore(conn, fresh)
+    seen = []
+    engine.restore(conn, fresh, progress=lambda r: seen.append(r.bytes_fetched))
     assert (fresh / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+    # progress as each 4 MiB chunk arrives, not only between files (--timeout watches it)
+    assert any(b - a == 4 << 20 for a, b in zip(seen, seen[1:]))
     # folder and link times too, the restored root's own included, and hard links
     assert_exact(dst, fresh)
 

@@ -22,6 +22,7 @@ from dtcore.errors import ConnectionFailedError, InvalidParameterError
 from dtcore.model.repset import ReplicationSet
 from dtcore.source.connection import Connection, parse_address
 from dtcore.source.mirror import DIFFERENCE, FULL, MirrorResult
+from dtcore.source.restore import RestoreResult
 
 
 def _secret(args: argparse.Namespace) -> str | None:
@@ -65,6 +66,9 @@ def _watched(args: argparse.Namespace, engine: Engine) -> Iterator[Callable[[Any
     bar = None if args.quiet or args.json else Bar()
 
     def progress(m: Any) -> None:
+        if isinstance(m, RestoreResult):  # a restore moves by what it has fetched
+            position[0] = (m.files, m.bytes_fetched)
+            return
         position[0] = (m.status, m.files_done, m.bytes_remaining)
         if bar is not None:
             bar(m)
@@ -192,10 +196,10 @@ def restore(args: argparse.Namespace) -> int:
     with _engine(args) as engine:
         host, port, path = _address(engine, args)
         os.makedirs(args.destination, exist_ok=True)
-        with _watched(args, engine):
+        with _watched(args, engine) as progress:
             conn = engine.connect(ReplicationSet(args.destination), host, port, path,
                                   tls=True if args.tls else None, compression=not args.no_compress)
-            r = engine.restore(conn, args.destination, overwrite=args.overwrite)
+            r = engine.restore(conn, args.destination, overwrite=args.overwrite, progress=progress)
         args.outcome = r
         if not (args.quiet or args.json):
             print(f"restored {r.files} files and {r.directories} folders ({r.bytes_fetched:,} "

@@ -73,6 +73,8 @@ def restore(conn: Connection, destination: str | os.PathLike[str], *, overwrite:
                     if with_xattrs and op.kind == OpKind.SETATTR:  # just before the times
                         applier.apply([_xattr_op(conn, t.path)])
                     applier.apply([op])
+                    if progress is not None and op.kind == OpKind.WRITE:  # each chunk fetched
+                        progress(result)
                 if progress is not None:
                     progress(result)
             # folder times last: filling a folder changes them
