@@ -102,15 +102,12 @@ class Engine:
         if self.web_server is None:
             # prometheus-client and http.server load only for an engine that serves
             from dtcore.control.metrics import EngineCollector
+            from dtcore.control.status import RpoHistory
             from dtcore.control.webserver import WebServer
-            paths = {c.id: c.target_path for c in self.connections}
 
             def target_path(conn_id: int) -> str:
-                if conn_id not in paths:
-                    paths.update((c.id, c.target_path) for c in self.connections)
-                return paths.get(conn_id, "")
+                return next((c.target_path for c in self.connections if c.id == conn_id), "")
             collector = EngineCollector(self.stats, self.events, target_path)
-            from dtcore.control.status import RpoHistory
             self._rpo_history = RpoHistory(lambda: {
                 c.id: int(c.tx.rep.pipeline.recovery_point()[1])
                 for c in self.connections if c.tx.rep is not None}).start()

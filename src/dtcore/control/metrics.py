@@ -62,6 +62,11 @@ def metric_name(section: str, field: str) -> str:
     return f"dtcore_{section}_{words}" + (f"_{unit}" if unit else "")
 
 
+# every statistic's name, made once rather than at each scrape
+_NAMES = {(section, f): metric_name(section, f) for section, fields in SECTIONS.items()
+          for f in fields if f[0] != "*"}
+
+
 class EngineCollector(Collector):
     """Collects an engine's statistics at each scrape (one snapshot per
     scrape) and its event counts."""
@@ -91,7 +96,7 @@ class EngineCollector(Collector):
                 if name in NOT_APPLICABLE:
                     continue
                 kind = CounterMetricFamily if name in COUNTERS else GaugeMetricFamily
-                family = kind(metric_name(section, field),
+                family = kind(_NAMES[section, field],
                               _HELP.get(name, f"the guide's {name} statistic"), labels=label_names)
                 for values, _, labels in rows[section]:
                     value = float(values[index])

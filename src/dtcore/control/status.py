@@ -38,7 +38,7 @@ def _connection(conn: Any, replications: list[Any], mirrors: dict[int, Any],
         "id": conn.id, "target": f"{conn.host}:{conn.port}", "target_path": "/" + conn.target_path,
         "repset": conn.repset, "connected": conn.alive,
         "target_state": conn.target_state,
-        "transmit": "paused by the target" if not conn.tx._resume.is_set() else
+        "transmit": "paused by the target" if conn.tx.paused else
         "started" if conn.alive else "stopped",
         "mirror": mirror.status if mirror is not None else "Idle",
         "mirror_percent": round(mirror.percent, 1) if mirror is not None else None,

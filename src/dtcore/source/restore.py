@@ -62,7 +62,7 @@ def restore(conn: Connection, destination: str | os.PathLike[str], *, overwrite:
             with_xattrs = bool(cfg["ExtendedAttributes"])
             for t in theirs:
                 if t.path in first_of:
-                    if _keep_local(root, t, overwrite):
+                    if _keep_local(_local(root, t), t, overwrite):
                         result.skipped += 1
                     else:
                         result.files += 1
@@ -102,10 +102,9 @@ def _local(root: SafeRoot, t: Entry) -> os.stat_result | None:
         return None
 
 
-def _keep_local(root: SafeRoot, t: Entry, overwrite: int) -> bool:
-    """Whether RestoreOverwrite keeps the local copy of ``t`` (0 never
-    overwrites, 2 only with a newer target copy)."""
-    mine = _local(root, t)
+def _keep_local(mine: os.stat_result | None, t: Entry, overwrite: int) -> bool:
+    """Whether RestoreOverwrite keeps the local copy ``mine`` of ``t`` (0
+    never overwrites, 2 only with a newer target copy)."""
     return mine is not None and (overwrite == 0 or (overwrite == 2 and
                                                     mine.st_mtime_ns >= t.mtime_ns))
 
@@ -117,10 +116,10 @@ def _entry_ops(conn: Connection, root: SafeRoot, t: Entry, overwrite: int, block
         result.directories += 1
         yield Op(OpKind.MKDIR, 0, 0, t.path, t.mode)
         return
-    if _keep_local(root, t, overwrite):
+    mine = _local(root, t)
+    if _keep_local(mine, t, overwrite):
         result.skipped += 1
         return
-    mine = _local(root, t)
     result.files += 1
     if t.kind == LINK:
         yield Op(OpKind.SYMLINK, 0, 0, t.path, 0, bytes(conn.call(ReadlinkRequest(t.path))[1]))

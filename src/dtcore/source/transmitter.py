@@ -89,6 +89,11 @@ class Transmitter:
         self._thread = threading.Thread(target=self._transmit, name=self.name, daemon=True)
         self._thread.start()
 
+    @property
+    def paused(self) -> bool:
+        """Whether the target's flow control holds the mirror back."""
+        return not self._resume.is_set()
+
     def check(self) -> Link:
         """The link, or the error that closed it."""
         if self.link is None:
