@@ -25,10 +25,12 @@ $(STAMP): pyproject.toml setup.py | $(LZ4_HEADER)
 
 venv: $(STAMP)
 
-# The real clients the tests talk to: Prometheus (a scrape and promtool) and
-# a headless browser for the service view.
-TEST_PACKAGES := prometheus chromium
-TEST_TOOLS := /usr/bin/prometheus /usr/bin/promtool /usr/bin/chromium
+# The real clients the tests talk to: Prometheus (a scrape and promtool), a
+# headless browser for the service view, and NET-SNMP (snmpd as the AgentX
+# master, snmpget/snmpwalk, snmptrapd).
+TEST_PACKAGES := prometheus chromium snmpd snmp snmptrapd
+TEST_TOOLS := /usr/bin/prometheus /usr/bin/promtool /usr/bin/chromium /usr/sbin/snmpd \
+	/usr/bin/snmpget /usr/sbin/snmptrapd
 
 $(TEST_TOOLS):
 	@if [ "$$(id -u)" = 0 ]; then \

@@ -33,8 +33,9 @@ def run(args, tmp_path, secret=SECRET, timeout=60, **settings):
 
 
 def one_line(out):
-    """The command failed with a single line on stderr and no traceback."""
-    bar = re.compile(r"\d+%|━")  # the progress bar's lines
+    """The command failed with a single line on stderr and no traceback
+    (the progress bar and the target service's INFO events aside)."""
+    bar = re.compile(r"\d+%|━|^\d{4}-\d\d-\d\d [\d:,]+ INFO ")
     lines = [line for line in out.stderr.splitlines() if not bar.search(line)]
     assert "Traceback" not in out.stderr and len(lines) == 1, out.stderr
     return lines[0]

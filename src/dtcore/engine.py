@@ -64,6 +64,7 @@ class Engine:
         self.mirrors: dict[int, Mirror] = {}  # each connection's running (or last) mirror
         self._rpo_history: Any = None  # a control.status.RpoHistory while serving HTTP
         self._stats_logger: StatsLogger | None = None
+        self.snmp: Any = None  # a control.snmp.SnmpAgent once serving SNMP
         cfg = self.config
         directory = log_dir or config_log_dir(cfg)
         try:
@@ -83,6 +84,8 @@ class Engine:
                 self.stats_server = StatsServer(self.stats, stats_host, cfg["StatsPort"]).start()
             except DTError as e:
                 emit(6001, detail=f"live statistics are not served: {e}")
+        self._started = emit(4000)
+        self._closed = False
 
     # -- events and statistics ----------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -95,10 +98,15 @@ class Engine:
         return document(self.statistics(), self.targets, self.connections, self.replications,
                         self.mirrors, self._rpo_history)
 
-    def serve_http(self, host: str = "127.0.0.1", port: int = 0) -> int:
+    def serve_http(self, host: str = "127.0.0.1", port: int = 0, *,
+                   token: str | bytes | None = None) -> int:
         """Serve this engine over HTTP on ``host:port`` (0: any free port)
         until it closes: Prometheus metrics at ``/metrics`` and the service
-        view's document at ``/api/status`` (read-only).  Returns the port."""
+        view's document at ``/api/status``, read by anyone who can reach the
+        port.  With a ``token``, ``POST /api/connections/<id>/pause`` and
+        ``/resume`` (:meth:`Connection.pause`) are accepted from requests
+        carrying ``Authorization: Bearer <token>``; without one, none.
+        Returns the port."""
         if self.web_server is None:
             # prometheus-client and http.server load only for an engine that serves
             from dtcore.control.metrics import EngineCollector
@@ -111,8 +119,30 @@ class Engine:
             self._rpo_history = RpoHistory(lambda: {
                 c.id: int(c.tx.rep.pipeline.recovery_point()[1])
                 for c in self.connections if c.tx.rep is not None}).start()
-            self.web_server = WebServer(collector, self.status, host, port).start()
+            self.web_server = WebServer(
+                collector, self.status, host, port, act=self._act,
+                token=token.encode() if isinstance(token, str) else token).start()
         return self.web_server.port
+
+    def _act(self, conn_id: int, action: str) -> dict[str, Any] | None:
+        conn = next((c for c in self.connections if c.id == conn_id), None)
+        if conn is None:
+            return None
+        conn.pause() if action == "pause" else conn.resume()
+        return next(row for row in self.status()["connections"] if row["id"] == conn_id)
+
+    def serve_snmp(self, master: str | None = None) -> Any:
+        """Serve this engine's NSI-MIB (``dt.mib``) through an AgentX
+        sub-agent of the SNMP master at ``master`` (snmpd's agentXSocket:
+        a path, default /var/agentx/master, or ``tcp:host:port``) and send
+        its traps, until the engine closes.  The sub-agent waits for a
+        master that is not there yet and reconnects to one that restarts.
+        Returns the :class:`dtcore.control.snmp.SnmpAgent`."""
+        if self.snmp is None:
+            from dtcore.control.snmp import DEFAULT_MASTER, SnmpAgent
+            self.snmp = SnmpAgent(self.stats, master or DEFAULT_MASTER,
+                                  started=self._started).start()
+        return self.snmp
 
     @staticmethod
     def subscribe(callback: Callable[[Event], None]) -> Callable[[], None]:
@@ -168,7 +198,10 @@ class Engine:
         """SourceState: 0 no source, 1 a source without change capture, 2 one
         whose replication watches the file system (the guide's driver)."""
         watched = any(r.watcher is not None for r in self.replications)
-        self.stats.server["SourceState"] = 2 if watched else 1 if self.connections else 0
+        was = self.stats.server["SourceState"]
+        now = self.stats.server["SourceState"] = 2 if watched else 1 if self.connections else 0
+        if bool(was) != bool(now):
+            emit(4002 if now else 4003)
 
     def mirror(self, conn: Connection, repset: ReplicationSet, mode: str = DIFFERENCE, *,
                checksum: bool | None = None, orphans: bool = False,
@@ -328,6 +361,12 @@ class Engine:
             self.web_server.stop()
             self._rpo_history.stop()
             self.web_server = self._rpo_history = None
+        if not self._closed:
+            self._closed = True
+            emit(4005)
+        if self.snmp is not None:
+            self.snmp.stop()  # after 4005, so that its trap goes out
+            self.snmp = None
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from commandline import EXE, env, free_port, run, start_target
+from commandline import EXE, env, free_port, one_line, run, start_target
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -71,6 +71,17 @@ def test_status_of_a_replication_and_of_its_target(tmp_path, src):
         assert out.returncode == 0 and "/job" in out.stdout and "OK" in out.stdout
         out = run(["status", f"127.0.0.1:{http_t}", "--json"], tmp_path)  # one document
         assert json.loads(out.stdout)["targets"][0]["sources"][0]["data_state"] == "OK"
+        # acting needs the shared secret; reading does not
+        out = run(["status", f"127.0.0.1:{http_r}", "--pause", "1"], tmp_path, secret="wrong")
+        assert out.returncode == 4 and "pause refused" in one_line(out)
+        out = run(["status", f"127.0.0.1:{http_r}", "--pause", "1", "--json"], tmp_path)
+        assert json.loads(out.stdout)["connections"][0]["transmit"] == "paused"
+        (src / "held.bin").write_bytes(b"h" * 1000)
+        time.sleep(1)
+        assert not (tmp_path / "tgt" / "job" / "held.bin").exists()
+        out = run(["status", f"127.0.0.1:{http_r}", "--resume", "1"], tmp_path)
+        assert out.returncode == 0 and "nothing moves" not in out.stdout
+        assert _until(lambda: (tmp_path / "tgt" / "job" / "held.bin").exists())
         target.terminate()  # the target goes away: the replication says why it idles
         target.wait(20)
         why = _until(lambda: json.loads(_get(http_r, "/api/status"))["connections"][0][

@@ -68,6 +68,12 @@ def _retries(p: argparse.ArgumentParser) -> None:
                         f"success, each TGRetryLocked apart (default {RETRIES}; 0: keep waiting)")
 
 
+def _snmp(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--snmp", nargs="?", const="", default=None, metavar="MASTER",
+                   help="serve NSI-MIB (dtcore mib) and send its traps through snmpd's AgentX "
+                        "socket MASTER (default /var/agentx/master; tcp:HOST:PORT for TCP)")
+
+
 def add_engine_commands(sub: Any) -> None:
     t = sub.add_parser("target", help="run a target service")
     t.add_argument("--root", required=True, help="folder the target writes beneath")
@@ -80,6 +86,7 @@ def add_engine_commands(sub: Any) -> None:
     t.add_argument("--http-port", type=_port, default=None, metavar="PORT",
                    help="serve /metrics (Prometheus) and /api/status on this HTTP port of --host "
                         "(0: any free one)")
+    _snmp(t)
     _common(t)
     t.set_defaults(run=_runs("target"))
 
@@ -120,6 +127,7 @@ def add_engine_commands(sub: Any) -> None:
                     help="serve /metrics (Prometheus) and /api/status on this HTTP port (0: any free one)")
     rp.add_argument("--http-host", default="127.0.0.1",
                     help="the address the HTTP port listens on (default 127.0.0.1)")
+    _snmp(rp)
     _output_args(rp, itemize=False)
     rp.set_defaults(run=_runs("replicate"))
 
@@ -136,6 +144,12 @@ def add_engine_commands(sub: Any) -> None:
     st.add_argument("address", metavar="HOST:PORT",
                     help="the engine's HTTP port (dtcore target/replicate --http-port)")
     st.add_argument("--json", action="store_true", help="print the document as it came")
+    act = st.add_mutually_exclusive_group()
+    act.add_argument("--pause", type=int, metavar="N",
+                     help="first pause transmission on connection N (ops queue until resumed)")
+    act.add_argument("--resume", type=int, metavar="N", help="first resume connection N")
+    st.add_argument("--secret-file", help="file holding the engine's shared secret, which "
+                                          "--pause and --resume present (default: $DTCORE_SECRET)")
     st.set_defaults(run=_runs("status"))
 
     r = sub.add_parser("restore", help="copy a target path back to a folder")

@@ -1,12 +1,13 @@
 """The ``dtcore`` command line: ``dtcore config show | get NAME | set NAME
-VALUE``, ``dtcore logviewer ...`` (the same as ``logviewer``), and the
-engine: ``dtcore target``, ``dtcore mirror``, ``dtcore verify`` and
+VALUE``, ``dtcore logviewer ...`` (the same as ``logviewer``), ``dtcore
+mib`` (where dt.mib is), and the engine: ``dtcore target``, ``dtcore mirror``, ``dtcore verify`` and
 ``dtcore restore`` (in :mod:`dtcore.cli.commands`)."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from importlib import resources
 from typing import Sequence
 
 from dtcore._version import __version__
@@ -47,6 +48,11 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mib(args: argparse.Namespace) -> int:
+    print(resources.files("dtcore.control") / "mibs" / "dt.mib")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dtcore", description="dtcore replication engine",
                                 epilog=exits.epilog(),
@@ -63,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     s.add_argument("value")
     sub.add_parser("logviewer", help="filter and follow the engine log", add_help=False)
+    sub.add_parser("mib", help="print where dt.mib (NSI-MIB) is, for the mibdirs of snmpd, "
+                               "snmptrapd and SNMP managers").set_defaults(run=_mib)
     from dtcore.cli.commands import add_engine_commands
     add_engine_commands(sub)
     return p

@@ -18,8 +18,9 @@ from dtcore.cli.report import print_items
 from dtcore.cli.watchdog import Watchdog
 from dtcore.control.config import Config, default_path
 from dtcore.engine import Engine
-from dtcore.errors import ConnectionFailedError, InvalidParameterError
+from dtcore.errors import AccessDeniedError, ConnectionFailedError, InvalidParameterError
 from dtcore.model.repset import ReplicationSet
+from dtcore.protocol.handshake import secret_bytes
 from dtcore.source.connection import Connection, parse_address
 from dtcore.source.mirror import DIFFERENCE, FULL, MirrorResult
 from dtcore.source.restore import RestoreResult
@@ -240,8 +241,14 @@ def target(args: argparse.Namespace) -> int:
 
 
 def _http(args: argparse.Namespace, engine: Engine, host: str) -> None:
+    """The exports asked for: the HTTP port and the SNMP sub-agent."""
+    if args.snmp is not None:
+        agent = engine.serve_snmp(args.snmp or None)
+        print(f"dtcore {args.command}: SNMP sub-agent for {agent.subagent.address} (NSI-MIB: "
+              "dtcore mib)", file=sys.stderr, flush=True)
     if args.http_port is not None:
-        port = engine.serve_http(host, args.http_port)
+        # the shared secret that lets a source in also lets an operator act
+        port = engine.serve_http(host, args.http_port, token=secret_bytes(engine.secret))
         print(f"dtcore {args.command}: metrics on http://{host}:{port}/metrics, the service "
               f"view's document on /api/status (dtcore status {host}:{port})", file=sys.stderr,
               flush=True)
@@ -265,15 +272,34 @@ def _reload(engine: Engine) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
-    """``dtcore status HOST:PORT``: the service view of a running engine."""
+    """``dtcore status HOST:PORT [--pause N | --resume N]``: the service view
+    of a running engine, after pausing or resuming connection N."""
     import json
+    import urllib.error
     import urllib.request
 
     from dtcore.cli.progress import print_status
     host, _, port = args.address.rpartition(":")
     if not host or not port.isdigit():
         raise InvalidParameterError(f"{args.address!r} is not HOST:PORT")
-    url = f"http://{host}:{port}/api/status"
+    base = f"http://{host}:{port}/api"
+    for action, conn_id in (("pause", args.pause), ("resume", args.resume)):
+        if conn_id is None:
+            continue
+        token = secret_bytes(_secret(args)).decode()
+        req = urllib.request.Request(f"{base}/connections/{conn_id}/{action}", method="POST",
+                                     headers={"Authorization": f"Bearer {token}"})
+        try:
+            urllib.request.urlopen(req, timeout=10).close()
+        except urllib.error.HTTPError as e:
+            reason = json.loads(e.read() or b"{}").get("error", e.reason)
+            if e.code in (401, 403):
+                raise AccessDeniedError(f"{action} refused: {reason}") from None
+            raise InvalidParameterError(f"{action} refused: {reason}") from None
+        except OSError as e:
+            raise ConnectionFailedError(f"no engine answers at {base}: "
+                                        f"{getattr(e, 'reason', e)}") from None
+    url = f"{base}/status"
     try:
         with urllib.request.urlopen(url, timeout=10) as reply:
             doc = json.loads(reply.read())

@@ -38,7 +38,7 @@ def _connection(conn: Any, replications: list[Any], mirrors: dict[int, Any],
         "id": conn.id, "target": f"{conn.host}:{conn.port}", "target_path": "/" + conn.target_path,
         "repset": conn.repset, "connected": conn.alive,
         "target_state": conn.target_state,
-        "transmit": "paused by the target" if conn.tx.paused else
+        "transmit": "paused" if conn.tx.held else "paused by the target" if conn.tx.paused else
         "started" if conn.alive else "stopped",
         "mirror": mirror.status if mirror is not None else "Idle",
         "mirror_percent": round(mirror.percent, 1) if mirror is not None else None,
@@ -65,6 +65,8 @@ def why_idle(conn: Any, replication: Any, row: dict[str, Any]) -> str | None:
     if not conn.alive:
         retrying = replication is not None and conn.config["AutoReconnect"]
         return "disconnected" + ("; reconnecting" if retrying else "; AutoReconnect is 0")
+    if row["transmit"] == "paused":
+        return "transmission paused by the user (POST /api/connections/N/resume)"
     if row["transmit"] == "paused by the target":
         return "the target asked for a pause (its queue is full: flow control)"
     if replication is not None and replication.error is not None:

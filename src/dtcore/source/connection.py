@@ -162,7 +162,7 @@ class Connection:
         except BaseException:
             self.link.close()
             raise
-        self.counters["conState"] = int(ConState.ACTIVE)
+        self.counters["conState"] = int(ConState.PAUSED if self.tx.held else ConState.ACTIVE)
         self.counters["connectTime"] = int(time.time())
         emit(4016, conn=self.label())
         return self
@@ -215,6 +215,24 @@ class Connection:
         """Give the target path's own folder the mode, owner and times of
         the local folder ``root``."""
         self.call(RootRequest(Attrs.of(os.lstat(root)).pack()))
+
+    def pause(self) -> None:
+        """Stop transmitting to the target (event 4015, conState paused):
+        mirror and replication ops keep queueing, in memory and then on
+        disk, until :meth:`resume`.  A reconnect keeps the pause."""
+        if not self.tx.held:
+            self.tx.hold(True)
+            if self.alive:
+                self.counters["conState"] = int(ConState.PAUSED)
+            emit(4015, conn=self.label())
+
+    def resume(self) -> None:
+        """Transmit again after :meth:`pause` (event 4014)."""
+        if self.tx.held:
+            self.tx.hold(False)
+            if self.alive:
+                self.counters["conState"] = int(ConState.ACTIVE)
+            emit(4014, conn=self.label())
 
     def set_state(self, state: str, reason: str = "") -> str:
         """Set the target path's data state; returns it as the target now

@@ -75,6 +75,7 @@ class Transmitter:
         self._cv = threading.Condition()
         self._resume = threading.Event()
         self._resume.set()
+        self._held = threading.Event()  # the user paused transmission
         self._thread: threading.Thread | None = None
         self.dropped: list[OpFailure] = []  # ops the target gave up, not yet taken
         self.notice: Notice | None = None  # the target's latest word on an op it retries
@@ -93,6 +94,20 @@ class Transmitter:
     def paused(self) -> bool:
         """Whether the target's flow control holds the mirror back."""
         return not self._resume.is_set()
+
+    @property
+    def held(self) -> bool:
+        """Whether the user paused transmission (:meth:`hold`)."""
+        return self._held.is_set()
+
+    def hold(self, on: bool) -> None:
+        """Send nothing more (``on``) until called with False: mirror and
+        replication ops stay queued, and heartbeats keep the link up."""
+        if on:
+            self._held.set()
+        else:
+            self._held.clear()
+            self._work.set()
 
     def check(self) -> Link:
         """The link, or the error that closed it."""
@@ -176,6 +191,9 @@ class Transmitter:
         try:
             while not link.closed:
                 self._work.clear()
+                if self._held.is_set():
+                    self._work.wait(0.05)
+                    continue
                 sent = False
                 with self._rep_lock:
                     rep = self.rep

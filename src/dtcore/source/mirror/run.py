@@ -373,7 +373,8 @@ class Mirror:
             c["conMirrorPercent"] = 100 * PERCENT_SCALE
             c["conMirrorBytesRemaining"] = 0
             emit(4062 if opts.verify else 4023, conn=label,
-                 detail=f"{self.result.files} files, {self.result.bytes_sent} bytes sent")
+                 detail=f"{self.result.files} files, {self.result.bytes_sent} bytes sent",
+                 differences=len(self.result.differences))
             self._set_status(IDLE)
         self.result.seconds = time.monotonic() - start
         return self.result
