@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from dtcore.apply import APPLY_THREADS
 from dtcore.control.config import Config
@@ -28,6 +28,9 @@ from dtcore.source.replication import Replication
 from dtcore.source.restore import RestoreResult, restore
 from dtcore.source.verifylog import VerifyLog
 from dtcore.target.service import HANDSHAKE_TIMEOUT, Target
+
+if TYPE_CHECKING:
+    from dtcore.source.mirror.profile import ProfileReport
 
 _RECONNECT_TRIES = 5
 
@@ -211,6 +214,20 @@ class Engine:
         opts = MirrorOptions.from_config(self.config, mode=mode, checksum=checksum, orphans=orphans,
                                          **options)
         return self._run(Mirror(conn, repset, opts, progress=progress))
+
+    def profile(self, conn: Connection, repset: ReplicationSet, *, checksum: bool | None = None,
+                orphans: bool = False, progress: Callable[[Mirror], None] | None = None,
+                top: int = 10, **options: Any) -> "ProfileReport":
+        """Profile a difference mirror of ``repset`` over ``conn``: what it
+        would send for each file and why, the bytes and time on this link,
+        how other settings would change that, and where the time goes on
+        each side; nothing on the target changes
+        (:mod:`dtcore.source.mirror.profile`).  ``top``: files and folders
+        listed in each ranking; other keywords as for :meth:`mirror`."""
+        from dtcore.source.mirror.profile import profile
+        opts = MirrorOptions.from_config(self.config, mode=DIFFERENCE, checksum=checksum,
+                                         orphans=orphans, **options)
+        return profile(conn, repset, opts, progress=progress, top=top)
 
     def replicate(self, conn: Connection, repset: ReplicationSet, *,
                   directory: str | None = None, coalesce: float = 0.005,

@@ -131,6 +131,18 @@ def add_engine_commands(sub: Any) -> None:
     _output_args(rp, itemize=False)
     rp.set_defaults(run=_runs("replicate"))
 
+    pr = sub.add_parser("profile", help="what a difference mirror would send, why, and how "
+                                        "long it would take; changes nothing on the target")
+    _source_args(pr, "source", "the replication set's root folder")
+    pr.add_argument("--checksum", action=argparse.BooleanOptionalAction, default=None,
+                    help="compare by block checksums (ChecksumAll) rather than size and time")
+    pr.add_argument("--orphans", action="store_true",
+                    help="count what orphan removal would remove")
+    pr.add_argument("--top", type=int, default=10, metavar="N",
+                    help="files and folders listed in each table (default 10)")
+    _output_args(pr, itemize=False)
+    pr.set_defaults(run=_runs("profile"))
+
     v = sub.add_parser("verify", help="compare a folder with its target copy (DTVerify.log)")
     _source_args(v, "source", "the replication set's root folder")
     v.add_argument("--remirror", action="store_true", help="send what differs")

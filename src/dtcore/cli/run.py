@@ -120,6 +120,25 @@ def mirror(args: argparse.Namespace) -> int:
     return 0
 
 
+def profile(args: argparse.Namespace) -> int:
+    """``dtcore profile``: a difference mirror measured, not run."""
+    import json
+
+    from dtcore.cli.profile_report import print_profile
+    with _engine(args) as engine:
+        with _watched(args, engine) as progress:
+            conn, repset = _connect(engine, args, args.source)
+            report = engine.profile(conn, repset, checksum=args.checksum, orphans=args.orphans,
+                                    progress=progress, top=args.top)
+    doc = report.document()
+    if args.json:
+        print(json.dumps(doc, indent=1))
+        args.json_done = True  # the report is the command's JSON
+    elif not args.quiet:
+        print_profile(doc)
+    return exits.OK
+
+
 def _status_line(rep: Any, last: dict[str, float]) -> str:
     """State, ops/s and MB/s since the last line, queue in memory and on
     disk, and the recovery point."""

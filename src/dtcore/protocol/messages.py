@@ -369,9 +369,25 @@ class ReplicationStart(Request):
         return cls(source)
 
 
+@dataclass(frozen=True)
+class TimersRequest(Request):
+    """What the target has spent on this session so far (a profile asks
+    before and after).  The request's data, which the target reads and
+    drops, times the link from source to target."""
+
+    METHOD: ClassVar[str] = "timers"
+
+    def fields(self) -> Fields:
+        return {}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "TimersRequest":
+        return cls()
+
+
 REQUESTS: dict[str, type[Request]] = {cls.METHOD: cls for cls in (
     ManifestRequest, SumsRequest, SignatureRequest, ReadRequest, ReadlinkRequest, XattrsRequest,
-    LinksRequest, OrphansRequest, StateRequest, RootRequest, ReplicationStart)}
+    LinksRequest, OrphansRequest, StateRequest, RootRequest, ReplicationStart, TimersRequest)}
 
 
 # -- replies -----------------------------------------------------------------
@@ -459,6 +475,33 @@ class StateReply(Reply):
     @classmethod
     def parse(cls, fields: Fields) -> "StateReply":
         return cls(_text(fields, "state"))
+
+
+@dataclass(frozen=True)
+class TimersReply(Reply):
+    """The target's work for one session: per stage (manifest, sums,
+    signature) its seconds, calls and bytes read, in ``stages``; and the
+    target process's CPU seconds (all of its sessions) in ``cpu``."""
+
+    stages: dict[str, tuple[float, int, int]]
+    cpu: float
+
+    def fields(self) -> Fields:
+        return {"stages": {k: list(v) for k, v in self.stages.items()}, "cpu": self.cpu}
+
+    @classmethod
+    def parse(cls, fields: Fields) -> "TimersReply":
+        stages = fields.get("stages")
+        cpu = fields.get("cpu")
+        if not isinstance(stages, dict) or not isinstance(cpu, (int, float)):
+            raise StreamError("timers reply lacks its stages or CPU time")
+        out: dict[str, tuple[float, int, int]] = {}
+        for name, value in stages.items():
+            if not (isinstance(value, list) and len(value) == 3 and
+                    all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)):
+                raise StreamError(f"timers reply's stage {name!r} is not [seconds, calls, bytes]")
+            out[str(name)] = (float(value[0]), int(value[1]), int(value[2]))
+        return cls(out, float(cpu))
 
 
 @dataclass(frozen=True)

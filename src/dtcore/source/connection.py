@@ -186,9 +186,11 @@ class Connection:
         return self.link is not None and not self.link.closed
 
     # -- requests ------------------------------------------------------------
-    def call(self, request: Request, timeout: float | None = 600) -> tuple[dict[str, Any], memoryview]:
-        """Ask the target and wait: (reply fields, reply data)."""
-        return self.tx.check().call(request.METHOD, request.fields(), timeout=timeout)
+    def call(self, request: Request, timeout: float | None = 600,
+             data: Any = b"") -> tuple[dict[str, Any], memoryview]:
+        """Ask the target (with ``data`` after the fields) and wait: (reply
+        fields, reply data)."""
+        return self.tx.check().call(request.METHOD, request.fields(), data, timeout=timeout)
 
     def request(self, request: Request) -> Future[tuple[dict[str, Any], memoryview]]:
         """Ask the target; the future gives (reply fields, reply data)."""

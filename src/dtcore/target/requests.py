@@ -10,6 +10,7 @@ import mmap
 import os
 import stat
 import struct
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -43,6 +44,8 @@ from dtcore.protocol.messages import (
     StateReply,
     StateRequest,
     SumsRequest,
+    TimersReply,
+    TimersRequest,
     XattrsRequest,
 )
 from dtcore.target.states import STATE_DIR
@@ -60,7 +63,9 @@ def _manifest(s: Session, req: ManifestRequest, data: bytes) -> tuple[Reply, Any
     root = s.view()
     skip = STATE_DIR if root.path == s.target.root.path else None
     if req.offset == 0:  # a new listing; the source asks for the rest part by part
-        s.listing = Listing.walk(root.fd, skip, req.hash_below).data
+        with s.timers.timed(req.METHOD) as t:
+            s.listing = Listing.walk(root.fd, skip, req.hash_below).data
+            t.nbytes = len(s.listing)
     elif req.offset > len(s.listing):
         raise StreamError(f"manifest offset {req.offset} is past its end ({len(s.listing)} bytes)")
     return ManifestReply(len(s.listing)), memoryview(s.listing)[req.offset:req.offset + MANIFEST_PART]
@@ -73,8 +78,9 @@ def _sums(s: Session, req: SumsRequest, data: bytes) -> tuple[Reply, Any]:
         fd, size = file
         offset = min(req.first * req.block, size)
         length = min(req.count * req.block, size - offset)
-        sums = _checksum.fd_checksums(fd, offset, length, req.block, "target file") if length else \
-            np.zeros(0, np.uint64)
+        with s.timers.timed(req.METHOD, length):
+            sums = _checksum.fd_checksums(fd, offset, length, req.block, "target file") \
+                if length else np.zeros(0, np.uint64)
         return FileReply(size), sums.tobytes()
 
 
@@ -92,7 +98,8 @@ def _signature(s: Session, req: SignatureRequest, data: bytes) -> tuple[Reply, A
         if size == 0:
             weak = strong = np.zeros(0, np.uint64)
         else:
-            with mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
+            with s.timers.timed(req.METHOD, size), \
+                    mmap.mmap(fd, size, prot=mmap.PROT_READ) as m:
                 weak, strong = _delta.signature(memoryview(m), req.block)
         return SignatureReply(size, len(strong)), weak.tobytes() + strong.tobytes()
 
@@ -198,6 +205,10 @@ def _root(s: Session, req: RootRequest, data: bytes) -> tuple[Reply, Any]:
     return Reply(), Attrs.of(os.fstat(fd)).pack()
 
 
+def _timers(s: Session, req: TimersRequest, data: bytes) -> tuple[Reply, Any]:
+    return TimersReply(s.timers.snapshot(), time.process_time()), b""
+
+
 def _replication_start(s: Session, req: ReplicationStart, data: bytes) -> tuple[Reply, Any]:
     """A replication (re)starts: batches up to the last one applied from
     this source are resends from now on, and the first new one may repeat
@@ -218,4 +229,5 @@ HANDLERS: dict[str, tuple[Any, Handler]] = {
     OrphansRequest.METHOD: (OrphansRequest, _orphans), StateRequest.METHOD: (StateRequest, _state),
     RootRequest.METHOD: (RootRequest, _root),
     ReplicationStart.METHOD: (ReplicationStart, _replication_start),
+    TimersRequest.METHOD: (TimersRequest, _timers),
 }

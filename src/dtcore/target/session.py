@@ -26,6 +26,7 @@ from dtcore.apply.lanes import Lanes
 from dtcore.apply.safe_paths import SafeRoot
 from dtcore.control.events import emit
 from dtcore.control.stats import Counters
+from dtcore.control.timers import StageTimers
 from dtcore.errors import (
     DTError,
     FileAccessError,
@@ -73,6 +74,7 @@ class Session:
         self.peer = peer
         self.id = conn_id
         self.authenticated = False
+        self.timers = StageTimers()  # the work this session's requests cost (a profile asks)
         self.thread: threading.Thread | None = None
         self.source_id = ""
         self.link: Link | None = None

@@ -37,6 +37,9 @@ class MirrorOptions:
     orphan_minutes: int = 60
     orphan_batch: int = 1000
     dry_run: bool = False  # plan only: list what would be sent and removed, change nothing
+    # a profile: compare, ask for checksums and build deltas as a mirror
+    # does, but send no op and change nothing (source.mirror.profile)
+    profile: bool = False
     xattrs: bool = False  # ExtendedAttributes: send each entry's extended attributes
     # stop once the target has retried one op this many times (0: wait as
     # long as the target retries, the way a service does)

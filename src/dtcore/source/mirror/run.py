@@ -17,14 +17,17 @@ import os
 import queue
 import threading
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import numpy as np
 
 from dtcore.control.events import emit
 from dtcore.control.stats import PERCENT_SCALE
+from dtcore.control.timers import StageTimers
 from dtcore.errors import InvalidParameterError, from_code
 from dtcore.model.manifest import (
+    DIR,
     FILE,
     KIND_DIR,
     KIND_FILE,
@@ -94,6 +97,15 @@ class Mirror:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._sources: dict[tuple[int, int], bytes] = {}
+        self.timers: StageTimers | None = None  # a profile times the stages
+
+    @contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        if self.timers is None:
+            yield
+        else:
+            with self.timers.timed(stage):
+                yield
 
     # -- bookkeeping -----------------------------------------------------------
     def _mark_done(self, path: bytes) -> None:
@@ -235,7 +247,8 @@ class Mirror:
                 "orphan removal in a target's root would delete every other source's copy "
                 "there; mirror into a target path to remove orphans")
         verify_only = opts.verify_only
-        writes = not verify_only and not opts.dry_run
+        # a profile does all a mirror does but send ops and change the target
+        writes = not verify_only and not opts.dry_run and not opts.profile
         start = time.monotonic()
         self._error = None  # a resumed run starts clean; what failed before is resent
         label = conn.label()
@@ -245,7 +258,9 @@ class Mirror:
         # ask first: the target lists (and hashes) its copy while we list ours
         pending = conn.request(ManifestRequest(opts.small_file if opts.checksum else 0)) \
             if need_manifest else None
-        ours = self.repset.listing(opts.small_file if opts.checksum and pending is not None else 0)
+        with self._timed("source: walk and hash the set"):
+            ours = self.repset.listing(opts.small_file if opts.checksum and pending is not None
+                                       else 0)
         special = ours.special()
         if special:  # never copied: say so rather than leave them out in silence
             self.result.special = [(kind, os.fsdecode(path)) for kind, path in special]
@@ -264,13 +279,16 @@ class Mirror:
         if resume:
             self.result.resumed += 1
         c = conn.counters
-        c["conMirrorBytesRemaining"] = self._total
-        c["conMirrorPercent"] = 0
-        c["ConMirrorStartTime"] = int(time.time())
-        c["ConMirrorEndTime"] = 0
-        emit(4058 if opts.verify else 4019, conn=label)
-        theirs = Listing.parse(conn.manifest(pending) if pending is not None else b"")
-        flags, match = ours.compare(theirs)
+        if not opts.profile:  # a profile is no mirror: the mirror's statistics stay as they are
+            c["conMirrorBytesRemaining"] = self._total
+            c["conMirrorPercent"] = 0
+            c["ConMirrorStartTime"] = int(time.time())
+            c["ConMirrorEndTime"] = 0
+            emit(4058 if opts.verify else 4019, conn=label)
+        with self._timed("source: wait for the target's manifest"):
+            theirs = Listing.parse(conn.manifest(pending) if pending is not None else b"")
+        with self._timed("source: compare the manifests"):
+            flags, match = ours.compare(theirs)
         if writes:
             conn.set_state(MIRRORING)
         self._set_status(VERIFYING if opts.verify else IN_PROGRESS)
@@ -351,7 +369,11 @@ class Mirror:
         elif not verify_only:
             self._links(batch, links)
             if opts.orphans:  # before folder times: removing entries moves them
-                self._orphans([theirs.entry(j) for j in np.flatnonzero(~matched).tolist()])
+                candidates = [theirs.entry(j) for j in np.flatnonzero(~matched).tolist()]
+                if opts.profile:
+                    self._count_orphans(candidates)
+                else:
+                    self._orphans(candidates)
             touched = self.result.bytes_sent > 0 or any(self.result.strategies[k] for k in (
                 WHOLE, BLOCK, ROLLING, ATTRIBUTES)) or any(self.result.orphans.values())
             attrs_differ = (flags & (SAME_MTIME | SAME_MODE)) != (SAME_MTIME | SAME_MODE)
@@ -366,6 +388,8 @@ class Mirror:
         if self._stop.is_set():
             emit(4061 if opts.verify else 4022, conn=label, detail="stopped by request")
             self.status = STOPPED
+        elif opts.profile:
+            self._set_status(IDLE)
         else:
             if writes:
                 conn.set_state(OK, "mirror complete")
@@ -438,6 +462,15 @@ class Mirror:
         if removed.moved:
             self.result.orphans["moved"] = 1
         emit(4052, conn=label)
+
+    def _count_orphans(self, candidates: list[Entry]) -> None:
+        """What orphan removal would remove, counted and not done (a profile)."""
+        chosen = set(select_orphans(candidates, self.opts, time.time_ns()))
+        for e in candidates:
+            if e.path in chosen:
+                key = "directories" if e.kind == DIR else "files"
+                self.result.orphans[key] += 1
+                self.result.orphans["bytes"] += e.size if e.kind == FILE else 0
 
     # -- per file --------------------------------------------------------------
     def _worker(self, work: "queue.Queue[tuple[Entry, Entry | None] | None]", resume: bool) -> None:

@@ -7,17 +7,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from dtcore._native import _checksum
 from dtcore.model import xattrs
 from dtcore.model.checksum import differing_ranges
-from dtcore.model.delta import Signature, file_delta
+from dtcore.model.delta import Delta, Signature, file_delta
 from dtcore.model.manifest import Entry
 from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, encode_patch, patch_size
-from dtcore.protocol.messages import SignatureReply, SignatureRequest
+from dtcore.protocol.messages import FileReply, SignatureReply, SignatureRequest
 from dtcore.source.connection import Connection
 from dtcore.source.mirror.options import MirrorOptions
 from dtcore.source.mirror.plan import Rates
@@ -107,7 +107,7 @@ class Sender:
         pos = start
         while pos < end:
             n = min(FRAME_BYTES, end - pos)
-            data = os.pread(fd, n, pos)
+            data = self.read(fd, n, pos)
             if not data:
                 break
             view = memoryview(data)
@@ -122,10 +122,10 @@ class Sender:
         size = os.fstat(fd).st_size
         changed = False
         target_size = -1
-        for first, reply, theirs in self.conn.block_sums(e.path, size, block, per, WINDOW):
+        for first, reply, theirs in self.target_sums(e.path, size, block, per):
             offset = first * block
             t0 = time.perf_counter()
-            ours = source_sums(fd, offset, min(block * per, size - offset), block)
+            ours = self.source_sums(fd, offset, min(block * per, size - offset), block)
             self.rates.hashed(len(ours) * block, time.perf_counter() - t0)
             target_size = reply.size
             for lo, hi in differing_ranges(ours, theirs).tolist():
@@ -138,7 +138,7 @@ class Sender:
 
     def rolling(self, batch: FrameBatch, e: Entry) -> bool:
         """Send a rolling delta; False when it would be too large for a frame."""
-        fields, data = self.conn.call(SignatureRequest(e.path, self.opts.block))
+        fields, data = self.target_signature(e.path, self.opts.block)
         reply = SignatureReply.parse(fields)
         n = reply.blocks
         if reply.size <= 0 or len(data) != 16 * n:
@@ -146,7 +146,7 @@ class Sender:
         arrays = np.frombuffer(data, dtype=np.uint64)
         sig = Signature(self.opts.block, reply.size, arrays[:n].copy(), arrays[n:].copy())
         t0 = time.perf_counter()
-        d = file_delta(sig, self.path(e))
+        d = self.delta(sig, self.path(e))
         self.rates.hashed(e.size, time.perf_counter() - t0)
         link = self.conn.link
         if link is None or patch_size(d.instructions, d.literals) > link.ch.max_frame // 2:
@@ -156,6 +156,23 @@ class Sender:
         patch = encode_patch(d.instructions, d.source_hash, d.literals)
         batch.add(Op(OpKind.PATCH, *self.next_op(), e.path, d.source_size, patch))
         return True
+
+    # -- the reads, hashes and questions a transfer is made of (a profile times them)
+    def read(self, fd: int, n: int, pos: int) -> bytes:
+        return os.pread(fd, n, pos)
+
+    def target_sums(self, path: bytes, size: int, block: int,
+                    per: int) -> Iterator[tuple[int, FileReply, np.ndarray]]:
+        return self.conn.block_sums(path, size, block, per, WINDOW)
+
+    def source_sums(self, fd: int, offset: int, length: int, block: int) -> np.ndarray:
+        return source_sums(fd, offset, length, block)
+
+    def target_signature(self, path: bytes, block: int) -> tuple[dict[str, Any], memoryview]:
+        return self.conn.call(SignatureRequest(path, block))
+
+    def delta(self, sig: Signature, path: bytes) -> Delta:
+        return file_delta(sig, path)
 
     def attributes(self, batch: FrameBatch, e: Entry) -> None:
         self.xattrs(batch, e)

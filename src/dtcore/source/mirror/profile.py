@@ -1,0 +1,410 @@
+"""Profiling a difference mirror: what it would move, why, and where its
+time goes, before it runs.
+
+A profile is the real mirror (:class:`Mirror`): the same listing, manifest,
+comparison and plan, the same checksum and signature requests (the target
+reads and hashes its copies) and the same deltas, with one difference: the
+ops it would send are packed into frames and measured (raw, and compressed
+by the connection's own compressor) instead of sent, so nothing on the
+target changes.  Stage timers run on both sides (the target's through a
+``timers`` request), and the link is timed with a probe, so the report can
+predict the mirror's wire bytes and time on this link, and how they change
+under other settings, from this one pass:
+
+- compression on or off: both frame sizes are measured;
+- ``MaxChecksumBlocks``: the checksum requests each block-compared file needs;
+- ``SmallFileThreshold``: a file compared by blocks that a higher threshold
+  would send whole adds its size minus what it sends (exact); one sent whole
+  that a lower threshold would compare by blocks sends at most its size
+  (an upper bound, marked so).
+
+The time predicted is the stages before the files (walk, manifest,
+comparison: measured), then the per-file work spread over the workers or
+the wire bytes at the probed rate, whichever is longer."""
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from dtcore.control.timers import StageTimers
+from dtcore.model.compression import Compressor
+from dtcore.model.delta import Delta, Signature
+from dtcore.model.manifest import Entry
+from dtcore.model.ops import Op, OpKind, pack_batch
+from dtcore.model.repset import ReplicationSet
+from dtcore.protocol.frames import HEADER_SIZE
+from dtcore.protocol.messages import (
+    FileReply,
+    ManifestRequest,
+    SignatureRequest,
+    SumsRequest,
+    TimersReply,
+    TimersRequest,
+)
+from dtcore.source.connection import Connection
+from dtcore.source.mirror.options import (
+    ATTRIBUTES,
+    BLOCK,
+    ROLLING,
+    SKIPPED,
+    WHOLE,
+    MirrorOptions,
+)
+from dtcore.source.mirror.plan import Rates
+from dtcore.source.mirror.run import Mirror
+from dtcore.source.mirror.send import WINDOW, FrameBatch, Sender
+
+SCHEMA = 1  # of ProfileReport.document(), described by profile.schema.json beside this file
+SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "profile.schema.json")
+CHOICES = (SKIPPED, ATTRIBUTES, WHOLE, BLOCK, ROLLING)
+PROBE_BYTES = 4 << 20
+TOP = 10
+
+
+class Recorder:
+    """What the profiled mirror would have sent: payload bytes and time per
+    file, frames measured raw and compressed, and the stage timers."""
+
+    def __init__(self, compressor: Compressor | None) -> None:
+        self.compressor = compressor
+        self.timers = StageTimers()
+        self._lock = threading.Lock()
+        self.payload: dict[bytes, int] = defaultdict(int)  # op data bytes per path
+        self.meta: dict[bytes, int] = defaultdict(int)  # of those, not file content
+        self.seconds: dict[bytes, float] = defaultdict(float)
+        self.blocks: dict[bytes, int] = {}  # blocks of each file compared by checksums
+        self.files: list[tuple[bytes, str, int]] = []  # path, choice, size
+        self.frames = self.ops = 0
+        self.wire_raw = self.wire_compressed = 0
+
+    def data_bytes(self) -> int:
+        with self._lock:
+            return sum(self.payload.values())
+
+    def op(self, op: Op) -> None:
+        with self._lock:
+            self.payload[op.path] += len(op.data)
+            if op.kind not in (OpKind.WRITE, OpKind.PATCH):
+                self.meta[op.path] += len(op.data)
+
+    def frame(self, ops: list[Op]) -> tuple[int, int]:
+        """Measure one frame as the transmitter would build it: (data bytes,
+        wire bytes with compression)."""
+        body = pack_batch(ops)
+        raw = compressed = HEADER_SIZE + len(body)
+        if self.compressor is not None:
+            payload = self.compressor.compress(body, ops[0].path if len(ops) < 64 else None)
+            if payload.compressed:
+                compressed = HEADER_SIZE + len(payload.header) + len(payload.body)
+        with self._lock:
+            self.frames += 1
+            self.ops += len(ops)
+            self.wire_raw += raw
+            self.wire_compressed += compressed
+        return sum(len(o.data) for o in ops), compressed
+
+
+class ProfileBatch(FrameBatch):
+    """A batch whose frames are measured, not sent."""
+
+    def __init__(self, conn: Connection, rates: Rates, on_done: Callable[[bytes], None],
+                 on_sent: Callable[[int, int, int], None], recorder: Recorder) -> None:
+        super().__init__(conn, rates, on_done, on_sent)
+        self.recorder = recorder
+
+    def add(self, op: Op) -> None:
+        super().add(op)
+        self.recorder.op(op)
+
+    def flush(self) -> None:
+        if self.ops:
+            ops = self.ops
+            self.ops, self.nbytes, self.data_bytes = [], 0, 0
+            data, wire = self.recorder.frame(ops)
+            self.on_sent(len(ops), data, wire)
+        super().flush()  # with no ops left: ends the claims and marks the files done
+
+
+class ProfileSender(Sender):
+    """The mirror's sender with its reads, hashes and questions timed."""
+
+    def __init__(self, conn: Connection, root: bytes, opts: MirrorOptions, rates: Rates,
+                 recorder: Recorder) -> None:
+        super().__init__(conn, root, opts, rates)
+        self.recorder = recorder
+
+    def read(self, fd: int, n: int, pos: int) -> bytes:
+        with self.recorder.timers.timed("source: read what would be sent") as t:
+            data = super().read(fd, n, pos)
+            t.nbytes = len(data)
+        return data
+
+    def target_sums(self, path: bytes, size: int, block: int,
+                    per: int) -> Iterator[tuple[int, FileReply, np.ndarray]]:
+        with self.recorder._lock:
+            self.recorder.blocks[path] = -(-size // block)
+        it = super().target_sums(path, size, block, per)
+        while True:
+            with self.recorder.timers.timed("source: wait for the target's checksums") as t:
+                item = next(it, None)
+                if item is not None:
+                    t.nbytes = item[2].nbytes
+            if item is None:
+                return
+            yield item
+
+    def source_sums(self, fd: int, offset: int, length: int, block: int) -> np.ndarray:
+        with self.recorder.timers.timed("source: hash blocks", max(length, 0)):
+            return super().source_sums(fd, offset, length, block)
+
+    def target_signature(self, path: bytes, block: int) -> tuple[dict[str, Any], memoryview]:
+        with self.recorder.timers.timed("source: wait for the target's signature") as t:
+            fields, data = super().target_signature(path, block)
+            t.nbytes = len(data)
+        return fields, data
+
+    def delta(self, sig: Signature, path: bytes) -> Delta:
+        with self.recorder.timers.timed("source: build rolling deltas") as t:
+            d = super().delta(sig, path)
+            t.nbytes = d.source_size
+        return d
+
+
+class ProfileMirror(Mirror):
+    """A mirror that records instead of sending (see the module docstring)."""
+
+    def __init__(self, conn: Connection, repset: ReplicationSet, options: MirrorOptions,
+                 recorder: Recorder, progress: Callable[[Mirror], None] | None = None) -> None:
+        options.profile = True
+        super().__init__(conn, repset, options, progress=progress)
+        self.recorder = recorder
+        self.timers = recorder.timers
+        self.sender = ProfileSender(conn, os.fsencode(repset.root), options, self.rates, recorder)
+
+    def _batch(self) -> FrameBatch:
+        return ProfileBatch(self.conn, self.rates, self._mark_done, self._generated,
+                            self.recorder)
+
+    def _generated(self, ops: int, nbytes: int, wire: int) -> None:
+        # what would be sent: the result says it, the statistics do not
+        with self._lock:
+            self.result.bytes_sent += nbytes
+            self.result.wire_bytes += wire
+
+    def _file(self, batch: FrameBatch, e: Entry, t: Entry | None, cut_short: bool) -> None:
+        start = time.perf_counter()
+        try:
+            super()._file(batch, e, t, cut_short)
+        finally:
+            with self.recorder._lock:
+                self.recorder.seconds[e.path] += time.perf_counter() - start
+
+    def _account(self, entry: Entry, strategy: str, skipped: int = 0, item: str = "") -> None:
+        with self.recorder._lock:
+            self.recorder.files.append((entry.path, strategy, entry.size))
+        super()._account(entry, strategy, skipped, item)
+
+
+@dataclass
+class LinkProbe:
+    """The link from source to target as a probe found it."""
+
+    rtt_seconds: float
+    bytes_per_second: float
+
+
+def probe_link(conn: Connection, nbytes: int = PROBE_BYTES, rounds: int = 3) -> LinkProbe:
+    """Round trip of an empty timers request, and the rate of ``nbytes`` of
+    random data sent with one (the best of ``rounds``)."""
+    def once(data: bytes = b"") -> float:
+        start = time.perf_counter()
+        conn.call(TimersRequest(), data=data)
+        return time.perf_counter() - start
+    rtt = min(once() for _ in range(rounds))
+    payload = os.urandom(nbytes)
+    busy = min(once(payload) for _ in range(rounds))
+    return LinkProbe(rtt, nbytes / max(busy - rtt, 1e-6))
+
+
+@dataclass
+class ProfileReport:
+    """What a difference mirror would do and cost; :meth:`document` is the
+    JSON form (``schema`` 1, described in the README)."""
+
+    settings: dict[str, Any]
+    files: int
+    bytes_total: int
+    seconds: float
+    choices: dict[str, dict[str, int]]
+    data_bytes: int
+    wire: dict[str, int]
+    stages: list[dict[str, Any]]
+    cpu: dict[str, dict[str, float]]
+    link: LinkProbe
+    predicted: dict[str, Any]
+    what_if: dict[str, list[dict[str, Any]]]
+    top_bytes: list[dict[str, Any]]
+    top_seconds: list[dict[str, Any]]
+    changed_fraction: list[dict[str, Any]]
+    folders: list[dict[str, Any]]
+    orphan_removal: dict[str, int] = field(default_factory=dict)
+
+    def document(self) -> dict[str, Any]:
+        doc = {k: v for k, v in self.__dict__.items() if k != "link"}
+        doc["link"] = {"rtt_seconds": self.link.rtt_seconds,
+                       "bytes_per_second": self.link.bytes_per_second}
+        return {"schema": SCHEMA, **doc}
+
+
+def profile(conn: Connection, repset: ReplicationSet, opts: MirrorOptions, *,
+            progress: Callable[[Mirror], None] | None = None,
+            probe_bytes: int = PROBE_BYTES, top: int = TOP) -> ProfileReport:
+    """Profile a difference mirror of ``repset`` over ``conn`` (see the module
+    docstring); nothing on the target changes."""
+    ch = conn.tx.check().ch
+    cfg = conn.config
+    # the connection's own compressor, or one made as it would be, for the what-if
+    recorder = Recorder(ch.compressor or Compressor(cfg["MinCompressionFileSize"],
+                                                    cfg["SkipCompressionFileExt"]))
+    compresses = ch.compressor is not None
+    link = probe_link(conn, probe_bytes)
+    before = TimersReply.parse(conn.call(TimersRequest())[0])
+    usage, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    m = ProfileMirror(conn, repset, opts, recorder, progress)
+    result = m.run()
+    wall = time.perf_counter() - start
+    after_usage = resource.getrusage(resource.RUSAGE_SELF)
+    after = TimersReply.parse(conn.call(TimersRequest())[0])
+    cpu_source = (after_usage.ru_utime - usage.ru_utime) + (after_usage.ru_stime - usage.ru_stime)
+    stages = [{"side": "source", "stage": name.removeprefix("source: "), "seconds": s,
+               "calls": n, "bytes": b} for name, (s, n, b) in recorder.timers.snapshot().items()]
+    for name, (s, n, b) in after.stages.items():
+        s0, n0, b0 = before.stages.get(name, (0.0, 0, 0))
+        if n - n0:
+            stages.append({"side": "target", "stage": _TARGET_STAGES.get(name, name),
+                           "seconds": s - s0, "calls": n - n0, "bytes": b - b0})
+    return _report(opts, result, recorder, compresses, link, wall, stages, top, {
+        "source": {"cpu_seconds": cpu_source, "busy_cores": cpu_source / wall if wall else 0.0},
+        "target": {"cpu_seconds": after.cpu - before.cpu,
+                   "busy_cores": (after.cpu - before.cpu) / wall if wall else 0.0}})
+
+
+_TARGET_STAGES = {ManifestRequest.METHOD: "walk and hash its copy",
+                  SumsRequest.METHOD: "checksum blocks",
+                  SignatureRequest.METHOD: "rolling signatures"}
+# the stages that come before the files, timed as they are in a mirror
+_SETUP = ("walk and hash the set", "wait for the target's manifest", "compare the manifests")
+
+
+def _report(opts: MirrorOptions, result: Any, rec: Recorder, compresses: bool, link: LinkProbe,
+            wall: float, stages: list[dict[str, Any]], top: int,
+            cpu: dict[str, dict[str, float]]) -> ProfileReport:
+    choices = {c: {"files": 0, "bytes": 0, "would_send": 0} for c in CHOICES}
+    choices[SKIPPED]["files"] = result.strategies[SKIPPED]  # the bulk-skipped count here too
+    choices[SKIPPED]["bytes"] = result.bytes_skipped
+    per_file = []
+    for path, choice, size in rec.files:
+        sent = rec.payload.get(path, 0)
+        if choice != SKIPPED:
+            c = choices[choice]
+            c["files"] += 1
+            c["bytes"] += size
+            c["would_send"] += sent
+        per_file.append((path, choice, size, sent, rec.seconds.get(path, 0.0)))
+    setup = sum(s["seconds"] for s in stages if s["side"] == "source" and s["stage"] in _SETUP)
+    work = sum(t for *_, t in per_file) / max(1, opts.workers)
+
+    def seconds(wire: int) -> float:
+        return setup + max(work, wire / link.bytes_per_second)
+
+    wire = rec.wire_compressed if compresses else rec.wire_raw
+    predicted = {"wire_bytes": wire, "data_bytes": result.bytes_sent, "frames": rec.frames,
+                 "ops": rec.ops, "seconds": seconds(wire),
+                 "model": "setup stages + max(per-file work / workers, wire bytes / link rate)"}
+    return ProfileReport(
+        settings={"mode": opts.mode, "checksum": opts.checksum, "MirrorChunkSize": opts.block,
+                  "SmallFileThreshold": opts.small_file,
+                  "MaxChecksumBlocks": opts.max_checksum_blocks,
+                  "compression": compresses, "workers": opts.workers},
+        files=result.files, bytes_total=result.bytes_total, seconds=wall, choices=choices,
+        data_bytes=result.bytes_sent,
+        wire={"compressed": rec.wire_compressed, "uncompressed": rec.wire_raw,
+              "frames": rec.frames},
+        stages=sorted(stages, key=lambda s: -s["seconds"]), cpu=cpu, link=link,
+        predicted=predicted, what_if=_what_if(opts, rec, per_file, link, seconds),
+        top_bytes=[_row(f) for f in sorted(per_file, key=lambda f: -f[3])[:top] if f[3]],
+        top_seconds=[_row(f) for f in sorted(per_file, key=lambda f: -f[4])[:top]],
+        changed_fraction=_histogram(per_file), folders=_folders(per_file, top),
+        orphan_removal=dict(result.orphans))
+
+
+def _row(f: tuple[bytes, str, int, int, float]) -> dict[str, Any]:
+    path, choice, size, sent, secs = f
+    return {"path": os.fsdecode(path), "choice": choice, "size": size, "would_send": sent,
+            "seconds": secs}
+
+
+def _what_if(opts: MirrorOptions, rec: Recorder, per_file: list[tuple[bytes, str, int, int, float]],
+             link: LinkProbe, seconds: Callable[[int], float]) -> dict[str, list[dict[str, Any]]]:
+    """Other settings, computed from this pass (see the module docstring)."""
+    out: dict[str, list[dict[str, Any]]] = {"compression": [
+        {"value": True, "wire_bytes": rec.wire_compressed, "seconds": seconds(rec.wire_compressed),
+         "exact": True},
+        {"value": False, "wire_bytes": rec.wire_raw, "seconds": seconds(rec.wire_raw),
+         "exact": True}]}
+    blocks = list(rec.blocks.values())
+    out["MaxChecksumBlocks"] = []
+    for per in sorted({8, 16, 32, 64, 128, opts.max_checksum_blocks}):
+        requests = sum(-(-max(b, 1) // per) for b in blocks)
+        out["MaxChecksumBlocks"].append({
+            "value": per, "checksum_requests": requests,
+            # requests go WINDOW at a time: the round trips they cost
+            "round_trip_seconds": requests / WINDOW * link.rtt_seconds, "exact": True})
+    out["SmallFileThreshold"] = []
+    data_total = rec.data_bytes()
+    # folders' ops belong to no file and do not change with the threshold
+    other = data_total - sum(f[3] for f in per_file)
+    for threshold in sorted({4096, 16384, 65536, 262144, 1 << 20, 4 << 20, 16 << 20,
+                             opts.small_file}):
+        data, exact = other, True
+        for path, choice, size, sent, _ in per_file:
+            if choice in (BLOCK, ROLLING) and size < threshold:
+                data += size + rec.meta.get(path, 0)  # sent whole instead
+            else:
+                data += sent
+                if choice == WHOLE and opts.small_file > size >= threshold:
+                    exact = False  # compared by blocks instead: at most what whole sends
+        out["SmallFileThreshold"].append({
+            "value": threshold, "data_bytes": data,
+            "wire_bytes": int(data * rec.wire_compressed / data_total) if data_total else
+            rec.wire_compressed, "exact": exact})
+    return out
+
+
+def _histogram(per_file: list[tuple[bytes, str, int, int, float]]) -> list[dict[str, Any]]:
+    """Files compared by blocks or by a rolling delta, by the fraction of
+    their bytes that changed, in tenths."""
+    bins = [0] * 10
+    for _, choice, size, sent, _ in per_file:
+        if choice in (BLOCK, ROLLING) and size:
+            bins[min(9, int(10 * min(sent, size) / size))] += 1
+    return [{"from": i / 10, "to": (i + 1) / 10, "files": n} for i, n in enumerate(bins)]
+
+
+def _folders(per_file: list[tuple[bytes, str, int, int, float]], top: int) -> list[dict[str, Any]]:
+    """The folders holding most of the bytes to send (their own files)."""
+    sent: dict[bytes, list[int]] = defaultdict(lambda: [0, 0])
+    for path, choice, _, n, _ in per_file:
+        if choice != SKIPPED and n:
+            folder = os.path.dirname(path) or b"."
+            sent[folder][0] += n
+            sent[folder][1] += 1
+    most = sorted(sent.items(), key=lambda kv: -kv[1][0])[:top]
+    return [{"folder": os.fsdecode(f), "would_send": v[0], "files": v[1]} for f, v in most]

@@ -1,0 +1,108 @@
+"""Profiles of difference mirrors on generated sets, checked against the real
+mirror run right after: the choices and the data bytes exactly, the wire
+bytes within frame-grouping noise, the time within a stated factor; the
+target untouched by the profile; the document valid against its schema; and
+the command as people run it."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jsonschema
+import pytest
+
+from dtcore.source.mirror import profile as profile_module
+
+pytestmark = pytest.mark.timeout(180)
+SECRET = "profile-test-secret"
+# a profile predicts a mirror's time to within this factor (either way)
+TIME_FACTOR = 5
+
+
+def _changed_set(src, engine, repset, conn):
+    """A set mirrored once, then a day of change: a block rewritten, an
+    append (data shifted, so a rolling delta), new files, a mode change,
+    an orphan on the target."""
+    rng = os.urandom
+    (src / "db").mkdir(parents=True)
+    (src / "docs").mkdir()
+    for i in range(8):
+        (src / "db" / f"table{i}").write_bytes(rng(2 << 20))
+    for i in range(200):
+        (src / "docs" / f"note{i}.txt").write_bytes(b"plain text, compresses well\n" * (i + 10))
+    engine.mirror(conn, repset, "full")
+    with open(src / "db" / "table0", "r+b") as f:
+        f.seek(1 << 20)
+        f.write(rng(10_000))
+    with open(src / "db" / "table1", "ab") as f:
+        f.write(rng(33_333))
+    for i in range(20):
+        (src / "docs" / f"new{i}.txt").write_bytes(b"new words " * 500)
+    os.chmod(src / "docs" / "note3.txt", 0o600)
+    os.utime(src / "db" / "table5", (1_000_000, 1_000_000))  # same bytes, other time
+
+
+def _tree(root):
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            data = open(p, "rb").read() if os.path.isfile(p) else b""
+            out[os.path.relpath(p, root)] = (st.st_mode, st.st_mtime_ns, data)
+    return out
+
+
+def test_a_profile_predicts_the_mirror_that_follows_and_changes_nothing(pair):
+    engine, repset, conn, src, dst, _ = pair
+    _changed_set(src, engine, repset, conn)
+    (dst / "orphan.tmp").write_bytes(b"only on the target")
+    before, stats = _tree(dst), engine.statistics().value("server", "MirOpsGenerated")
+    report = engine.profile(conn, repset, checksum=True, orphans=True)
+    assert _tree(dst) == before  # the target is as it was
+    assert engine.statistics().value("server", "MirOpsGenerated") == stats
+    doc = report.document()
+    with open(profile_module.SCHEMA_FILE) as f:
+        jsonschema.validate(doc, json.load(f))
+    assert json.loads(json.dumps(doc)) == doc  # plain JSON, nothing lost
+
+    start = time.perf_counter()
+    result = engine.mirror(conn, repset, checksum=True, orphans=True)
+    took = time.perf_counter() - start
+    assert {c: v["files"] for c, v in doc["choices"].items()} == result.strategies
+    assert doc["data_bytes"] == result.bytes_sent  # exact for the settings used
+    assert abs(doc["predicted"]["wire_bytes"] - result.wire_bytes) <= 0.02 * result.wire_bytes
+    assert doc["orphan_removal"]["files"] == result.orphans["files"] == 1
+    assert 1 / TIME_FACTOR <= doc["predicted"]["seconds"] / took <= TIME_FACTOR, (
+        doc["predicted"]["seconds"], took)
+    # what it says about the files
+    assert doc["choices"]["block"]["files"] == 1 and doc["choices"]["rolling"]["files"] == 1
+    assert doc["choices"]["attributes"]["files"] == 2  # the mode change, the time change
+    top = doc["top_bytes"][0]
+    assert top["path"] in ("db/table0", "db/table1") and top["would_send"] < 200_000
+    assert sum(h["files"] for h in doc["changed_fraction"]) == 2
+    assert doc["changed_fraction"][0]["files"] == 2  # each changed by under a tenth
+    assert {f["folder"] for f in doc["folders"]} == {"db", "docs"}
+    sides = {(s["side"], s["stage"]) for s in doc["stages"]}
+    assert ("target", "checksum blocks") in sides and ("target", "rolling signatures") in sides
+    assert ("source", "build rolling deltas") in sides and ("source", "hash blocks") in sides
+    assert doc["cpu"]["source"]["cpu_seconds"] > 0 and doc["cpu"]["target"]["cpu_seconds"] > 0
+    # other settings from the same pass: compression shrinks the text files' frames
+    on, off = doc["what_if"]["compression"]
+    assert on["wire_bytes"] < off["wire_bytes"] == doc["wire"]["uncompressed"]
+    requests = {r["value"]: r["checksum_requests"] for r in doc["what_if"]["MaxChecksumBlocks"]}
+    assert requests[8] > requests[32] >= requests[128] > 0
+
+
+def test_a_higher_small_file_threshold_is_predicted_exactly(pair):
+    engine, repset, conn, src, dst, _ = pair
+    _changed_set(src, engine, repset, conn)
+    doc = engine.profile(conn, repset, checksum=True).document()
+    rows = {r["value"]: r for r in doc["what_if"]["SmallFileThreshold"]}
+    assert rows[1 << 20]["exact"] and rows[1 << 20]["data_bytes"] == doc["data_bytes"]
+    assert rows[4 << 20]["exact"] and rows[4 << 20]["data_bytes"] > 4 << 20  # both tables whole
+    # the real mirror with that threshold sends the two changed tables whole
+    result = engine.mirror(conn, repset, checksum=True, small_file=4 << 20)
+    assert result.bytes_sent == rows[4 << 20]["data_bytes"]
+    assert result.strategies["block"] == result.strategies["rolling"] == 0
