@@ -217,17 +217,29 @@ class Engine:
 
     def profile(self, conn: Connection, repset: ReplicationSet, *, checksum: bool | None = None,
                 orphans: bool = False, progress: Callable[[Mirror], None] | None = None,
-                top: int = 10, **options: Any) -> "ProfileReport":
+                top: int = 10, then_mirror: bool = False, cpu_profile: str | None = None,
+                **options: Any) -> "ProfileReport":
         """Profile a difference mirror of ``repset`` over ``conn``: what it
         would send for each file and why, the bytes and time on this link,
         how other settings would change that, and where the time goes on
         each side; nothing on the target changes
         (:mod:`dtcore.source.mirror.profile`).  ``top``: files and folders
-        listed in each ranking; other keywords as for :meth:`mirror`."""
+        listed in each ranking.  With ``then_mirror``, the mirror then runs
+        for real and its own report, in the same form with what it took
+        (``ran``), is the profile's ``mirror``: predicted against actual.
+        ``cpu_profile``: a file for cProfile's view of the profile's Python
+        side, every thread included.  Other keywords as for :meth:`mirror`."""
         from dtcore.source.mirror.profile import profile
-        opts = MirrorOptions.from_config(self.config, mode=DIFFERENCE, checksum=checksum,
-                                         orphans=orphans, **options)
-        return profile(conn, repset, opts, progress=progress, top=top)
+
+        def options_() -> MirrorOptions:
+            return MirrorOptions.from_config(self.config, mode=DIFFERENCE, checksum=checksum,
+                                             orphans=orphans, **options)
+        report = profile(conn, repset, options_(), progress=progress, top=top,
+                         cpu_profile=cpu_profile)
+        if then_mirror:
+            report.mirror = profile(conn, repset, options_(), progress=progress, top=top,
+                                    send=True, run=self._run)
+        return report
 
     def replicate(self, conn: Connection, repset: ReplicationSet, *,
                   directory: str | None = None, coalesce: float = 0.005,

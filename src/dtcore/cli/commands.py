@@ -140,6 +140,14 @@ def add_engine_commands(sub: Any) -> None:
                     help="count what orphan removal would remove")
     pr.add_argument("--top", type=int, default=10, metavar="N",
                     help="files and folders listed in each table (default 10)")
+    pr.add_argument("--cpu-profile", metavar="FILE",
+                    help="write cProfile's view of the run (every thread) to FILE, for "
+                         "python -m pstats or snakeviz; the report lists the busiest functions")
+    pr.add_argument("--then-mirror", action="store_true",
+                    help="then run the mirror for real and compare it with the prediction")
+    pr.add_argument("--html", metavar="FILE",
+                    help="also write the report as a page with plots (needs matplotlib: "
+                         "pip install 'dtcore[html]')")
     _output_args(pr, itemize=False)
     pr.set_defaults(run=_runs("profile"))
 

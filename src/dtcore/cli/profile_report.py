@@ -83,6 +83,20 @@ def print_profile(doc: dict[str, Any]) -> None:
         for f in doc["folders"]:
             t.add_row(f["folder"], f"{f['files']:,}", _mb(f["would_send"]))
         out.print(t)
+    py = doc.get("python_profile")
+    if py:
+        t = Table(title=f"Python functions with most time of their own ({py['file']})")
+        for col in ("function", "calls", "own s", "cumulative s"):
+            t.add_column(col, justify="left" if col == "function" else "right")
+        for f in py["top"]:
+            t.add_row(f["function"], f"{f['calls']:,}", _s(f["own_seconds"]),
+                      _s(f["cumulative_seconds"]))
+        out.print(t)
+    ran = doc.get("mirror") and doc["mirror"]["ran"]
+    if ran:
+        out.print(f"then the mirror ran: {_s(ran['seconds'])} s (predicted {_s(p['seconds'])}), "
+                  f"{_mb(ran['data_bytes'])} MB of data (predicted {_mb(p['data_bytes'])}), "
+                  f"{_mb(ran['wire_bytes'])} MB on the wire (predicted {_mb(p['wire_bytes'])})")
     o = doc["orphan_removal"]
     if any(o.values()):
         out.print(f"orphan removal would remove {o['files']:,} files and {o['directories']:,} "

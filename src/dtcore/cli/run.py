@@ -129,8 +129,18 @@ def profile(args: argparse.Namespace) -> int:
         with _watched(args, engine) as progress:
             conn, repset = _connect(engine, args, args.source)
             report = engine.profile(conn, repset, checksum=args.checksum, orphans=args.orphans,
-                                    progress=progress, top=args.top)
+                                    progress=progress, top=args.top,
+                                    then_mirror=args.then_mirror, cpu_profile=args.cpu_profile)
     doc = report.document()
+    if args.html:
+        try:
+            from dtcore.cli.profile_html import render
+            page = render(doc)
+        except ImportError as e:
+            raise InvalidParameterError(f"--html needs matplotlib ({e}): "
+                                        "pip install 'dtcore[html]'") from None
+        with open(args.html, "w") as f:
+            f.write(page)
     if args.json:
         print(json.dumps(doc, indent=1))
         args.json_done = True  # the report is the command's JSON

@@ -480,14 +480,18 @@ class StateReply(Reply):
 @dataclass(frozen=True)
 class TimersReply(Reply):
     """The target's work for one session: per stage (manifest, sums,
-    signature) its seconds, calls and bytes read, in ``stages``; and the
-    target process's CPU seconds (all of its sessions) in ``cpu``."""
+    signature) its seconds, calls and bytes read, in ``stages``; the target
+    process's CPU seconds (all of its sessions) in ``cpu``; and the seconds
+    and count of every data-state save since it started (synced writes a
+    mirror makes twice), in ``state_writes``."""
 
     stages: dict[str, tuple[float, int, int]]
     cpu: float
+    state_writes: tuple[float, int] = (0.0, 0)
 
     def fields(self) -> Fields:
-        return {"stages": {k: list(v) for k, v in self.stages.items()}, "cpu": self.cpu}
+        return {"stages": {k: list(v) for k, v in self.stages.items()}, "cpu": self.cpu,
+                "state_writes": list(self.state_writes)}
 
     @classmethod
     def parse(cls, fields: Fields) -> "TimersReply":
@@ -501,7 +505,11 @@ class TimersReply(Reply):
                     all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)):
                 raise StreamError(f"timers reply's stage {name!r} is not [seconds, calls, bytes]")
             out[str(name)] = (float(value[0]), int(value[1]), int(value[2]))
-        return cls(out, float(cpu))
+        writes = fields.get("state_writes", [0.0, 0])
+        if not (isinstance(writes, list) and len(writes) == 2 and
+                all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in writes)):
+            raise StreamError("timers reply's state_writes is not [seconds, count]")
+        return cls(out, float(cpu), (float(writes[0]), int(writes[1])))
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,8 @@ def _root(s: Session, req: RootRequest, data: bytes) -> tuple[Reply, Any]:
 
 
 def _timers(s: Session, req: TimersRequest, data: bytes) -> tuple[Reply, Any]:
-    return TimersReply(s.timers.snapshot(), time.process_time()), b""
+    seconds, writes, _ = s.target.states.writes.snapshot().get("save", (0.0, 0, 0))
+    return TimersReply(s.timers.snapshot(), time.process_time(), (seconds, writes)), b""
 
 
 def _replication_start(s: Session, req: ReplicationStart, data: bytes) -> tuple[Reply, Any]:

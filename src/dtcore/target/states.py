@@ -9,6 +9,7 @@ import threading
 
 from dtcore._files import replace_whole
 from dtcore.control.events import emit
+from dtcore.control.timers import StageTimers
 from dtcore.errors import InvalidParameterError
 from dtcore.protocol.messages import DATA_STATES, MIRROR_REQUIRED, MIRRORING, OK
 
@@ -21,6 +22,7 @@ class DataStates:
     def __init__(self, directory: str) -> None:
         self.file = os.path.join(directory, "state.json")
         self._lock = threading.Lock()
+        self.writes = StageTimers()  # what saving a state costs (a profile predicts with it)
         try:
             with open(self.file) as f:
                 loaded = json.load(f)
@@ -40,7 +42,8 @@ class DataStates:
                 return
             self._states[path] = state
             try:
-                replace_whole(self.file, json.dumps(self._states).encode())
+                with self.writes.timed("save"):
+                    replace_whole(self.file, json.dumps(self._states).encode())
             except OSError as e:  # a full disk must not stop the target telling the state
                 emit(6002, detail=f"the target data state of /{path} ({state}) cannot be saved: "
                                   f"{e.strerror or e}; it holds until the target restarts")

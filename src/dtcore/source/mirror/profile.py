@@ -20,14 +20,21 @@ under other settings, from this one pass:
 
 The time predicted is the stages before the files (walk, manifest,
 comparison: measured), then the per-file work spread over the workers or
-the wire bytes at the probed rate, whichever is longer."""
+the wire bytes at the probed rate, whichever is longer, and the fixed costs:
+the target saves its data state twice (synced; at the average of its past
+saves, which it reports) and three round trips (the two state requests and
+the last acknowledgement)."""
 from __future__ import annotations
 
+import contextlib
+import cProfile
 import os
+import pstats
 import resource
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -132,6 +139,33 @@ class ProfileBatch(FrameBatch):
         super().flush()  # with no ops left: ends the claims and marks the files done
 
 
+class RecordingBatch(FrameBatch):
+    """A batch that sends its frames and records them (a mirror's report)."""
+
+    def __init__(self, conn: Connection, rates: Rates, on_done: Callable[[bytes], None],
+                 on_sent: Callable[[int, int, int], None], recorder: Recorder) -> None:
+        super().__init__(conn, rates, on_done, self._sent)
+        self.recorder, self._on_sent = recorder, on_sent
+        self._raw = 0
+
+    def add(self, op: Op) -> None:
+        super().add(op)
+        self.recorder.op(op)
+
+    def flush(self) -> None:
+        if self.ops:
+            self._raw = HEADER_SIZE + len(pack_batch(self.ops))
+        super().flush()
+
+    def _sent(self, ops: int, data: int, wire: int) -> None:
+        with self.recorder._lock:
+            self.recorder.frames += 1
+            self.recorder.ops += ops
+            self.recorder.wire_raw += self._raw
+            self.recorder.wire_compressed += wire
+        self._on_sent(ops, data, wire)
+
+
 class ProfileSender(Sender):
     """The mirror's sender with its reads, hashes and questions timed."""
 
@@ -178,21 +212,26 @@ class ProfileSender(Sender):
 
 
 class ProfileMirror(Mirror):
-    """A mirror that records instead of sending (see the module docstring)."""
+    """A mirror that records instead of sending (see the module docstring);
+    with ``send``, a real mirror that records what it sends as well."""
 
     def __init__(self, conn: Connection, repset: ReplicationSet, options: MirrorOptions,
-                 recorder: Recorder, progress: Callable[[Mirror], None] | None = None) -> None:
-        options.profile = True
+                 recorder: Recorder, progress: Callable[[Mirror], None] | None = None,
+                 send: bool = False) -> None:
+        options.profile = not send
         super().__init__(conn, repset, options, progress=progress)
         self.recorder = recorder
         self.timers = recorder.timers
         self.sender = ProfileSender(conn, os.fsencode(repset.root), options, self.rates, recorder)
 
     def _batch(self) -> FrameBatch:
-        return ProfileBatch(self.conn, self.rates, self._mark_done, self._generated,
-                            self.recorder)
+        kind = ProfileBatch if self.opts.profile else RecordingBatch
+        return kind(self.conn, self.rates, self._mark_done, self._generated, self.recorder)
 
     def _generated(self, ops: int, nbytes: int, wire: int) -> None:
+        if not self.opts.profile:
+            super()._generated(ops, nbytes, wire)
+            return
         # what would be sent: the result says it, the statistics do not
         with self._lock:
             self.result.bytes_sent += nbytes
@@ -255,19 +294,61 @@ class ProfileReport:
     changed_fraction: list[dict[str, Any]]
     folders: list[dict[str, Any]]
     orphan_removal: dict[str, int] = field(default_factory=dict)
+    # a report of a mirror that ran: its seconds, data and wire bytes (None: a profile)
+    ran: dict[str, Any] | None = None
+    # a profile followed by the mirror: that mirror's report
+    mirror: "ProfileReport | None" = None
+    # with cpu_profile: the pstats file and the functions with most time of their own
+    python_profile: dict[str, Any] | None = None
 
     def document(self) -> dict[str, Any]:
-        doc = {k: v for k, v in self.__dict__.items() if k != "link"}
+        doc = {k: v for k, v in self.__dict__.items() if k not in ("link", "mirror")}
         doc["link"] = {"rtt_seconds": self.link.rtt_seconds,
                        "bytes_per_second": self.link.bytes_per_second}
+        if self.mirror is not None:
+            doc["mirror"] = self.mirror.document()
         return {"schema": SCHEMA, **doc}
+
+
+@contextmanager
+def python_profile(path: str, top: int = 15) -> Iterator[dict[str, Any]]:
+    """cProfile the calling thread and every thread started meanwhile (the
+    mirror's workers), merged into one pstats file at ``path``; the dict it
+    yields gets the functions with the most time of their own."""
+    profiles = [cProfile.Profile()]
+
+    def start(*_: Any) -> None:  # the first thing each new thread runs
+        p = cProfile.Profile()
+        profiles.append(p)
+        p.enable()
+    threading.setprofile(start)
+    profiles[0].enable()
+    out: dict[str, Any] = {"file": path, "top": []}
+    try:
+        yield out
+    finally:
+        profiles[0].disable()
+        threading.setprofile(None)  # type: ignore[arg-type]
+        stats = pstats.Stats(profiles[0])
+        for p in profiles[1:]:
+            stats.add(p)  # its thread has ended: nothing more comes in
+        stats.dump_stats(path)
+        rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
+        out["top"] = [{"function": f"{os.path.basename(f)}:{line}({name})", "calls": nc,
+                       "own_seconds": tt, "cumulative_seconds": ct}
+                      for (f, line, name), (_, nc, tt, ct, _) in rows]
 
 
 def profile(conn: Connection, repset: ReplicationSet, opts: MirrorOptions, *,
             progress: Callable[[Mirror], None] | None = None,
-            probe_bytes: int = PROBE_BYTES, top: int = TOP) -> ProfileReport:
+            probe_bytes: int = PROBE_BYTES, top: int = TOP, send: bool = False,
+            run: Callable[[Mirror], Any] = lambda m: m.run(),
+            cpu_profile: str | None = None) -> ProfileReport:
     """Profile a difference mirror of ``repset`` over ``conn`` (see the module
-    docstring); nothing on the target changes."""
+    docstring); nothing on the target changes.  With ``send``, run the mirror
+    for real (through ``run``, the engine's reconnecting runner) and report
+    what it did, in the same form.  ``cpu_profile``: a file for the Python
+    side's profile of the run (:func:`python_profile`)."""
     ch = conn.tx.check().ch
     cfg = conn.config
     # the connection's own compressor, or one made as it would be, for the what-if
@@ -277,8 +358,11 @@ def profile(conn: Connection, repset: ReplicationSet, opts: MirrorOptions, *,
     link = probe_link(conn, probe_bytes)
     before = TimersReply.parse(conn.call(TimersRequest())[0])
     usage, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    m = ProfileMirror(conn, repset, opts, recorder, progress)
-    result = m.run()
+    m = ProfileMirror(conn, repset, opts, recorder, progress, send=send)
+    watch: contextlib.AbstractContextManager[dict[str, Any]] = \
+        python_profile(cpu_profile) if cpu_profile else contextlib.nullcontext({})
+    with watch as python:
+        result = run(m)
     wall = time.perf_counter() - start
     after_usage = resource.getrusage(resource.RUSAGE_SELF)
     after = TimersReply.parse(conn.call(TimersRequest())[0])
@@ -290,10 +374,19 @@ def profile(conn: Connection, repset: ReplicationSet, opts: MirrorOptions, *,
         if n - n0:
             stages.append({"side": "target", "stage": _TARGET_STAGES.get(name, name),
                            "seconds": s - s0, "calls": n - n0, "bytes": b - b0})
-    return _report(opts, result, recorder, compresses, link, wall, stages, top, {
+    seconds, writes = after.state_writes
+    # a mirror saves the target path's data state twice (Mirroring, then OK)
+    fixed = 2 * (seconds / writes if writes else 0.0) + 3 * link.rtt_seconds
+    report = _report(opts, result, recorder, compresses, link, wall, stages, top, fixed, {
         "source": {"cpu_seconds": cpu_source, "busy_cores": cpu_source / wall if wall else 0.0},
         "target": {"cpu_seconds": after.cpu - before.cpu,
                    "busy_cores": (after.cpu - before.cpu) / wall if wall else 0.0}})
+    if send:
+        report.ran = {"seconds": wall, "data_bytes": result.bytes_sent,
+                      "wire_bytes": result.wire_bytes}
+    if cpu_profile:
+        report.python_profile = python
+    return report
 
 
 _TARGET_STAGES = {ManifestRequest.METHOD: "walk and hash its copy",
@@ -304,7 +397,7 @@ _SETUP = ("walk and hash the set", "wait for the target's manifest", "compare th
 
 
 def _report(opts: MirrorOptions, result: Any, rec: Recorder, compresses: bool, link: LinkProbe,
-            wall: float, stages: list[dict[str, Any]], top: int,
+            wall: float, stages: list[dict[str, Any]], top: int, fixed: float,
             cpu: dict[str, dict[str, float]]) -> ProfileReport:
     choices = {c: {"files": 0, "bytes": 0, "would_send": 0} for c in CHOICES}
     choices[SKIPPED]["files"] = result.strategies[SKIPPED]  # the bulk-skipped count here too
@@ -322,12 +415,14 @@ def _report(opts: MirrorOptions, result: Any, rec: Recorder, compresses: bool, l
     work = sum(t for *_, t in per_file) / max(1, opts.workers)
 
     def seconds(wire: int) -> float:
-        return setup + max(work, wire / link.bytes_per_second)
+        return setup + max(work, wire / link.bytes_per_second) + fixed
 
     wire = rec.wire_compressed if compresses else rec.wire_raw
     predicted = {"wire_bytes": wire, "data_bytes": result.bytes_sent, "frames": rec.frames,
                  "ops": rec.ops, "seconds": seconds(wire),
-                 "model": "setup stages + max(per-file work / workers, wire bytes / link rate)"}
+                 "fixed_seconds": fixed,
+                 "model": "setup stages + max(per-file work / workers, wire bytes / link rate) "
+                          "+ two data-state saves (at the target's past average) + 3 round trips"}
     return ProfileReport(
         settings={"mode": opts.mode, "checksum": opts.checksum, "MirrorChunkSize": opts.block,
                   "SmallFileThreshold": opts.small_file,
