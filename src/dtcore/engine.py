@@ -218,7 +218,7 @@ class Engine:
     def profile(self, conn: Connection, repset: ReplicationSet, *, checksum: bool | None = None,
                 orphans: bool = False, progress: Callable[[Mirror], None] | None = None,
                 top: int = 10, then_mirror: bool = False, cpu_profile: str | None = None,
-                **options: Any) -> "ProfileReport":
+                sample: int = 0, **options: Any) -> "ProfileReport":
         """Profile a difference mirror of ``repset`` over ``conn``: what it
         would send for each file and why, the bytes and time on this link,
         how other settings would change that, and where the time goes on
@@ -228,14 +228,16 @@ class Engine:
         for real and its own report, in the same form with what it took
         (``ran``), is the profile's ``mirror``: predicted against actual.
         ``cpu_profile``: a file for cProfile's view of the profile's Python
-        side, every thread included.  Other keywords as for :meth:`mirror`."""
+        side, every thread included.  ``sample``: look at about that many
+        files (at random) and estimate the others, with 95 % bounds.
+        Other keywords as for :meth:`mirror`."""
         from dtcore.source.mirror.profile import profile
 
         def options_() -> MirrorOptions:
             return MirrorOptions.from_config(self.config, mode=DIFFERENCE, checksum=checksum,
                                              orphans=orphans, **options)
         report = profile(conn, repset, options_(), progress=progress, top=top,
-                         cpu_profile=cpu_profile)
+                         cpu_profile=cpu_profile, sample=sample)
         if then_mirror:
             report.mirror = profile(conn, repset, options_(), progress=progress, top=top,
                                     send=True, run=self._run)

@@ -18,6 +18,8 @@ pytestmark = pytest.mark.timeout(180)
 SECRET = "profile-test-secret"
 # a profile predicts a mirror's time to within this factor (either way)
 TIME_FACTOR = 5
+# large enough that hashing, not a synced state save, sets the mirror's time
+TABLE = 8 << 20
 
 
 def _changed_set(src, engine, repset, conn):
@@ -28,7 +30,7 @@ def _changed_set(src, engine, repset, conn):
     (src / "db").mkdir(parents=True)
     (src / "docs").mkdir()
     for i in range(8):
-        (src / "db" / f"table{i}").write_bytes(rng(2 << 20))
+        (src / "db" / f"table{i}").write_bytes(rng(TABLE))
     for i in range(200):
         (src / "docs" / f"note{i}.txt").write_bytes(b"plain text, compresses well\n" * (i + 10))
     engine.mirror(conn, repset, "full")
@@ -100,9 +102,38 @@ def test_a_higher_small_file_threshold_is_predicted_exactly(pair):
     _changed_set(src, engine, repset, conn)
     doc = engine.profile(conn, repset, checksum=True).document()
     rows = {r["value"]: r for r in doc["what_if"]["SmallFileThreshold"]}
-    assert rows[1 << 20]["exact"] and rows[1 << 20]["data_bytes"] == doc["data_bytes"]
-    assert rows[4 << 20]["exact"] and rows[4 << 20]["data_bytes"] > 4 << 20  # both tables whole
+    assert rows[4 << 20]["exact"] and rows[4 << 20]["data_bytes"] == doc["data_bytes"]
+    above = rows[16 << 20]
+    assert above["exact"] and above["data_bytes"] > 2 * TABLE  # both changed tables whole
     # the real mirror with that threshold sends the two changed tables whole
-    result = engine.mirror(conn, repset, checksum=True, small_file=4 << 20)
-    assert result.bytes_sent == rows[4 << 20]["data_bytes"]
+    result = engine.mirror(conn, repset, checksum=True, small_file=16 << 20)
+    assert result.bytes_sent == above["data_bytes"]
     assert result.strategies["block"] == result.strategies["rolling"] == 0
+
+
+def test_a_sampled_profile_bounds_what_the_mirror_then_sends(pair):
+    import random
+    engine, repset, conn, src, dst, _ = pair
+    (src / "d").mkdir()
+    pick = random.Random(7)
+    for i in range(240):
+        (src / "d" / f"f{i:03}").write_bytes(os.urandom(256 << 10))
+    engine.mirror(conn, repset, "full")
+    for i in range(240):  # one to three of each file's four 64 KiB blocks change
+        with open(src / "d" / f"f{i:03}", "r+b") as f:
+            for block in pick.sample(range(4), pick.choice((1, 1, 2, 3))):
+                f.seek(block * (64 << 10))
+                f.write(os.urandom(100))
+    doc = engine.profile(conn, repset, checksum=True, sample=60).document()
+    with open(profile_module.SCHEMA_FILE) as f:
+        jsonschema.validate(doc, json.load(f))
+    s = doc["sample"]
+    assert 30 <= s["looked_at"] <= 100 and s["looked_at"] + s["not_looked_at"] == 240
+    result = engine.mirror(conn, repset, checksum=True)
+    looked = doc["data_bytes"]  # measured: what the sampled files (and folders) would send
+    low, high = looked + s["would_send"]["low"], looked + s["would_send"]["high"]
+    assert low <= result.bytes_sent <= high, (low, result.bytes_sent, high)
+    predicted = doc["predicted"]["data_bytes"]
+    assert predicted == looked + s["would_send"]["estimate"]
+    assert abs(predicted - result.bytes_sent) < 0.1 * result.bytes_sent
+    assert doc["choices"]["block"]["files"] == result.strategies["block"] == 240

@@ -140,6 +140,9 @@ def add_engine_commands(sub: Any) -> None:
                     help="count what orphan removal would remove")
     pr.add_argument("--top", type=int, default=10, metavar="N",
                     help="files and folders listed in each table (default 10)")
+    pr.add_argument("--sample", type=int, default=0, metavar="N",
+                    help="look at about N of the files that need a look, chosen at random, and "
+                         "estimate the rest (with 95%% bounds); for sets too large to read whole")
     pr.add_argument("--cpu-profile", metavar="FILE",
                     help="write cProfile's view of the run (every thread) to FILE, for "
                          "python -m pstats or snakeviz; the report lists the busiest functions")

@@ -27,6 +27,13 @@ def print_profile(doc: dict[str, Any]) -> None:
               f"SmallFileThreshold {st['SmallFileThreshold']:,}, MaxChecksumBlocks "
               f"{st['MaxChecksumBlocks']}, compression {'on' if st['compression'] else 'off'}")
 
+    smp = doc.get("sample")
+    if smp:
+        w = smp["would_send"]
+        out.print(f"sampled: looked at {smp['looked_at']:,} files, estimated "
+                  f"{smp['not_looked_at']:,}: they would send {_mb(w['estimate'])} MB "
+                  f"({_mb(w['low'])}-{_mb(w['high'])} MB, {smp['confidence']:.0%} bounds); "
+                  "the tables below include the estimates")
     t = Table(title="what each file needs")
     for col in ("choice", "files", "MB", "would send (MB)"):
         t.add_column(col, justify="left" if col == "choice" else "right")

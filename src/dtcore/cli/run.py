@@ -130,7 +130,8 @@ def profile(args: argparse.Namespace) -> int:
             conn, repset = _connect(engine, args, args.source)
             report = engine.profile(conn, repset, checksum=args.checksum, orphans=args.orphans,
                                     progress=progress, top=args.top,
-                                    then_mirror=args.then_mirror, cpu_profile=args.cpu_profile)
+                                    then_mirror=args.then_mirror, cpu_profile=args.cpu_profile,
+                                    sample=args.sample)
     doc = report.document()
     if args.html:
         try:

@@ -30,6 +30,7 @@ import contextlib
 import cProfile
 import os
 import pstats
+import random
 import resource
 import threading
 import time
@@ -43,7 +44,7 @@ import numpy as np
 from dtcore.control.timers import StageTimers
 from dtcore.model.compression import Compressor
 from dtcore.model.delta import Delta, Signature
-from dtcore.model.manifest import Entry
+from dtcore.model.manifest import FILE, Entry
 from dtcore.model.ops import Op, OpKind, pack_batch
 from dtcore.model.repset import ReplicationSet
 from dtcore.protocol.frames import HEADER_SIZE
@@ -64,7 +65,7 @@ from dtcore.source.mirror.options import (
     WHOLE,
     MirrorOptions,
 )
-from dtcore.source.mirror.plan import Rates
+from dtcore.source.mirror.plan import Rates, plan_file
 from dtcore.source.mirror.run import Mirror
 from dtcore.source.mirror.send import WINDOW, FrameBatch, Sender
 
@@ -88,6 +89,9 @@ class Recorder:
         self.seconds: dict[bytes, float] = defaultdict(float)
         self.blocks: dict[bytes, int] = {}  # blocks of each file compared by checksums
         self.files: list[tuple[bytes, str, int]] = []  # path, choice, size
+        # with a sample: the plan of each file looked at, and the files not looked at
+        self.planned: dict[bytes, str] = {}
+        self.unsampled: list[tuple[bytes, str, int]] = []
         self.frames = self.ops = 0
         self.wire_raw = self.wire_compressed = 0
 
@@ -213,16 +217,25 @@ class ProfileSender(Sender):
 
 class ProfileMirror(Mirror):
     """A mirror that records instead of sending (see the module docstring);
-    with ``send``, a real mirror that records what it sends as well."""
+    with ``send``, a real mirror that records what it sends as well.  With
+    ``sample`` N, about N of the files left to look at one by one are looked
+    at; of the others, one sent whole counts its size (nothing read), one to
+    compare by blocks or delta counts its size for the estimate."""
 
     def __init__(self, conn: Connection, repset: ReplicationSet, options: MirrorOptions,
                  recorder: Recorder, progress: Callable[[Mirror], None] | None = None,
-                 send: bool = False) -> None:
+                 send: bool = False, sample: int = 0, seed: int = 0) -> None:
         options.profile = not send
         super().__init__(conn, repset, options, progress=progress)
         self.recorder = recorder
         self.timers = recorder.timers
         self.sender = ProfileSender(conn, os.fsencode(repset.root), options, self.rates, recorder)
+        self.sample = sample
+        self._rng = random.Random(seed)
+
+    def _drawn(self) -> bool:
+        with self._lock:
+            return self._rng.random() * max(1, self.files_to_plan) < self.sample
 
     def _batch(self) -> FrameBatch:
         kind = ProfileBatch if self.opts.profile else RecordingBatch
@@ -238,6 +251,16 @@ class ProfileMirror(Mirror):
             self.result.wire_bytes += wire
 
     def _file(self, batch: FrameBatch, e: Entry, t: Entry | None, cut_short: bool) -> None:
+        if self.sample and e.kind == FILE:
+            plan = plan_file(e, t, self.opts, self.rates, cut_short)
+            if plan in (WHOLE, BLOCK, ROLLING):
+                if not self._drawn():
+                    with self.recorder._lock:
+                        self.recorder.unsampled.append((e.path, plan, e.size))
+                    Mirror._account(self, e, plan)
+                    return
+                with self.recorder._lock:
+                    self.recorder.planned[e.path] = plan
         start = time.perf_counter()
         try:
             super()._file(batch, e, t, cut_short)
@@ -300,6 +323,8 @@ class ProfileReport:
     mirror: "ProfileReport | None" = None
     # with cpu_profile: the pstats file and the functions with most time of their own
     python_profile: dict[str, Any] | None = None
+    # with a sample: how many files were looked at, and the estimates with their bounds
+    sample: dict[str, Any] | None = None
 
     def document(self) -> dict[str, Any]:
         doc = {k: v for k, v in self.__dict__.items() if k not in ("link", "mirror")}
@@ -343,12 +368,14 @@ def profile(conn: Connection, repset: ReplicationSet, opts: MirrorOptions, *,
             progress: Callable[[Mirror], None] | None = None,
             probe_bytes: int = PROBE_BYTES, top: int = TOP, send: bool = False,
             run: Callable[[Mirror], Any] = lambda m: m.run(),
-            cpu_profile: str | None = None) -> ProfileReport:
+            cpu_profile: str | None = None, sample: int = 0, seed: int = 0) -> ProfileReport:
     """Profile a difference mirror of ``repset`` over ``conn`` (see the module
     docstring); nothing on the target changes.  With ``send``, run the mirror
     for real (through ``run``, the engine's reconnecting runner) and report
     what it did, in the same form.  ``cpu_profile``: a file for the Python
-    side's profile of the run (:func:`python_profile`)."""
+    side's profile of the run (:func:`python_profile`).  ``sample``: look
+    at about that many of the files needing a look, chosen at random
+    (``seed``), and estimate the rest (:class:`ProfileMirror`)."""
     ch = conn.tx.check().ch
     cfg = conn.config
     # the connection's own compressor, or one made as it would be, for the what-if
@@ -358,7 +385,8 @@ def profile(conn: Connection, repset: ReplicationSet, opts: MirrorOptions, *,
     link = probe_link(conn, probe_bytes)
     before = TimersReply.parse(conn.call(TimersRequest())[0])
     usage, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    m = ProfileMirror(conn, repset, opts, recorder, progress, send=send)
+    m = ProfileMirror(conn, repset, opts, recorder, progress, send=send,
+                      sample=0 if send else sample, seed=seed)
     watch: contextlib.AbstractContextManager[dict[str, Any]] = \
         python_profile(cpu_profile) if cpu_profile else contextlib.nullcontext({})
     with watch as python:
@@ -412,13 +440,22 @@ def _report(opts: MirrorOptions, result: Any, rec: Recorder, compresses: bool, l
             c["would_send"] += sent
         per_file.append((path, choice, size, sent, rec.seconds.get(path, 0.0)))
     setup = sum(s["seconds"] for s in stages if s["side"] == "source" and s["stage"] in _SETUP)
-    work = sum(t for *_, t in per_file) / max(1, opts.workers)
+    work_seconds = sum(t for *_, t in per_file)
+    data = result.bytes_sent
+    sample = None
+    if rec.unsampled or rec.planned:
+        sample, more_data, more_seconds = _extrapolate(rec, per_file, choices)
+        data += more_data
+        work_seconds += more_seconds
+    work = work_seconds / max(1, opts.workers)
+    # the frames' overhead and compression, as measured, carried over to what was not looked at
+    scale = data / result.bytes_sent if result.bytes_sent else 1.0
 
     def seconds(wire: int) -> float:
-        return setup + max(work, wire / link.bytes_per_second) + fixed
+        return setup + max(work, wire * scale / link.bytes_per_second) + fixed
 
     wire = rec.wire_compressed if compresses else rec.wire_raw
-    predicted = {"wire_bytes": wire, "data_bytes": result.bytes_sent, "frames": rec.frames,
+    predicted = {"wire_bytes": int(wire * scale), "data_bytes": data, "frames": rec.frames,
                  "ops": rec.ops, "seconds": seconds(wire),
                  "fixed_seconds": fixed,
                  "model": "setup stages + max(per-file work / workers, wire bytes / link rate) "
@@ -437,7 +474,65 @@ def _report(opts: MirrorOptions, result: Any, rec: Recorder, compresses: bool, l
         top_bytes=[_row(f) for f in sorted(per_file, key=lambda f: -f[3])[:top] if f[3]],
         top_seconds=[_row(f) for f in sorted(per_file, key=lambda f: -f[4])[:top]],
         changed_fraction=_histogram(per_file), folders=_folders(per_file, top),
-        orphan_removal=dict(result.orphans))
+        orphan_removal=dict(result.orphans), sample=sample)
+
+
+Z95 = 1.96  # two-sided 95 % normal quantile
+
+
+def _ratio_estimate(pairs: list[tuple[int, float]], total_x: int) -> tuple[float, float]:
+    """The ratio estimator of sum(y) over a population whose x sums to
+    ``total_x``, from sampled (x, y) pairs, and its standard error (no
+    finite-population correction: the bound is on the safe side)."""
+    n = len(pairs)
+    sx = sum(x for x, _ in pairs)
+    if not n or not sx:
+        return 0.0, float(total_x)  # nothing to go on: anything up to every byte
+    r = sum(y for _, y in pairs) / sx
+    if n < 2:
+        return r * total_x, r * total_x
+    resid = sum((y - r * x) ** 2 for x, y in pairs) / (n - 1)
+    mean_x = sx / n
+    return r * total_x, total_x * (resid / n) ** 0.5 / mean_x
+
+
+def _extrapolate(rec: Recorder, per_file: list[tuple[bytes, str, int, int, float]],
+                 choices: dict[str, dict[str, int]]) -> tuple[dict[str, Any], int, float]:
+    """Carry the sampled files over to the others: a file sent whole sends
+    its size (and the attributes the sampled ones sent); the bytes of a
+    file compared by blocks or a delta, and every file's time, come from
+    ratio estimates over the sampled files of its plan (bytes per byte of
+    size), with a 95 % bound per plan; the total's bounds are the sums of
+    those (on the safe side).  Adds the estimates to ``choices``."""
+    looked = {path: f for f in per_file if (path := f[0]) in rec.planned}
+    meta = [rec.meta.get(p, 0) for p in looked]
+    per_meta = sum(meta) / len(meta) if meta else 0.0
+    data, seconds, low, high = 0.0, 0.0, 0.0, 0.0
+    groups: dict[str, Any] = {}
+    for plan in (WHOLE, BLOCK, ROLLING):
+        rest = [(size, p) for p, chosen, size in rec.unsampled if chosen == plan]
+        sampled = [f for f in looked.values() if rec.planned[f[0]] == plan]
+        total_x = sum(size for size, _ in rest)
+        if plan == WHOLE:
+            est, se = total_x + per_meta * len(rest), 0.0
+        else:
+            est, se = _ratio_estimate([(f[2], f[3]) for f in sampled], total_x)
+        t_est, _ = _ratio_estimate([(f[2], f[4]) for f in sampled], total_x)
+        data += est
+        seconds += t_est
+        c = choices[plan]
+        c["files"] += len(rest)
+        c["bytes"] += total_x
+        c["would_send"] += int(est)
+        groups[plan] = {"looked_at": len(sampled), "not_looked_at": len(rest),
+                        "would_send": int(est), "low": int(max(0.0, est - Z95 * se)),
+                        "high": int(min(float(total_x + per_meta * len(rest)), est + Z95 * se))}
+        low += groups[plan]["low"]
+        high += groups[plan]["high"]
+    doc = {"looked_at": len(looked), "not_looked_at": len(rec.unsampled), "confidence": 0.95,
+           "would_send": {"estimate": int(data), "low": int(low), "high": int(high)},
+           "by_plan": groups}
+    return doc, int(data), seconds
 
 
 def _row(f: tuple[bytes, str, int, int, float]) -> dict[str, Any]:

@@ -98,6 +98,7 @@ class Mirror:
         self._error: BaseException | None = None
         self._sources: dict[tuple[int, int], bytes] = {}
         self.timers: StageTimers | None = None  # a profile times the stages
+        self.files_to_plan = 0  # regular files the comparison left to look at one by one
 
     @contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
@@ -334,6 +335,7 @@ class Mirror:
         try:
             assert ours.ids is not None
             twin = is_file & (ours.ids[:, 2] > 1)  # hard-linked: even skipped ones name a first
+            self.files_to_plan = int((todo & is_file & ~skip).sum())
             for i in np.flatnonzero(todo & ~is_dir & (~skip | twin)).tolist():
                 if self._stop.is_set() or self._error is not None:
                     break
