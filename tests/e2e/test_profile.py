@@ -95,6 +95,28 @@ def test_a_profile_predicts_the_mirror_that_follows_and_changes_nothing(pair):
     assert on["wire_bytes"] < off["wire_bytes"] == doc["wire"]["uncompressed"]
     requests = {r["value"]: r["checksum_requests"] for r in doc["what_if"]["MaxChecksumBlocks"]}
     assert requests[8] > requests[32] >= requests[128] > 0
+    # and the same changes mirrored again without checksums send what it said
+    _undo_and_redo(src, dst)
+    again = engine.profile(conn, repset, checksum=True).document()
+    off = next(r for r in again["what_if"]["ChecksumAll"] if r["value"] is False)
+    assert off["exact"] and off["data_bytes"] != again["data_bytes"]
+    assert engine.mirror(conn, repset, checksum=False).bytes_sent == off["data_bytes"]
+
+
+def _undo_and_redo(src, dst):
+    """Make the target differ from the source again the way the day of
+    change did: the changed tables' old bytes back, a note that differs in
+    time only, one whose content differs with its size and time the same."""
+    with open(dst / "db" / "table0", "r+b") as f:
+        f.seek(1 << 20)
+        f.write(b"\0" * 10_000)
+    note, twin = dst / "docs" / "note7.txt", dst / "docs" / "note8.txt"
+    os.utime(note, (2_000_000, 2_000_000))  # same bytes, other time: whole without checksums
+    st = os.stat(twin)
+    data = bytearray(twin.read_bytes())
+    data[0] ^= 1  # other bytes, same size and time: only checksums see it
+    twin.write_bytes(bytes(data))
+    os.utime(twin, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def test_a_higher_small_file_threshold_is_predicted_exactly(pair):
@@ -137,3 +159,23 @@ def test_a_sampled_profile_bounds_what_the_mirror_then_sends(pair):
     assert predicted == looked + s["would_send"]["estimate"]
     assert abs(predicted - result.bytes_sent) < 0.1 * result.bytes_sent
     assert doc["choices"]["block"]["files"] == result.strategies["block"] == 240
+
+
+@pytest.mark.parametrize("other", [16384, 262144])
+def test_other_block_sizes_are_predicted_exactly_from_one_pass(pair, other):
+    engine, repset, conn, src, dst, _ = pair
+    (src / "d").mkdir()
+    for i in range(6):
+        (src / "d" / f"f{i}").write_bytes(os.urandom(3 << 20))
+    engine.mirror(conn, repset, "full")
+    for i in range(6):  # scattered small changes, sizes kept: block comparison only
+        with open(src / "d" / f"f{i}", "r+b") as f:
+            for at in (5000 * i + 100, 1 << 20, (2 << 20) + 70_000 * i):
+                f.seek(at)
+                f.write(os.urandom(300))
+    doc = engine.profile(conn, repset, checksum=True).document()
+    rows = {r["value"]: r for r in doc["what_if"]["MirrorChunkSize"]}
+    assert rows[65536]["data_bytes"] == doc["data_bytes"] and rows[other]["exact"]
+    assert rows[4096]["data_bytes"] < rows[65536]["data_bytes"] < rows[1 << 20]["data_bytes"]
+    result = engine.mirror(conn, repset, checksum=True, block=other)
+    assert result.bytes_sent == rows[other]["data_bytes"]

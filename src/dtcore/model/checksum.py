@@ -54,16 +54,27 @@ def file_checksums(file: PathOrFd, block_size: int = settings.default("MirrorChu
             os.close(fd)
 
 
+def differing_blocks(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per source block, whether it differs from the target's: blocks beyond
+    the end of the target always do (a bool array as long as ``source``)."""
+    source = np.asarray(source, dtype=np.uint64)
+    target = np.asarray(target, dtype=np.uint64)
+    common = min(len(source), len(target))
+    differs = np.ones(len(source), dtype=bool)
+    differs[:common] = source[:common] != target[:common]
+    return differs
+
+
+def runs(flags: np.ndarray) -> np.ndarray:
+    """The coalesced ``[start, stop)`` ranges where ``flags`` is set, as an
+    ``(n, 2)`` int64 array."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], np.asarray(flags, np.int8), [0]))))
+    return edges.reshape(-1, 2).astype(np.int64)
+
+
 def differing_ranges(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Coalesced ``[start, stop)`` block ranges where ``source`` differs from
     ``target``, as an ``(n, 2)`` int64 array.  Source blocks beyond the end of
     the target always differ; target blocks beyond the source are not listed
     (the file is truncated instead)."""
-    source = np.asarray(source, dtype=np.uint64)
-    target = np.asarray(target, dtype=np.uint64)
-    n, common = len(source), min(len(source), len(target))
-    differs = np.ones(n + 2, dtype=np.int8)
-    differs[0] = differs[-1] = 0
-    differs[1:common + 1] = source[:common] != target[:common]
-    edges = np.flatnonzero(np.diff(differs))
-    return edges.reshape(-1, 2).astype(np.int64)
+    return runs(differing_blocks(source, target))

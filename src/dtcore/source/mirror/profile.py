@@ -73,6 +73,10 @@ SCHEMA = 1  # of ProfileReport.document(), described by profile.schema.json besi
 SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "profile.schema.json")
 CHOICES = (SKIPPED, ATTRIBUTES, WHOLE, BLOCK, ROLLING)
 PROBE_BYTES = 4 << 20
+# a profile compares blocks at this grain, so that it knows the bytes at each
+# MirrorChunkSize in BLOCK_SIZES (multiples of it) from one pass
+FINE_BLOCK = 4096
+BLOCK_SIZES = (4096, 16384, 65536, 262144, 1 << 20)
 TOP = 10
 
 
@@ -88,10 +92,14 @@ class Recorder:
         self.meta: dict[bytes, int] = defaultdict(int)  # of those, not file content
         self.seconds: dict[bytes, float] = defaultdict(float)
         self.blocks: dict[bytes, int] = {}  # blocks of each file compared by checksums
+        # of each file compared by checksums: the bytes it sends at each block size
+        self.block_bytes: dict[bytes, dict[int, int]] = {}
         self.files: list[tuple[bytes, str, int]] = []  # path, choice, size
         # with a sample: the plan of each file looked at, and the files not looked at
         self.planned: dict[bytes, str] = {}
         self.unsampled: list[tuple[bytes, str, int]] = []
+        # per file looked at: (same size and time, same mode, same size) as its target copy
+        self.target_attrs: dict[bytes, tuple[bool, bool, bool]] = {}
         self.frames = self.ops = 0
         self.wire_raw = self.wire_compressed = 0
 
@@ -186,8 +194,6 @@ class ProfileSender(Sender):
 
     def target_sums(self, path: bytes, size: int, block: int,
                     per: int) -> Iterator[tuple[int, FileReply, np.ndarray]]:
-        with self.recorder._lock:
-            self.recorder.blocks[path] = -(-size // block)
         it = super().target_sums(path, size, block, per)
         while True:
             with self.recorder.timers.timed("source: wait for the target's checksums") as t:
@@ -197,6 +203,25 @@ class ProfileSender(Sender):
             if item is None:
                 return
             yield item
+
+    def block_differences(self, path: bytes, fd: int, size: int, block: int,
+                          per: int = 0) -> Iterator[tuple[int, np.ndarray, int]]:
+        """The mirror's block differences, found at FINE_BLOCK grain (as many
+        requests, each for more blocks) and folded to ``block``, so that
+        the bytes at other block sizes are known too."""
+        with self.recorder._lock:
+            self.recorder.blocks[path] = -(-size // block)
+        fine = FINE_BLOCK if block % FINE_BLOCK == 0 else block
+        r = block // fine
+        flags = []
+        for first, differs, target_size in super().block_differences(
+                path, fd, size, fine, (per or self.opts.max_checksum_blocks) * r):
+            flags.append(differs)
+            yield first // r, _fold(differs, r), target_size
+        found = np.concatenate(flags) if flags else np.zeros(0, bool)
+        sizes = {b: changed_bytes(found, fine, b, size) for b in BLOCK_SIZES if b % fine == 0}
+        with self.recorder._lock:
+            self.recorder.block_bytes[path] = sizes
 
     def source_sums(self, fd: int, offset: int, length: int, block: int) -> np.ndarray:
         with self.recorder.timers.timed("source: hash blocks", max(length, 0)):
@@ -213,6 +238,21 @@ class ProfileSender(Sender):
             d = super().delta(sig, path)
             t.nbytes = d.source_size
         return d
+
+
+def _fold(flags: np.ndarray, r: int) -> np.ndarray:
+    """Flags of blocks ``r`` times as large: set where any of theirs is."""
+    n = -(-len(flags) // r)
+    padded = np.zeros(n * r, dtype=bool)
+    padded[:len(flags)] = flags
+    return padded.reshape(n, r).any(axis=1)
+
+
+def changed_bytes(flags: np.ndarray, fine: int, block: int, size: int) -> int:
+    """The bytes a block comparison at ``block`` sends, from the differing
+    ``fine`` blocks of a file of ``size`` bytes."""
+    idx = np.flatnonzero(_fold(flags, block // fine)).astype(np.int64)
+    return int(np.minimum((idx + 1) * block, size).sum() - (idx * block).sum())
 
 
 class ProfileMirror(Mirror):
@@ -261,6 +301,11 @@ class ProfileMirror(Mirror):
                     return
                 with self.recorder._lock:
                     self.recorder.planned[e.path] = plan
+        if t is not None and t.kind == FILE:
+            with self.recorder._lock:
+                self.recorder.target_attrs[e.path] = (
+                    t.size == e.size and t.mtime_ns == e.mtime_ns, t.mode == e.mode,
+                    t.size == e.size)
         start = time.perf_counter()
         try:
             super()._file(batch, e, t, cut_short)
@@ -557,6 +602,8 @@ def _what_if(opts: MirrorOptions, rec: Recorder, per_file: list[tuple[bytes, str
             "value": per, "checksum_requests": requests,
             # requests go WINDOW at a time: the round trips they cost
             "round_trip_seconds": requests / WINDOW * link.rtt_seconds, "exact": True})
+    out["ChecksumAll"] = _checksum_what_if(opts, rec, per_file, seconds)
+    out["MirrorChunkSize"] = _block_what_if(opts, rec, per_file, seconds)
     out["SmallFileThreshold"] = []
     data_total = rec.data_bytes()
     # folders' ops belong to no file and do not change with the threshold
@@ -576,6 +623,67 @@ def _what_if(opts: MirrorOptions, rec: Recorder, per_file: list[tuple[bytes, str
             "wire_bytes": int(data * rec.wire_compressed / data_total) if data_total else
             rec.wire_compressed, "exact": exact})
     return out
+
+
+def _block_what_if(opts: MirrorOptions, rec: Recorder,
+                   per_file: list[tuple[bytes, str, int, int, float]],
+                   seconds: Callable[[int], float]) -> list[dict[str, Any]]:
+    """MirrorChunkSize: each file compared by blocks sends the changed blocks
+    of the other size (known at FINE_BLOCK grain).  Exact unless a rolling
+    delta or a size change is in the set: a delta was built for this block
+    size only, and a size change can move a file between block comparison
+    and a delta."""
+    if not rec.block_bytes:
+        return []
+    inexact = any(f[1] == ROLLING for f in per_file) or any(
+        not rec.target_attrs.get(path, (True, True, True))[2] for path in rec.block_bytes)
+    base = rec.data_bytes()
+    ratio = rec.wire_compressed / base if base else 1.0
+    rows = []
+    sizes = sorted({b for v in rec.block_bytes.values() for b in v} | {opts.block})
+    for b in sizes:
+        data = base
+        for path, by_size in rec.block_bytes.items():
+            if b in by_size and opts.block in by_size:
+                data += by_size[b] - by_size[opts.block]
+        wire = int(data * ratio)
+        rows.append({"value": b, "data_bytes": data, "wire_bytes": wire,
+                     "seconds": seconds(wire), "exact": b == opts.block or not inexact})
+    return rows
+
+
+def _checksum_what_if(opts: MirrorOptions, rec: Recorder,
+                      per_file: list[tuple[bytes, str, int, int, float]],
+                      seconds: Callable[[int], float]) -> list[dict[str, Any]]:
+    """ChecksumAll the other way.  From a pass with checksums, exact bytes:
+    without them a file whose size and time match its copy is skipped
+    unread (its attributes sent if only the mode differs), and a small one
+    whose content matched but whose time did not is sent whole.  The time
+    leaves out the skipped files' work (the manifests' hashing stays in, so
+    it errs high).  A pass without checksums cannot see inside what it
+    skipped: the other way is not computed."""
+    here = {"value": opts.checksum, "data_bytes": rec.data_bytes(), "exact": True}
+    if not opts.checksum:
+        return [here, {"value": True, "exact": False,
+                       "note": "profile with checksums to see what they would find"}]
+    data = rec.data_bytes() - sum(f[3] for f in per_file)  # the folders' ops
+    work = 0.0
+    for path, choice, size, sent, secs in per_file:
+        attrs = rec.target_attrs.get(path)
+        if attrs is not None and attrs[0]:
+            data += 0 if attrs[1] else rec.meta.get(path, 0)
+            continue
+        work += secs
+        if attrs is not None and size < opts.small_file and choice in (ATTRIBUTES, SKIPPED):
+            data += size + rec.meta.get(path, 0)  # matched by hash; now sent whole
+        else:
+            data += sent
+    total_work = sum(f[4] for f in per_file)
+    ratio = rec.wire_compressed / rec.data_bytes() if rec.data_bytes() else 1.0
+    wire = int(data * ratio)
+    return [here, {"value": False, "data_bytes": data, "wire_bytes": wire,
+                   "seconds": max(0.0, seconds(wire) - (total_work - work) / max(1, opts.workers)),
+                   "exact": True}]
 
 
 def _histogram(per_file: list[tuple[bytes, str, int, int, float]]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from dtcore._native import _checksum
 from dtcore.model import xattrs
-from dtcore.model.checksum import differing_ranges
+from dtcore.model.checksum import differing_blocks, runs
 from dtcore.model.delta import Delta, Signature, file_delta
 from dtcore.model.manifest import Entry
 from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, encode_patch, patch_size
@@ -118,23 +118,32 @@ class Sender:
     def blocks(self, batch: FrameBatch, e: Entry, fd: int) -> bool:
         """Send the blocks whose checksums differ (and the new size); returns
         whether anything had to change."""
-        block, per = self.opts.block, self.opts.max_checksum_blocks
+        block = self.opts.block
         size = os.fstat(fd).st_size
         changed = False
         target_size = -1
-        for first, reply, theirs in self.target_sums(e.path, size, block, per):
-            offset = first * block
-            t0 = time.perf_counter()
-            ours = self.source_sums(fd, offset, min(block * per, size - offset), block)
-            self.rates.hashed(len(ours) * block, time.perf_counter() - t0)
-            target_size = reply.size
-            for lo, hi in differing_ranges(ours, theirs).tolist():
-                self.send_range(batch, e.path, fd, offset + lo * block, min(offset + hi * block, size))
+        for first, differs, target_size in self.block_differences(e.path, fd, size, block):
+            for lo, hi in runs(differs).tolist():
+                self.send_range(batch, e.path, fd, (first + lo) * block,
+                                min((first + hi) * block, size))
                 changed = True
         if target_size != size:
             batch.add(Op(OpKind.TRUNCATE, *self.next_op(), e.path, size))
             changed = True
         return changed
+
+    def block_differences(self, path: bytes, fd: int, size: int, block: int,
+                          per: int = 0) -> Iterator[tuple[int, np.ndarray, int]]:
+        """Per checksum request of ``per`` blocks (default MaxChecksumBlocks),
+        in order: (its first block, which of its blocks differ from the
+        target copy's, that copy's size)."""
+        per = per or self.opts.max_checksum_blocks
+        for first, reply, theirs in self.target_sums(path, size, block, per):
+            offset = first * block
+            t0 = time.perf_counter()
+            ours = self.source_sums(fd, offset, min(block * per, size - offset), block)
+            self.rates.hashed(len(ours) * block, time.perf_counter() - t0)
+            yield first, differing_blocks(ours, theirs), reply.size
 
     def rolling(self, batch: FrameBatch, e: Entry) -> bool:
         """Send a rolling delta; False when it would be too large for a frame."""
