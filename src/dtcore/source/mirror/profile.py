@@ -245,7 +245,7 @@ def _fold(flags: np.ndarray, r: int) -> np.ndarray:
     n = -(-len(flags) // r)
     padded = np.zeros(n * r, dtype=bool)
     padded[:len(flags)] = flags
-    return padded.reshape(n, r).any(axis=1)
+    return np.asarray(padded.reshape(n, r).any(axis=1))
 
 
 def changed_bytes(flags: np.ndarray, fine: int, block: int, size: int) -> int:
