@@ -62,6 +62,12 @@ def _source_args(p: argparse.ArgumentParser, first: str, help_first: str) -> Non
     _common(p)
 
 
+def _checksum(p: argparse.ArgumentParser, when: str = "") -> None:
+    p.add_argument("--checksum", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"compare by block checksums{when} (ChecksumAll) rather than size and "
+                        "time")
+
+
 def _retries(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retries", type=int, default=RETRIES, metavar="N",
                    help="stop (exit 6) once the target has tried one op N times without "
@@ -95,8 +101,7 @@ def add_engine_commands(sub: Any) -> None:
     kind = m.add_mutually_exclusive_group()
     kind.add_argument("--full", action="store_true", help="send every file")
     kind.add_argument("--difference", action="store_true", help="send only what differs (default)")
-    m.add_argument("--checksum", action=argparse.BooleanOptionalAction, default=None,
-                   help="compare by block checksums (ChecksumAll) rather than size and time")
+    _checksum(m)
     m.add_argument("--orphans", action="store_true", help="remove (or move) files only the target has")
     m.add_argument("-n", "--dry-run", action="store_true",
                    help="list what would be sent and removed, and change nothing")
@@ -110,8 +115,7 @@ def add_engine_commands(sub: Any) -> None:
     kind.add_argument("--full", action="store_true", help="start with a full mirror")
     kind.add_argument("--difference", action="store_true",
                       help="start with a difference mirror (default)")
-    rp.add_argument("--checksum", action=argparse.BooleanOptionalAction, default=None,
-                    help="compare by block checksums in the initial mirror (ChecksumAll)")
+    _checksum(rp, " in the initial mirror")
     rp.add_argument("--orphans", action="store_true",
                     help="remove (or move) files only the target has, in the initial mirror")
     rp.add_argument("--watch", choices=("auto", "fanotify", "inotify"), default="auto",
@@ -134,8 +138,7 @@ def add_engine_commands(sub: Any) -> None:
     pr = sub.add_parser("profile", help="what a difference mirror would send, why, and how "
                                         "long it would take; changes nothing on the target")
     _source_args(pr, "source", "the replication set's root folder")
-    pr.add_argument("--checksum", action=argparse.BooleanOptionalAction, default=None,
-                    help="compare by block checksums (ChecksumAll) rather than size and time")
+    _checksum(pr)
     pr.add_argument("--orphans", action="store_true",
                     help="count what orphan removal would remove")
     pr.add_argument("--top", type=int, default=10, metavar="N",
