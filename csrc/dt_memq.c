@@ -297,6 +297,22 @@ void dt_memq_close(dt_memq *q)
     pthread_mutex_unlock(&q->lock);
 }
 
+void dt_memq_release(dt_memq *q)
+{
+    pthread_mutex_lock(&q->consumer);
+    pthread_mutex_lock(&q->lock);
+    if (q->closed) {
+        __atomic_store_n(&q->head, load(&q->tail), __ATOMIC_RELEASE);
+        q->c.records = 0;
+        for (int k = 0; k < 2; k++)
+            q->c.ops[k] = q->c.bytes[k] = 0;
+        /* the pages go back now; touched again, they read as zeros */
+        madvise(q->ring, q->cap, MADV_DONTNEED);
+    }
+    pthread_mutex_unlock(&q->lock);
+    pthread_mutex_unlock(&q->consumer);
+}
+
 void dt_memq_counts(dt_memq *q, dt_q_counts *out)
 {
     pthread_mutex_lock(&q->lock);

@@ -57,6 +57,9 @@ int dt_memq_pop(dt_memq *q, size_t max_records, uint8_t *out, size_t out_cap, ui
 
 /* Wake every waiter; later pushes fail, pops drain what is left. */
 void dt_memq_close(dt_memq *q);
+/* A closed queue drops what it still holds and gives its ring's pages back
+ * to the kernel at once, rather than when it is freed; no-op while open. */
+void dt_memq_release(dt_memq *q);
 
 void dt_memq_counts(dt_memq *q, dt_q_counts *out);
 

@@ -121,6 +121,29 @@ def test_memory_queue_timeouts_and_close_wake_waiters():
         q.pop(timeout=1)
 
 
+def _anon_kib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+
+
+def test_a_closed_queue_gives_its_ring_back_when_released():
+    q = MemoryQueue(max_bytes=128 << 20, max_ops=1 << 20)
+    chunk = os.urandom(1 << 20)
+    for _ in range(96):  # fill most of the ring: its pages become resident
+        assert q.push([chunk]) == 1
+    while q.pop(64, timeout=0, max_bytes=64 << 20):
+        pass
+    busy = _anon_kib()
+    q.release()  # still open: nothing happens
+    assert q.push([b"kept"]) == 1 and q.counts()["records"] == 1
+    q.close()
+    q.release()
+    assert _anon_kib() < busy - 64 * 1024  # most of the 96 MiB went back
+    assert q.counts()["records"] == 0
+    with pytest.raises(QueueClosedError):
+        q.pop(1, timeout=0)
+
+
 def test_memory_queue_rejects_oversized_records():
     q = MemoryQueue(8192)
     with pytest.raises(InvalidParameterError):

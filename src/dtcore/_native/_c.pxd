@@ -130,6 +130,7 @@ cdef extern from "dt_memq.h" nogil:
                     uint32_t *length, uint32_t *ops, uint8_t *kind, int64_t timeout_ns,
                     size_t *popped, size_t *used, dt_err *err)
     void dt_memq_close(dt_memq *q)
+    void dt_memq_release(dt_memq *q)
     void dt_memq_counts(dt_memq *q, dt_q_counts *out)
     double dt_memq_bench_pair(size_t capacity, uint32_t size, size_t batch, uint64_t records)
 

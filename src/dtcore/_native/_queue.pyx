@@ -15,6 +15,7 @@ from dtcore._native._c cimport (DT_E_CLOSED, DT_E_SPACE, DT_E_TIMEOUT, DT_J_UNLI
                                 dt_journal_open, dt_journal_pop, dt_journal_prepend,
                                 dt_journal_push, dt_memq, dt_memq_bench_pair, dt_memq_close,
                                 dt_memq_counts, dt_memq_free, dt_memq_max_record, dt_memq_new,
+                                dt_memq_release,
                                 dt_memq_pop, dt_memq_push, dt_q_counts, raise_status)
 
 cdef extern from "Python.h":
@@ -323,6 +324,11 @@ cdef class MemQ(_Consumer):
 
     def close(self):
         dt_memq_close(self.q)
+
+    def release(self):
+        """Once closed: drop what is left and give the ring's memory back now."""
+        with nogil:
+            dt_memq_release(self.q)
 
     def counts(self):
         cdef dt_q_counts c

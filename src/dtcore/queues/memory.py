@@ -41,5 +41,11 @@ class MemoryQueue:
         """Wake every waiter: pushes fail from now on, pops drain what is left."""
         self._q.close()
 
+    def release(self) -> None:
+        """Once closed and done with: drop what is left and give the ring's
+        pages back at once (a large ring would otherwise stay resident until
+        the queue is collected)."""
+        self._q.release()
+
     def counts(self) -> dict[str, int]:
         return self._q.counts()

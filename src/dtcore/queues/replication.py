@@ -213,6 +213,7 @@ class ReplicationQueue:
             self.memory.close()
             if discard:
                 dropped = self.memory.counts()["records"]
+                self.memory.release()
                 if self.disk is not None:
                     try:
                         self.disk.close()
@@ -225,6 +226,7 @@ class ReplicationQueue:
                     left.extend(batch)
             except QueueClosedError:  # drained
                 pass
+            self.memory.release()
             if self.disk is None:
                 if left:
                     log.warning("replication queue closed with %d records and no disk queue: "
