@@ -208,10 +208,11 @@ class ProfileSender(Sender):
                           per: int = 0) -> Iterator[tuple[int, np.ndarray, int]]:
         """The mirror's block differences, found at FINE_BLOCK grain (as many
         requests, each for more blocks) and folded to ``block``, so that
-        the bytes at other block sizes are known too."""
+        the bytes at other block sizes are known too; a mirror that sends
+        keeps its own grain."""
         with self.recorder._lock:
             self.recorder.blocks[path] = -(-size // block)
-        fine = FINE_BLOCK if block % FINE_BLOCK == 0 else block
+        fine = FINE_BLOCK if self.opts.profile and block % FINE_BLOCK == 0 else block
         r = block // fine
         flags = []
         for first, differs, target_size in super().block_differences(
