@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtcore-installed
 
-.PHONY: venv build test-tools demo test test-slow bench bench-mirror bench-replication bench-watch bench-startup asan clean
+.PHONY: venv build test-tools demo test test-slow bench bench-mirror bench-replication bench-watch bench-startup bench-scale asan clean
 
 # The one system package the build needs: the lz4 C library's headers.
 LZ4_HEADER := /usr/include/lz4.h
@@ -66,6 +66,13 @@ bench-mirror: build
 	@command -v rsync >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q rsync; } || \
 		{ echo "the mirror benchmark needs rsync: sudo apt-get install rsync" >&2; exit 1; }
 	$(VPY) -m benchmarks.mirror_summary --scale 1.0 --runs 3
+
+# Difference mirrors and profiles by file count vs rsync (Debian's rsync,
+# installed when missing), with each side's peak RSS (about 10 minutes).
+bench-scale: build
+	@command -v rsync >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q rsync; } || \
+		{ echo "the scale benchmark needs rsync: sudo apt-get install rsync" >&2; exit 1; }
+	$(VPY) -m benchmarks.scale --files 10000 100000 --runs 3
 
 # Start-up of the commands, as processes against `python -c pass` (a minute).
 bench-startup: build
