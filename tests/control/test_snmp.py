@@ -145,6 +145,18 @@ def test_snmptranslate_resolves_every_object_and_notification_in_dt_mib():
         "." + ".".join(map(str, snmp.GENERAL + (1, 0)))
 
 
+def test_every_trap_said_to_be_sent_has_an_event_that_is_emitted():
+    """A trap tied to an event ID must be reachable: the ID appears in the
+    code outside the catalogue (in an emit, or the applier's table of retry
+    events)."""
+    package = snmp.MIB_FILE.parent.parent.parent
+    text = "".join(p.read_text() for p in package.rglob("*.py")
+                   if p.name not in ("catalogue.py", "snmp.py"))
+    for name, by in snmp.TRAP_LIST:
+        if isinstance(by, int):
+            assert re.search(rf"(?<![\w.]){by}(?![\w.])", text), name
+
+
 def test_a_running_engine_answers_snmpd_with_its_statistics_and_sends_its_traps(
         agent, tmp_path, monkeypatch):
     monkeypatch.setenv("DTCORE_SECRET", "snmp-test")

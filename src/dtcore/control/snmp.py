@@ -101,7 +101,7 @@ TRAP_LIST: tuple[tuple[str, int | str | None], ...] = (
     ("dttrapMirrorEnd", 4023), ("dttrapMirrorPause", None), ("dttrapMirrorResume", None),
     ("dttrapMirrorStart", 4019), ("dttrapMirrorStop", 4022),
     ("dttrapReplicationStart", 4024), ("dttrapReplicationStop", 4025),
-    ("dttrapRepSetModified", 4073), ("dttrapRestoreComplete", 4057),
+    ("dttrapRepSetModified", None), ("dttrapRestoreComplete", 4057),
     ("dttrapRestoreStarted", 4053), ("dttrapScheduledConnectEnd", None),
     ("dttrapScheduledConnectStart", None), ("dttrapSourceStarted", 4002),
     ("dttrapSourceStopped", 4003), ("dttrapTargetFull", 4110),
