@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.dtcore-installed
 
-.PHONY: venv build test-tools demo test test-slow bench bench-mirror bench-replication bench-watch bench-startup bench-scale asan clean
+.PHONY: venv build test-tools demo test test-slow bench bench-mirror bench-replication bench-watch bench-startup bench-scale bench-compression asan clean
 
 # The one system package the build needs: the lz4 C library's headers.
 LZ4_HEADER := /usr/include/lz4.h
@@ -73,6 +73,11 @@ bench-scale: build
 	@command -v rsync >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q rsync; } || \
 		{ echo "the scale benchmark needs rsync: sudo apt-get install rsync" >&2; exit 1; }
 	$(VPY) -m benchmarks.scale --files 10000 100000 --runs 3
+
+# Compression that decides by itself: full mirrors through a throttling proxy
+# at 100 Mbit/s and 1 Gbit/s and over loopback, auto vs always vs never.
+bench-compression: build
+	$(VPY) -m benchmarks.compression_link --runs 3
 
 # Start-up of the commands, as processes against `python -c pass` (a minute).
 bench-startup: build

@@ -178,9 +178,12 @@ class Engine:
 
     def connect(self, repset: ReplicationSet, host: str = "127.0.0.1", port: int | None = None,
                 target_path: str = "", *, tls: bool | None = None,
-                compression: bool = True) -> Connection:
+                compression: bool | str = True) -> Connection:
         """Connect a replication set to a target path.  With CalculateOnConnect
-        the set's size is worked out first (``repset_totals``)."""
+        the set's size is worked out first (``repset_totals``).  ``compression``:
+        True (or "auto") compresses when it pays on this link, "always"
+        whenever lz4 shrinks the data, False never
+        (:mod:`dtcore.protocol.adaptive`)."""
         if self.config["CalculateOnConnect"]:
             self.repset_totals[repset.name] = repset.calculate()
         conn = Connection(host, port, target_path, secret=self.secret, config=self.config,

@@ -72,11 +72,11 @@ def test_the_bar_shows_files_and_bytes_and_verify_says_where_its_log_is(tmp_path
 def test_no_compress_sends_plain_bytes(tmp_path, src, target):
     (src / "a.txt").write_bytes(b"compressible text " * 20000)
     wire = {}
-    for flag in ("--json", "--no-compress"):
-        out = _mirror(src, target, tmp_path, "--full", "--json", *([flag] if flag != "--json" else []))
+    for flags in (("--compress", "always"), ("--no-compress",), ("--compress", "never")):
+        out = _mirror(src, target, tmp_path, "--full", "--json", *flags)
         summary = json.loads(out.stdout)
-        wire[flag] = summary["bytes_on_wire"] / summary["bytes_sent"]
-    assert wire["--json"] < 0.2 and wire["--no-compress"] >= 1
+        wire[flags[-1]] = summary["bytes_on_wire"] / summary["bytes_sent"]
+    assert wire["always"] < 0.2 and wire["--no-compress"] >= 1 and wire["never"] >= 1
 
 
 def test_special_files_are_reported_not_skipped_in_silence(tmp_path, src, target):

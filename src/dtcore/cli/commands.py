@@ -45,8 +45,11 @@ def _output_args(p: argparse.ArgumentParser, itemize: bool = True) -> None:
                        help="list each change made, and how (whole, block, attributes, ...)")
     p.add_argument("--timeout", type=float, default=0, metavar="S",
                    help="give up (exit 8) once nothing has moved for S seconds (default: never)")
-    p.add_argument("--no-compress", action="store_true",
-                   help="send data uncompressed (lz4 is used by default)")
+    p.add_argument("--compress", choices=("auto", "always", "never"), default="auto",
+                   help="lz4: when it pays on this link (auto, the default), whenever it "
+                        "shrinks the data, or never")
+    p.add_argument("--no-compress", action="store_const", const="never", dest="compress",
+                   help="the same as --compress never")
 
 
 def _source_args(p: argparse.ArgumentParser, first: str, help_first: str) -> None:

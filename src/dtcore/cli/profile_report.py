@@ -25,7 +25,8 @@ def print_profile(doc: dict[str, Any]) -> None:
               f"{_mb(link['bytes_per_second'])} MB/s (round trip {link['rtt_seconds'] * 1e3:.2f} ms)")
     out.print(f"settings: checksum {st['checksum']}, MirrorChunkSize {st['MirrorChunkSize']:,}, "
               f"SmallFileThreshold {st['SmallFileThreshold']:,}, MaxChecksumBlocks "
-              f"{st['MaxChecksumBlocks']}, compression {'on' if st['compression'] else 'off'}")
+              f"{st['MaxChecksumBlocks']}, compression {st['compression_mode']} (here it "
+              f"{'compresses' if st['compression'] else 'sends raw'})")
 
     smp = doc.get("sample")
     if smp:

@@ -33,6 +33,10 @@ def _secret(args: argparse.Namespace) -> str | None:
     return None  # $DTCORE_SECRET
 
 
+def _compression(args: argparse.Namespace) -> bool | str:
+    return False if args.compress == "never" else args.compress
+
+
 def _engine(args: argparse.Namespace, statistics: bool = False,
             stats_host: str = "127.0.0.1") -> Engine:
     """The command's engine: its events go to the engine log; the services
@@ -56,7 +60,7 @@ def _connect(engine: Engine, args: argparse.Namespace, root: str) -> tuple[Conne
         [f"{p},Exc,Rec" for p in args.exclude or ()]
     repset = ReplicationSet(root, rules)
     return engine.connect(repset, host, port, path, tls=True if args.tls else None,
-                          compression=not args.no_compress), repset
+                          compression=_compression(args)), repset
 
 
 @contextlib.contextmanager
@@ -229,7 +233,8 @@ def restore(args: argparse.Namespace) -> int:
         os.makedirs(args.destination, exist_ok=True)
         with _watched(args, engine) as progress:
             conn = engine.connect(ReplicationSet(args.destination), host, port, path,
-                                  tls=True if args.tls else None, compression=not args.no_compress)
+                                  tls=True if args.tls else None,
+                                  compression=_compression(args))
             r = engine.restore(conn, args.destination, overwrite=args.overwrite, progress=progress)
         args.outcome = r
         if not (args.quiet or args.json):

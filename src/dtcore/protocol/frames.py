@@ -18,6 +18,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from typing import Any
 
 from dtcore._native._queue import crc32c
@@ -31,6 +32,7 @@ from dtcore.errors import (
     from_code,
 )
 from dtcore.model.compression import Compressor
+from dtcore.protocol.adaptive import AUTO, Adaptive
 
 HEADER = struct.Struct("<IBBHIIQ")
 HEADER_SIZE = HEADER.size
@@ -113,10 +115,13 @@ class Channel:
     """One connection's frames: thread-safe sends, one reader."""
 
     def __init__(self, sock: socket.socket, *, crc: bool = False,
-                 compressor: Compressor | None = None, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+                 compressor: Compressor | None = None, max_frame: int = DEFAULT_MAX_FRAME,
+                 compression: str = AUTO) -> None:
         self.sock = sock
         self.crc = crc
         self.compressor = compressor
+        # whether compressing pays on this link (protocol.adaptive)
+        self.policy = Adaptive(compression)
         self.max_frame = max_frame
         self._send_lock = threading.Lock()
         self._tls = isinstance(sock, ssl.SSLSocket)
@@ -132,9 +137,15 @@ class Channel:
 
     # -- sending ---------------------------------------------------------
     def encode(self, body: Any, path: bytes | None = None) -> tuple[int, list[Any]]:
-        """(flags, body parts): compressed when the rules allow and it pays."""
-        if self.compressor is not None and len(body):
-            payload = self.compressor.compress(body, path)
+        """(flags, body parts): compressed when the rules allow and it pays
+        (on this link, for this data: :mod:`dtcore.protocol.adaptive`)."""
+        c = self.compressor
+        n = len(body)
+        if c is not None and n and n >= c.min_size and not c.skips(path) and self.policy.want():
+            start = time.perf_counter()
+            payload = c.compress(body, path)
+            self.policy.compressed(n, len(payload.body) if payload.compressed else n,
+                                   time.perf_counter() - start)
             if payload.compressed:
                 return FLAG_LZ4, [payload.header, payload.body]
         return 0, [body]
@@ -159,6 +170,7 @@ class Channel:
         """Send prepared frames in one call."""
         total = sum(len(p) for p in parts)
         with self._send_lock:
+            start = time.perf_counter()
             try:
                 if self._tls:
                     self.sock.sendall(b"".join(parts))
@@ -167,6 +179,7 @@ class Channel:
             except OSError as e:
                 self.closed = True
                 raise PeerClosed(f"sending to the peer failed: {e}") from None
+            self.policy.sent(total, time.perf_counter() - start)
             self.bytes_tx += total
 
     def send(self, ftype: int, body: Any = b"", *, seq: int = 0, flags: int = 0,

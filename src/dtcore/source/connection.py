@@ -22,6 +22,7 @@ from dtcore.control.stats import ConState, Counters, Statistics
 from dtcore.errors import ConnectionFailedError, DTError, InvalidParameterError, StreamError
 from dtcore.model.compression import Compressor
 from dtcore.model.ops import Attrs, Op
+from dtcore.protocol.adaptive import AUTO
 from dtcore.protocol.frames import Channel, tune_socket
 from dtcore.protocol.handshake import client_handshake, secret_bytes
 from dtcore.protocol.link import Link
@@ -80,7 +81,7 @@ class Connection:
     def __init__(self, host: str, port: int | None = None, target_path: str = "", *,
                  secret: str | bytes | None = None, config: Config | None = None,
                  stats: Statistics | None = None, conn_id: int = 1, repset: str = "",
-                 tls: bool | None = None, compression: bool = True) -> None:
+                 tls: bool | None = None, compression: bool | str = True) -> None:
         self.config = config or Config(None)
         self.host = host
         self.port = self.config["NetPort"] if port is None else port
@@ -138,7 +139,9 @@ class Connection:
                 sock = client_tls().wrap_socket(sock)
             compressor = Compressor(cfg["MinCompressionFileSize"], cfg["SkipCompressionFileExt"]) \
                 if self.compression else None
-            ch = Channel(sock, crc=bool(cfg["EnableCRCCheck"]), compressor=compressor)
+            ch = Channel(sock, crc=bool(cfg["EnableCRCCheck"]), compressor=compressor,
+                         compression=self.compression if isinstance(self.compression, str)
+                         else AUTO)
             welcome = client_handshake(ch, self.secret, Hello(
                 self.target_path, self.repset, compressor is not None, self.source_id).fields())
             sock.settimeout(None)

@@ -47,6 +47,7 @@ from dtcore.model.delta import Delta, Signature
 from dtcore.model.manifest import FILE, Entry
 from dtcore.model.ops import Op, OpKind, pack_batch
 from dtcore.model.repset import ReplicationSet
+from dtcore.protocol.adaptive import ALWAYS, Adaptive
 from dtcore.protocol.frames import HEADER_SIZE
 from dtcore.protocol.messages import (
     FileReply,
@@ -102,6 +103,7 @@ class Recorder:
         self.target_attrs: dict[bytes, tuple[bool, bool, bool]] = {}
         self.frames = self.ops = 0
         self.wire_raw = self.wire_compressed = 0
+        self.compress_seconds = 0.0  # lz4's time over every frame
 
     def data_bytes(self) -> int:
         with self._lock:
@@ -118,11 +120,15 @@ class Recorder:
         wire bytes with compression)."""
         body = pack_batch(ops)
         raw = compressed = HEADER_SIZE + len(body)
+        took = 0.0
         if self.compressor is not None:
+            start = time.perf_counter()
             payload = self.compressor.compress(body, ops[0].path if len(ops) < 64 else None)
+            took = time.perf_counter() - start
             if payload.compressed:
                 compressed = HEADER_SIZE + len(payload.header) + len(payload.body)
         with self._lock:
+            self.compress_seconds += took
             self.frames += 1
             self.ops += len(ops)
             self.wire_raw += raw
@@ -427,7 +433,6 @@ def profile(conn: Connection, repset: ReplicationSet, opts: MirrorOptions, *,
     # the connection's own compressor, or one made as it would be, for the what-if
     recorder = Recorder(ch.compressor or Compressor(cfg["MinCompressionFileSize"],
                                                     cfg["SkipCompressionFileExt"]))
-    compresses = ch.compressor is not None
     link = probe_link(conn, probe_bytes)
     before = TimersReply.parse(conn.call(TimersRequest())[0])
     usage, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -448,10 +453,19 @@ def profile(conn: Connection, repset: ReplicationSet, opts: MirrorOptions, *,
         if n - n0:
             stages.append({"side": "target", "stage": _TARGET_STAGES.get(name, name),
                            "seconds": s - s0, "calls": n - n0, "bytes": b - b0})
+    # would the mirror compress?  With "auto", as protocol.adaptive decides
+    # from lz4's measured rate and ratio and the probed link
+    policy = Adaptive(ch.policy.mode)
+    if recorder.compress_seconds > 0 and recorder.wire_raw:
+        policy.compress_rate = recorder.wire_raw / recorder.compress_seconds
+        policy.ratio = recorder.wire_compressed / recorder.wire_raw
+        policy.link_rate = link.bytes_per_second
+    compresses = ch.compressor is not None and (policy.mode == ALWAYS or policy.pays())
     seconds, writes = after.state_writes
     # a mirror saves the target path's data state twice (Mirroring, then OK)
     fixed = 2 * (seconds / writes if writes else 0.0) + 3 * link.rtt_seconds
-    report = _report(opts, result, recorder, compresses, link, wall, stages, top, fixed, {
+    mode = "never" if ch.compressor is None else ch.policy.mode
+    report = _report(opts, result, recorder, compresses, mode, link, wall, stages, top, fixed, {
         "source": {"cpu_seconds": cpu_source, "busy_cores": cpu_source / wall if wall else 0.0},
         "target": {"cpu_seconds": after.cpu - before.cpu,
                    "busy_cores": (after.cpu - before.cpu) / wall if wall else 0.0}})
@@ -470,7 +484,8 @@ _TARGET_STAGES = {ManifestRequest.METHOD: "walk and hash its copy",
 _SETUP = ("walk and hash the set", "wait for the target's manifest", "compare the manifests")
 
 
-def _report(opts: MirrorOptions, result: Any, rec: Recorder, compresses: bool, link: LinkProbe,
+def _report(opts: MirrorOptions, result: Any, rec: Recorder, compresses: bool, mode: str,
+            link: LinkProbe,
             wall: float, stages: list[dict[str, Any]], top: int, fixed: float,
             cpu: dict[str, dict[str, float]]) -> ProfileReport:
     choices = {c: {"files": 0, "bytes": 0, "would_send": 0} for c in CHOICES}
@@ -510,7 +525,8 @@ def _report(opts: MirrorOptions, result: Any, rec: Recorder, compresses: bool, l
         settings={"mode": opts.mode, "checksum": opts.checksum, "MirrorChunkSize": opts.block,
                   "SmallFileThreshold": opts.small_file,
                   "MaxChecksumBlocks": opts.max_checksum_blocks,
-                  "compression": compresses, "workers": opts.workers},
+                  "compression": compresses, "compression_mode": mode,
+                  "workers": opts.workers},
         files=result.files, bytes_total=result.bytes_total, seconds=wall, choices=choices,
         data_bytes=result.bytes_sent,
         wire={"compressed": rec.wire_compressed, "uncompressed": rec.wire_raw,
