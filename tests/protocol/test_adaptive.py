@@ -107,3 +107,17 @@ def test_over_a_slow_link_text_goes_compressed_and_over_a_fast_one_random_goes_r
         ch.send_parts(ch.encode(noise)[1])
     assert not ch.policy.pays() and ch.policy.skipped > 20  # lz4 tried on the probes only
     sock.close()
+
+
+def test_a_backlog_behind_a_slow_send_means_the_link_is_behind():
+    a = _known(0.3, 500e6, 3e9)  # the buffers made the link look fast
+    assert not a.pays() and not a.want(backlog=16 << 20)  # the last send was fast too
+    a.sent(MB, MB / 12.5e6)  # then a send waited for the link
+    assert not a.pays()  # the average has not caught up
+    assert a.want(backlog=16 << 20)  # but 16 MiB wait to go behind it: shrink them
+    assert not a.behind(backlog=1 << 20)
+    for _ in range(10):  # until the data stops shrinking
+        a.compressed(MB, MB, MB / 500e6)
+    wants = [a.want(backlog=16 << 20) for _ in range(8)]
+    # looked at every other payload while behind
+    assert wants.count(True) == 4 and all(x != y for x, y in zip(wants, wants[1:]))

@@ -9,7 +9,17 @@ and ``C`` from each compression it runs, ``B`` from each large send (a send
 that fills the socket's buffer waits for the link, so sustained sending
 measures the link).  Until all three are known it compresses; while it does
 not, every ``PROBE_EVERY``-th payload is compressed anyway, so a change in
-the data or the link is seen."""
+the data or the link is seen.
+
+A rate measured at the start misleads: the socket's buffers take the first
+megabytes at memory speed, and a mirror packs its frames ahead of the link.
+So a backlog also decides: while ``BACKLOG`` bytes or more wait to be sent
+and the latest large send went slower than lz4 runs, the link is behind the
+producers, and data that shrinks by a tenth or more is compressed whatever
+the averages say (and data that does not is probed every
+``PROBE_BEHIND``-th payload: the CPU has time).  A backlog behind a fast
+link means the target is the slow side, where shrinking the bytes gains
+nothing."""
 from __future__ import annotations
 
 AUTO, ALWAYS = "auto", "always"
@@ -22,8 +32,11 @@ class Adaptive:
 
     ALPHA = 0.25  # weight of the newest sample in each moving average
     PROBE_EVERY = 16
+    PROBE_BEHIND = 2  # behind, the CPU waits for the link anyway: look at the data often
     MIN_COMPRESSED = 64 << 10  # smaller samples time the call, not lz4
     MIN_SENT = 256 << 10  # smaller sends rarely wait for the link
+    BACKLOG = 8 << 20  # queued and unsent: the link is behind
+    SHRINKS = 0.9  # a ratio worth compressing for when behind
 
     def __init__(self, mode: str = AUTO) -> None:
         if mode not in MODES:
@@ -32,6 +45,7 @@ class Adaptive:
         self.ratio: float | None = None  # compressed size over original
         self.compress_rate: float | None = None  # original bytes per second through lz4
         self.link_rate: float | None = None  # wire bytes per second
+        self.last_link_rate: float | None = None  # of the latest large send alone
         self.attempts = self.skipped = 0
         self._since_probe = 0
 
@@ -41,13 +55,23 @@ class Adaptive:
             return True
         return self.compress_rate * (1.0 - self.ratio) > self.link_rate
 
-    def want(self) -> bool:
-        """Whether to compress the next payload (the rules allowing)."""
-        if self.mode == ALWAYS or self.pays():
+    def behind(self, backlog: int) -> bool:
+        """Whether the link holds back ``backlog`` bytes of data worth shrinking."""
+        if backlog < self.BACKLOG or (self.ratio is not None and self.ratio >= self.SHRINKS):
+            return False
+        return self.compress_rate is None or self.last_link_rate is None or \
+            self.last_link_rate < self.compress_rate
+
+    def want(self, backlog: int = 0) -> bool:
+        """Whether to compress the next payload (the rules allowing), with
+        ``backlog`` bytes waiting to be sent ahead of it."""
+        behind = self.behind(backlog)
+        if self.mode == ALWAYS or behind or self.pays():
             self.attempts += 1
             return True
         self._since_probe += 1
-        if self._since_probe >= self.PROBE_EVERY:
+        slow = backlog >= self.BACKLOG and (self.last_link_rate or 0.0) < (self.compress_rate or 1.0)
+        if self._since_probe >= (self.PROBE_BEHIND if slow else self.PROBE_EVERY):
             self._since_probe = 0
             self.attempts += 1
             return True
@@ -65,7 +89,8 @@ class Adaptive:
     def sent(self, nbytes: int, seconds: float) -> None:
         """``nbytes`` went to the socket in ``seconds``."""
         if nbytes >= self.MIN_SENT and seconds > 0:
-            self.link_rate = self._mix(self.link_rate, nbytes / seconds)
+            self.last_link_rate = nbytes / seconds
+            self.link_rate = self._mix(self.link_rate, self.last_link_rate)
 
     def _mix(self, old: float | None, new: float) -> float:
         return new if old is None else old + self.ALPHA * (new - old)

@@ -136,12 +136,15 @@ class Channel:
         self.closed = False
 
     # -- sending ---------------------------------------------------------
-    def encode(self, body: Any, path: bytes | None = None) -> tuple[int, list[Any]]:
+    def encode(self, body: Any, path: bytes | None = None,
+               backlog: int = 0) -> tuple[int, list[Any]]:
         """(flags, body parts): compressed when the rules allow and it pays
-        (on this link, for this data: :mod:`dtcore.protocol.adaptive`)."""
+        (on this link, for this data, with ``backlog`` bytes queued ahead:
+        :mod:`dtcore.protocol.adaptive`)."""
         c = self.compressor
         n = len(body)
-        if c is not None and n and n >= c.min_size and not c.skips(path) and self.policy.want():
+        if c is not None and n and n >= c.min_size and not c.skips(path) and \
+                self.policy.want(backlog):
             start = time.perf_counter()
             payload = c.compress(body, path)
             self.policy.compressed(n, len(payload.body) if payload.compressed else n,

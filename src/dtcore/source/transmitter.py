@@ -125,7 +125,9 @@ class Transmitter:
         Returns the frame's size on the wire."""
         link = self.check()
         body = pack_batch(ops)
-        flags, parts = link.ch.encode(body, path)
+        # what waits to be sent ahead of this frame tells whether the link is behind
+        backlog = self.queue.memory.counts()["pool_used"] if self.queue is not None else 0
+        flags, parts = link.ch.encode(body, path, backlog)
         if mirror:
             flags |= FLAG_MIRROR
             if self.rep is not None:
