@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 from dtcore._native import _fanotify
 from dtcore.errors import AccessDeniedError, DTError, FileAccessError, WatchLimitError
@@ -101,7 +102,7 @@ class FanotifyWatch:
         mfd = self._mount(key)
         if mfd is None:
             return None
-        path = _fanotify.path(mfd, key)
+        path = self._handle_path(mfd, key)
         if path is None or path.endswith(b" (deleted)"):
             return None
         if self._inside(path):
@@ -111,6 +112,20 @@ class FanotifyWatch:
                 self._outside.clear()
             self._outside[key] = path
         return path
+
+    @staticmethod
+    def _handle_path(mfd: int, key: bytes) -> bytes | None:
+        # the kernel can fail to decode a handle for want of memory for a
+        # moment (ENOMEM, seen once under heavy page-cache churn): try again
+        # briefly before the watcher gives up
+        for attempt in range(3):
+            try:
+                return _fanotify.path(mfd, key)
+            except FileAccessError as e:
+                if e.errno != errno.ENOMEM or attempt == 2:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        return None
 
     def _inside(self, path: bytes) -> bool:
         return path == self.root or path.startswith(self._prefix)
