@@ -108,3 +108,22 @@ def write_results(stem: str, title: str, command: str, rows: list[dict]) -> None
                      f">= {r['goal']} | {'yes' if r['met'] else 'NO'} | {r['note']} |")
     (out / ("summary.md" if stem == "kernels" else f"{stem}.md")).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def results_head(name: str, rows: list, title: str, command: str) -> list[str]:
+    """Write ``rows`` to bench-results/<name>.json and return the markdown
+    head of bench-results/<name>.md: the title and the command, commit,
+    date and machine that made it."""
+    import json
+    import platform
+    import subprocess
+    from pathlib import Path
+    out = Path(__file__).resolve().parent.parent / "bench-results"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    return [f"# {title}", "", f"Command: `{command}` (commit {head}, "
+            f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} cpus).",
+            ""]
+

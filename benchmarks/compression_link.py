@@ -14,9 +14,7 @@ bench-results/compression.md and compression.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -27,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import log_like, random_bytes
+from benchmarks.common import log_like, random_bytes, results_head
 from benchmarks.mirror_summary import SECRET, DtTarget
 
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
@@ -133,14 +131,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
-    OUT.mkdir(exist_ok=True)
-    (OUT / "compression.json").write_text(json.dumps(rows, indent=1) + "\n")
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
-    lines = ["# Compression that decides by itself", "",
-             f"Command: `python -m benchmarks.compression_link --runs {args.runs} --mib {args.mib}` "
-             f"(commit {head}, {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, "
-             f"{os.cpu_count()} cpus).", "",
+    lines = results_head("compression", rows, "Compression that decides by itself",
+                         f"python -m benchmarks.compression_link --runs {args.runs} "
+                         f"--mib {args.mib}") + [
              f"Full mirrors of {args.mib} MiB (half text, half random) as processes, the modes "
              "alternated; the goal is auto no slower than the better of always and never "
              "on every link.", "",

@@ -16,9 +16,7 @@ scale.json and scale.png (time and memory against file count).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -28,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import results_head
 from benchmarks.mirror_summary import SECRET, DtTarget, RsyncDaemon
 
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
@@ -120,13 +119,8 @@ def _q(xs: list[float]) -> tuple[float, float, float]:
 
 
 def write(rows: list[dict[str, object]], command: str) -> None:
-    OUT.mkdir(exist_ok=True)
-    (OUT / "scale.json").write_text(json.dumps(rows, indent=1) + "\n")
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
-    lines = ["# Difference mirrors and profiles against file count", "",
-             f"Command: `{command}` (commit {head}, {time.strftime('%Y-%m-%d %H:%M')}, "
-             f"{platform.machine()}, {os.cpu_count()} cpus).", "",
+    lines = results_head("scale", rows, "Difference mirrors and profiles against file count",
+                         command) + [
              "Each command is a process from spawn to exit; the tools run in turn on the same "
              "changes (see the script's docstring). Peak RSS: the command's own (wait4) and the "
              "dtcore target's (VmHWM, reset before each command); rsync's daemon side is not "
