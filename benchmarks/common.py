@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import statistics
 import tempfile
+import threading
 import time
 from typing import Callable
 
@@ -126,4 +128,54 @@ def results_head(name: str, rows: list, title: str, command: str) -> list[str]:
     return [f"# {title}", "", f"Command: `{command}` (commit {head}, "
             f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} cpus).",
             ""]
+
+
+class Proxy:
+    """Forwards 127.0.0.1:port to ``upstream``, counting bytes both ways
+    (``bytes``); with ``rate``, the client-to-upstream direction is paced to
+    that many bytes a second by a token bucket (the replies go straight back)."""
+
+    def __init__(self, upstream: int, rate: float = 0.0) -> None:
+        self.upstream, self.rate = upstream, rate
+        self.bytes = 0
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port = self.sock.getsockname()[1]
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                a, _ = self.sock.accept()
+            except OSError:
+                return
+            b = socket.create_connection(("127.0.0.1", self.upstream))
+            for s in (a, b):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for x, y, rate in ((a, b, self.rate), (b, a, 0.0)):
+                threading.Thread(target=self._pipe, args=(x, y, rate), daemon=True).start()
+
+    def _pipe(self, x: socket.socket, y: socket.socket, rate: float) -> None:
+        start, moved = time.monotonic(), 0
+        try:
+            while data := x.recv(256 << 10):
+                if rate:
+                    moved += len(data)
+                    ahead = moved / rate - (time.monotonic() - start)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                y.sendall(data)
+                with self._lock:
+                    self.bytes += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (x, y):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
 

@@ -5,8 +5,8 @@ loopback, with ``--compress auto`` against ``always`` and ``never``.
 The tree is half log-like text (lz4 shrinks it several times) and half
 random bytes (lz4 cannot).  Each run is ``dtcore mirror --full`` as a process
 from spawn to exit, to a ``dtcore target`` process; the three modes take
-turns within each round.  The proxy paces the source-to-target direction
-with a token bucket (the replies go straight back).  Writes
+turns within each round.  The proxy (benchmarks.common.Proxy) paces the
+source-to-target direction with a token bucket.  Writes
 bench-results/compression.md and compression.json.
 
     .venv/bin/python -m benchmarks.compression_link --runs 3
@@ -16,70 +16,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import log_like, random_bytes, results_head
+from benchmarks.common import Proxy, log_like, random_bytes, results_head
 from benchmarks.mirror_summary import SECRET, DtTarget
 
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
 CLI = [sys.executable, "-m", "dtcore.cli.main"]
 MODES = ("auto", "always", "never")
 RATES = {"100 Mbit/s": 100e6 / 8, "1 Gbit/s": 1e9 / 8, "loopback": 0.0}
-
-
-class Proxy:
-    """127.0.0.1:port -> the target, the forward direction paced to ``rate``
-    bytes a second (0: not paced)."""
-
-    def __init__(self, target_port: int, rate: float) -> None:
-        self.target_port, self.rate = target_port, rate
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            for s in (client, upstream):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=self._pump, args=(client, upstream, self.rate),
-                             daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, 0.0),
-                             daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket, rate: float) -> None:
-        start, moved = time.monotonic(), 0
-        try:
-            while data := src.recv(256 << 10):
-                if rate:
-                    moved += len(data)
-                    ahead = moved / rate - (time.monotonic() - start)
-                    if ahead > 0:
-                        time.sleep(ahead)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.server.close()
 
 
 def generate(root: Path, mib: int) -> None:

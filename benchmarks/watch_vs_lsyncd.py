@@ -39,6 +39,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks.common import Proxy
+
 OUT = Path(__file__).resolve().parents[1] / "bench-results"
 EXE = [sys.executable, "-m", "dtcore.cli.main"]
 RUNS = int(os.environ.get("BENCH_RUNS", "2"))
@@ -49,49 +51,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class Proxy:
-    """Forwards 127.0.0.1:port to the real server, counting bytes both ways."""
-
-    def __init__(self, upstream: int) -> None:
-        self.upstream = upstream
-        self.bytes = 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                a, _ = self.sock.accept()
-            except OSError:
-                return
-            b = socket.create_connection(("127.0.0.1", self.upstream))
-            for x, y in ((a, b), (b, a)):
-                threading.Thread(target=self._pipe, args=(x, y), daemon=True).start()
-
-    def _pipe(self, x: socket.socket, y: socket.socket) -> None:
-        try:
-            while data := x.recv(1 << 20):
-                y.sendall(data)
-                with self._lock:
-                    self.bytes += len(data)
-        except OSError:
-            pass
-        finally:
-            for s in (x, y):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def cpu_now(procs: list[subprocess.Popen]) -> float:
