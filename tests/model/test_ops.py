@@ -55,6 +55,24 @@ def test_pack_unpack_round_trip(items):
     assert scan_batch(batch).count == len(items)
 
 
+@given(st.lists(ops() | st.builds(lambda d, off: Op(OpKind.WRITE, 1, 2, b"big", off, d),
+                                  st.binary(min_size=400, max_size=3000), st.integers(0, 2**40)),
+                max_size=20))
+def test_lending_unpack_gives_views_of_large_writes_and_the_same_ops(items):
+    batch = pack_batch(items)
+    lent = unpack_batch(batch, lend=True)
+    assert lent == unpack_batch(batch) == items
+    for op in lent:
+        if op.kind == OpKind.WRITE and len(op.data) >= 512:
+            assert isinstance(op.data, memoryview) and op.data.readonly
+            # a view, not a copy: its bytes lie inside the batch's buffer
+            base = np.frombuffer(batch, np.uint8).ctypes.data
+            at = np.frombuffer(op.data, np.uint8).ctypes.data - base
+            assert 0 < at <= len(batch) - len(op.data)
+        else:
+            assert isinstance(op.data, bytes)
+
+
 @given(st.dictionaries(st.binary(min_size=1, max_size=20).filter(lambda b: b"\0" not in b),
                        st.binary(max_size=100), max_size=8))
 def test_xattr_sets_round_trip_and_broken_ones_are_refused(attrs):

@@ -61,6 +61,7 @@ cdef extern from "dt_delta.h" nogil:
 
 
 cdef extern from "dt_ops.h" nogil:
+    enum: DT_OP_WRITE
     ctypedef struct dt_batch_info:
         uint32_t count
         uint64_t data_bytes

@@ -3,11 +3,14 @@ scanned by C before anything reads it; merge releases the GIL."""
 from cpython.bytearray cimport PyByteArray_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
-from dtcore._native._c cimport (DT_BATCH_HEADER, dt_batch_header, dt_batch_info, dt_batch_scan,
+from dtcore._native._c cimport (DT_BATCH_HEADER, DT_OP_WRITE, dt_batch_header, dt_batch_info, dt_batch_scan,
                                 dt_err, dt_merge, dt_merge_bound, dt_op_read, dt_op_view,
                                 dt_op_write, dt_rec_size, raise_status)
 
 cdef const uint8_t EMPTY[1]
+# below this a bytes copy costs less than a view object
+cdef enum:
+    LEND_MIN = 512
 
 
 cdef dt_batch_info scan_buf(const uint8_t[::1] buf) except *:
@@ -56,17 +59,26 @@ def pack(list ops):
     return out
 
 
-def unpack(const uint8_t[::1] buf not None):
-    """Decode a batch into (kind, file_id, seq, path, arg, data) tuples."""
+def unpack(batch not None, bint lend=False):
+    """Decode a batch into (kind, file_id, seq, path, arg, data) tuples.
+    With lend, the data of a write of LEND_MIN bytes or more is a read-only
+    view of ``batch`` (no copy; valid while the batch's buffer is) and
+    smaller data is bytes."""
+    cdef const uint8_t[::1] buf = batch
     cdef dt_batch_info info = scan_buf(buf)
     cdef dt_op_view op
-    cdef size_t pos = DT_BATCH_HEADER
+    cdef size_t pos = DT_BATCH_HEADER, at
     cdef uint32_t i
+    whole = memoryview(batch).cast("B").toreadonly() if lend else None
     result = []
     for i in range(info.count):
         dt_op_read(&buf[pos], &op)
-        result.append((op.kind, op.file_id, op.seq, op.path[:op.path_len], op.arg,
-                       op.data[:op.data_len]))
+        if lend and op.kind == DT_OP_WRITE and op.data_len >= LEND_MIN:
+            at = <size_t>(op.data - &buf[0])
+            data = whole[at:at + op.data_len]
+        else:
+            data = op.data[:op.data_len]
+        result.append((op.kind, op.file_id, op.seq, op.path[:op.path_len], op.arg, data))
         pos += op.rec_len
     return result
 

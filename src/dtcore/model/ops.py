@@ -106,9 +106,11 @@ def pack_batch(ops: Iterable[Op | tuple]) -> bytearray:
         raise InvalidParameterError(f"op too large to encode: {e}") from None
 
 
-def unpack_batch(batch: Any) -> list[Op]:
-    """Decode a batch into ops."""
-    return [Op(OpKind(k), *rest) for k, *rest in _ops.unpack(byte_view(batch, "batch"))]
+def unpack_batch(batch: Any, lend: bool = False) -> list[Op]:
+    """Decode a batch into ops.  With ``lend``, the data of a large write is
+    a read-only memoryview of ``batch`` rather than a copy: for a consumer
+    done with the ops before the batch's buffer is reused."""
+    return [Op(OpKind(k), *rest) for k, *rest in _ops.unpack(byte_view(batch, "batch"), lend)]
 
 
 def scan_batch(batch: Any) -> BatchInfo:

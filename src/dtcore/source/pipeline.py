@@ -60,6 +60,9 @@ class MergeSavings:
                 "bytes_saved": self.bytes_in - self.bytes_out,
                 "ops_saved": self.ops_in - self.ops_out}
 
+# the largest merge buffer kept between submits
+_SCRATCH_MAX = 16 * MB
+
 
 class Pipeline:
     """Intake to queue for one replication (see the module docstring)."""
@@ -93,6 +96,7 @@ class Pipeline:
         self._unacked_lock = threading.Lock()
         self._check = not repset._all
         self._verdicts: dict[bytes, bool] = {}
+        self._scratch: bytearray | None = None
 
     def _open_queue(self, cfg: Config, journal: str, label: str) -> ReplicationQueue:
         return ReplicationQueue(
@@ -142,29 +146,40 @@ class Pipeline:
             info = scan_batch(view)
         if not info.count:
             return 0
-        record = bytearray(RECORD_HEAD.size + merge_bound(view, self.max_chunk))
-        out = memoryview(record)
-        merged = merge_batch(view, self.max_chunk, into=out[RECORD_HEAD.size:])
-        used = len(merged)
-        count = _COUNT.unpack_from(merged, 8)[0]
-        after = scan_batch(merged).data_bytes
-        merged.release()
-        out.release()
-        del record[RECORD_HEAD.size + used:]
-        now = time.time_ns()
-        with self._lock:
-            seq = self.state.next_seq()
-            RECORD_HEAD.pack_into(record, 0, seq, now)
-            with self._unacked_lock:
-                self.unacked.append((seq, now, count))
-                self.unacked_ops += count
-            try:
-                self.queue.push([record], count, REPLICATION)
-            except BaseException:
+        # the queue copies the record in, so one warm buffer serves every
+        # submit (a concurrent one makes its own) instead of a fresh
+        # allocation whose pages fault in on each call
+        need = RECORD_HEAD.size + merge_bound(view, self.max_chunk)
+        scratch, self._scratch = self._scratch, None
+        if scratch is None or len(scratch) < need:
+            scratch = bytearray(need)
+        out = memoryview(scratch)
+        try:
+            merged = merge_batch(view, self.max_chunk, into=out[RECORD_HEAD.size:])
+            used = len(merged)
+            count = _COUNT.unpack_from(merged, 8)[0]
+            after = scan_batch(merged).data_bytes
+            merged.release()
+            record = out[:RECORD_HEAD.size + used]
+            now = time.time_ns()
+            with self._lock:
+                seq = self.state.next_seq()
+                RECORD_HEAD.pack_into(record, 0, seq, now)
                 with self._unacked_lock:
-                    self.unacked.pop()
-                    self.unacked_ops -= count
-                raise
+                    self.unacked.append((seq, now, count))
+                    self.unacked_ops += count
+                try:
+                    self.queue.push([record], count, REPLICATION)
+                except BaseException:
+                    with self._unacked_lock:
+                        self.unacked.pop()
+                        self.unacked_ops -= count
+                    raise
+            record.release()
+        finally:
+            out.release()
+            if len(scratch) <= _SCRATCH_MAX:
+                self._scratch = scratch
         s = self.savings
         s.ops_in += info.count
         s.ops_out += count

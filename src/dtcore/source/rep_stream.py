@@ -21,11 +21,10 @@ from typing import Any
 from dtcore.control.stats import Counters
 from dtcore.protocol.link import Link
 from dtcore.protocol.messages import ReplicationStart, ReplicationStartReply
-from dtcore.queues.records import MB, REPLICATION
+from dtcore.queues.records import REPLICATION
 from dtcore.source.pipeline import Pipeline, record_head
 
 COMMIT_EVERY = 0.05
-_MAX_RECORD = 64 * MB
 
 
 @dataclass
@@ -34,7 +33,7 @@ class Sent:
 
     seq: int  # batch number
     ops: int
-    record: bytes
+    record: Any  # a read-only view lent by the queue, or bytes
     mark: tuple[int, int, int, int] | None  # the journal's, None for a record from memory
     frame: int | None = None  # None until sent
     held: bool = False  # put back unsent: taking it again is no resend
@@ -87,10 +86,12 @@ class ReplicationStream:
                     self.counters.add("conResentOpCount", item.ops)
                 item.held = False
                 return item
-            batch, mark = self.pipeline.queue.pop_marked(1, timeout=0, max_bytes=_MAX_RECORD)
+            # max_bytes 1: the record lands in a buffer of its own size, which
+            # it keeps (no second copy) until acknowledged
+            batch, mark = self.pipeline.queue.pop_marked(1, timeout=0, max_bytes=1)
             if not len(batch):
                 return None
-            record = bytes(batch[0])
+            record = batch[0]
             seq, generated = record_head(record)
             item = Sent(seq, int(batch.ops[0]), record, mark)
             if mark is not None:  # from the journal: perhaps left by an earlier run

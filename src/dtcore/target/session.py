@@ -287,7 +287,7 @@ class Session:
                     else:
                         applier.tolerant = bool(flags & FLAG_TOLERANT)
                         try:
-                            applier.apply(unpack_batch(record))
+                            applier.apply(unpack_batch(record, lend=True))
                         finally:
                             applier.tolerant = False
                 with self._cv:
@@ -337,7 +337,7 @@ class Session:
             return
         lanes.tolerant = bool(flags & FLAG_TOLERANT) or self.replay
         try:
-            lanes.apply(unpack_batch(view[REP_HEAD.size:]))
+            lanes.apply(unpack_batch(view[REP_HEAD.size:], lend=True))
         finally:
             lanes.tolerant = False
         self.replay = False
