@@ -19,7 +19,7 @@ import ssl
 import struct
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from dtcore._native._queue import crc32c
 from dtcore.control.events import emit
@@ -132,6 +132,9 @@ class Channel:
         # body before it reads the next frame (a target copies it into its queue).
         self.transient_ops = False
         self._rx = bytearray()
+        # where an uncompressed OPS body may be read instead: a writable view
+        # of exactly the length asked for, or None for the buffer above
+        self.ops_buffer: Callable[[int], memoryview | None] | None = None
         self.bytes_tx = self.bytes_rx = 0
         self.closed = False
 
@@ -226,11 +229,13 @@ class Channel:
         if length > cap:
             raise DataOverloadError(f"a {TYPE_NAMES[ftype]} frame of {length} bytes is over the "
                                     f"negotiated maximum of {cap}")
-        if self.transient_ops and ftype == OPS and not flags & FLAG_LZ4:
+        plain_ops = ftype == OPS and not flags & FLAG_LZ4
+        body: Any = self.ops_buffer(length) if plain_ops and self.ops_buffer else None
+        if body is None and self.transient_ops and plain_ops:
             if len(self._rx) < length:
                 self._rx = bytearray(max(length, 2 * len(self._rx)))
-            body: Any = memoryview(self._rx)[:length]
-        else:
+            body = memoryview(self._rx)[:length]
+        elif body is None:
             body = bytearray(length)
         if length:
             self._read_exact(memoryview(body))

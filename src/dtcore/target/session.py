@@ -56,6 +56,7 @@ from dtcore.protocol.link import Link
 from dtcore.protocol.messages import METHOD_FIELD, Ack, Flow, Hello, Notice, OpFailure, Welcome
 from dtcore.queues.records import MB, MIRROR, REPLICATION
 from dtcore.queues.replication import ReplicationQueue
+from dtcore.target.handoff import Handoff
 from dtcore.target.requests import HANDLERS
 from dtcore.target.states import MIRROR_REQUIRED, STATE_DIR
 
@@ -95,9 +96,11 @@ class Session:
         self._flow = threading.Lock()
         self._received = 0
         self._applied = 0
-        # the frame number and flags of each record in the queue, in queue
-        # order (one reader appends, one applier takes): the body goes in uncopied
-        self._seqs: collections.deque[tuple[int, int]] = collections.deque()
+        # the frame number, flags and handed-over body (None: the record is
+        # the body) of each record in the queue, in queue order (one reader
+        # appends, one applier takes)
+        self._seqs: collections.deque[tuple[int, int, memoryview | None]] = collections.deque()
+        self._handoff = Handoff()
         self._cv = threading.Condition()
         self._helpers: ThreadPoolExecutor | None = None
         self._applier: threading.Thread | None = None
@@ -172,6 +175,7 @@ class Session:
         target.stats.server.add("Logins")
         emit(4016, conn=self.label())
         ch.transient_ops = True  # _on_ops copies each body into the queue before the next read
+        ch.ops_buffer = self._handoff.buffer  # ... unless it hands the body over whole
         self.link = Link(ch, f"source {self.peer}", heartbeat=cfg["HBExternalRate"], ttl=cfg["HBTTL"],
                          on_ops=self._on_ops, on_request=self._on_request, on_close=self._on_close)
         self.link.start()
@@ -237,9 +241,10 @@ class Session:
         self.counters.add("Ops Received", info)
         if kind == MIRROR:
             self.counters.add("Mirror Ops Received", info)
-        self._seqs.append((seq, flags))  # before the push, so the applier always finds it
+        lent = self._handoff.claim(body, kind)
+        self._seqs.append((seq, flags, lent))  # before the push, so the applier always finds it
         try:
-            self.queue.push([body], info, kind)
+            self.queue.push([b"" if lent is not None else body], info, kind)
         except QueueClosedError:
             raise StreamError("the target queue is closed") from None
         if kind == MIRROR:
@@ -252,7 +257,7 @@ class Session:
         a pause can never follow the applier's last look at a drained queue."""
         assert self.link is not None
         with self._flow:
-            queued = self.queue.counts()["conBytesInMirQueue"]
+            queued = self.queue.counts()["conBytesInMirQueue"] + self._handoff.bytes[MIRROR]
             if not self._paused and queued > self._high:
                 self._paused = True
                 self.target.flow_pauses += 1
@@ -281,20 +286,27 @@ class Session:
                     break  # closed and drained
                 last = 0
                 for record in records:
-                    last, flags = self._seqs.popleft()
-                    if flags & FLAG_REP:
-                        self._apply_replication(applier, record, flags)
-                    else:
-                        applier.tolerant = bool(flags & FLAG_TOLERANT)
-                        try:
-                            applier.apply(unpack_batch(record, lend=True))
-                        finally:
-                            applier.tolerant = False
+                    last, flags, lent = self._seqs.popleft()
+                    body = record if lent is None else lent
+                    try:
+                        if flags & FLAG_REP:
+                            self._apply_replication(applier, body, flags)
+                        else:
+                            applier.tolerant = bool(flags & FLAG_TOLERANT)
+                            try:
+                                applier.apply(unpack_batch(body, lend=True))
+                            finally:
+                                applier.tolerant = False
+                    finally:
+                        del body
+                        if lent is not None:
+                            self._handoff.give_back(lent, MIRROR if flags & FLAG_MIRROR else REPLICATION)
                 with self._cv:
                     self._applied = last
                     self._cv.notify_all()
                 counts = self.queue.counts()
-                self.counters["Bytes In Target Queue"] = counts["Bytes In Target Queue"]
+                self.counters["Bytes In Target Queue"] = counts["Bytes In Target Queue"] + \
+                    sum(self._handoff.bytes.values())
                 self.counters["Bytes In Target Disk Queue"] = counts["Bytes In Target Disk Queue"]
                 self.counters["Ops Remaining"] = counts["conOpsInRepQueue"] + counts["conOpsInMirQueue"]
                 self._flow_check()
