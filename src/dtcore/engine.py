@@ -178,13 +178,15 @@ class Engine:
 
     def connect(self, repset: ReplicationSet, host: str = "127.0.0.1", port: int | None = None,
                 target_path: str = "", *, tls: bool | None = None,
-                compression: bool | str = True) -> Connection:
+                compression: bool | str = True, calculate: bool | None = None) -> Connection:
         """Connect a replication set to a target path.  With CalculateOnConnect
-        the set's size is worked out first (``repset_totals``).  ``compression``:
-        True (or "auto") compresses when it pays on this link, "always"
-        whenever lz4 shrinks the data, False never
+        (or ``calculate`` True) the set's size is worked out first
+        (``repset_totals``); a caller about to mirror passes False and the
+        mirror's own walk fills it in, so the set is walked once.
+        ``compression``: True (or "auto") compresses when it pays on this
+        link, "always" whenever lz4 shrinks the data, False never
         (:mod:`dtcore.protocol.adaptive`)."""
-        if self.config["CalculateOnConnect"]:
+        if self.config["CalculateOnConnect"] if calculate is None else calculate:
             self.repset_totals[repset.name] = repset.calculate()
         conn = Connection(host, port, target_path, secret=self.secret, config=self.config,
                           stats=self.stats, conn_id=self._next_conn, repset=repset.name, tls=tls,
@@ -329,6 +331,9 @@ class Engine:
         self.mirrors[m.conn.id] = m  # the service view shows it, and its last one after
         try:
             result = self._run_once(m)
+            if not result.resumed:  # its walk covered the whole set: the latest totals
+                self.repset_totals[m.repset.name] = Totals(result.bytes_total, result.files,
+                                                           result.directories)
             for _ in range(2):
                 if rep is None or rep.pipeline.state.last_seq() == before:
                     break

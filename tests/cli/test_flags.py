@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from commandline import one_line, run, start_target
+from commandline import env, one_line, run, start_target
 from dtcore.cli import exits
 
 pytestmark = pytest.mark.timeout(120)
@@ -58,6 +58,19 @@ def test_quiet_prints_nothing_and_verbose_prints_events(tmp_path, src, target):
     out = _mirror(src, target, tmp_path, "-v")
     assert out.returncode == exits.OK
     assert "INFO 4016" in out.stderr and "4023" in out.stderr  # connected, mirror complete
+
+
+def test_a_quiet_mirror_imports_no_terminal_drawing(tmp_path, src, target):
+    """rich (about 80 ms of imports) is loaded only by a command that draws."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "dtcore.cli.main", "mirror",
+                          "-q", str(src), f"127.0.0.1:{target}:job"],
+                         env=env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert out.returncode == exits.OK, out.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "dtcore.engine" in imported
+    assert not {m for m in imported if m.split(".")[0] == "rich"}
+    assert "importlib.resources" not in imported
 
 
 def test_the_bar_shows_files_and_bytes_and_verify_says_where_its_log_is(tmp_path, src, target):

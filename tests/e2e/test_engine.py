@@ -50,6 +50,23 @@ def test_full_mirror_copies_everything(setup):
     assert DataStates(str(root / ".dtcore")).get("job") == "OK"
 
 
+def test_a_mirror_right_after_connecting_walks_the_set_once(setup, monkeypatch):
+    engine, src, root, dst, _, repset = setup
+    totals = engine.repset_totals[repset.name]  # CalculateOnConnect, on by default
+    walks = []
+    real = ReplicationSet.listing
+    monkeypatch.setattr(ReplicationSet, "listing", lambda self, *a: walks.append(1) or real(self, *a))
+    target = engine.start_target(root.parent / "tgt2", port=0)
+    conn = engine.connect(repset, "127.0.0.1", target.port, "job", calculate=False)
+    assert not walks
+    engine.repset_totals.clear()
+    engine.mirror(conn, repset, FULL)
+    assert len(walks) == 1
+    assert engine.repset_totals[repset.name] == totals  # the mirror's walk gave them
+    engine.connect(repset, "127.0.0.1", target.port, "job2")
+    assert len(walks) == 2
+
+
 def test_difference_by_attributes_and_by_checksum(setup):
     engine, src, root, dst, conn, repset = setup
     engine.mirror(conn, repset, FULL)

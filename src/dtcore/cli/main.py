@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import resources
 from typing import Sequence
 
 from dtcore._version import __version__
@@ -49,6 +48,7 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _mib(args: argparse.Namespace) -> int:
+    from importlib import resources  # here: every other command would pay its import
     print(resources.files("dtcore.control") / "mibs" / "dt.mib")
     return 0
 

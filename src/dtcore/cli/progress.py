@@ -5,22 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
-
 from dtcore.control.stats import PERCENT_SCALE, Snapshot
 from dtcore.source.mirror import Mirror, MirrorResult
 
-console = Console(stderr=True)
+# rich is imported where something is drawn: a quiet command never pays for it
 
 
 class Bar:
@@ -30,10 +18,20 @@ class Bar:
     may still be sent), rate, time left, and files done of the total."""
 
     def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
         self.progress = Progress(TextColumn("{task.fields[status]:<16}"), BarColumn(),
                                  TaskProgressColumn(), DownloadColumn(), TransferSpeedColumn(),
                                  TimeRemainingColumn(), TextColumn("{task.fields[files]}"),
-                                 console=console, transient=False)
+                                 console=Console(stderr=True), transient=False)
         self.task = self.progress.add_task("mirror", total=None, status="Calculating", files="")
         self._notice: object = None
 
@@ -58,6 +56,8 @@ class Bar:
 
 
 def print_result(title: str, r: MirrorResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
     t = Table(title=title, show_header=False)
     t.add_row("files / folders", f"{r.files:,} / {r.directories:,}")
     t.add_row("set size", f"{r.bytes_total:,} bytes")
@@ -76,6 +76,8 @@ def print_result(title: str, r: MirrorResult) -> None:
 
 
 def print_connection_stats(snap: Snapshot, conn_row: int = 0) -> None:
+    from rich.console import Console
+    from rich.table import Table
     t = Table(title="statistics", show_header=False)
     for name in ("conBytesTx", "conBytesCompressedTx", "conOpsTx", "conResentOpCount",
                  "conBytesSkipped", "conMirrorBytesRemaining", "conMirrorPercent"):
@@ -92,6 +94,8 @@ def print_connection_stats(snap: Snapshot, conn_row: int = 0) -> None:
 def print_status(doc: dict[str, Any]) -> None:
     """The service view in the terminal: the server, what it serves, and a
     row per connection with why it is idle when it is."""
+    from rich.console import Console
+    from rich.table import Table
     out = Console()
     srv = doc["server"]
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(srv["StartTime"])) \

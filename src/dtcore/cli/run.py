@@ -59,8 +59,10 @@ def _connect(engine: Engine, args: argparse.Namespace, root: str) -> tuple[Conne
     rules = (args.rule or [""]) + [f"{p},Inc,Rec" for p in args.include or ()] + \
         [f"{p},Exc,Rec" for p in args.exclude or ()]
     repset = ReplicationSet(root, rules)
+    # every command connecting here walks the set at once, which gives the
+    # totals CalculateOnConnect would have walked it for
     return engine.connect(repset, host, port, path, tls=True if args.tls else None,
-                          compression=_compression(args)), repset
+                          compression=_compression(args), calculate=False), repset
 
 
 @contextlib.contextmanager
