@@ -65,7 +65,7 @@ bench: build
 bench-mirror: build
 	@command -v rsync >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q rsync; } || \
 		{ echo "the mirror benchmark needs rsync: sudo apt-get install rsync" >&2; exit 1; }
-	$(VPY) -m benchmarks.mirror_summary --scale 1.0 --runs 3
+	$(VPY) -m benchmarks.mirror_summary --scale 1.0 --runs 5
 
 # Difference mirrors and profiles by file count vs rsync (Debian's rsync,
 # installed when missing), with each side's peak RSS (about 10 minutes).

@@ -6,6 +6,8 @@ import os
 import random
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -85,8 +87,9 @@ def row(name: str, m: dict, goal: float, unit: str = "x", note: str = "") -> dic
             "met": m["ratio"] >= goal, "note": note}
 
 
-def write_results(stem: str, title: str, command: str, rows: list[dict]) -> None:
-    """bench-results/<stem>.json and, for kernels, summary.md (else <stem>.md)."""
+def write_results(stem: str, title: str, command: str, rows: list[dict]) -> int:
+    """bench-results/<stem>.json and, for kernels, summary.md (else <stem>.md);
+    returns the exit status of a summary command: 1 when a goal was missed."""
     import json
     import os
     import platform
@@ -110,15 +113,18 @@ def write_results(stem: str, title: str, command: str, rows: list[dict]) -> None
                      f">= {r['goal']} | {'yes' if r['met'] else 'NO'} | {r['note']} |")
     (out / ("summary.md" if stem == "kernels" else f"{stem}.md")).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    missed = [r["measure"] for r in rows if not r["met"]]
+    for m in missed:
+        print(f"goal missed: {m}", file=sys.stderr)
+    return 1 if missed else 0
 
 
-def results_head(name: str, rows: list, title: str, command: str) -> list[str]:
+def results_head(name: str, rows: object, title: str, command: str) -> list[str]:
     """Write ``rows`` to bench-results/<name>.json and return the markdown
     head of bench-results/<name>.md: the title and the command, commit,
     date and machine that made it."""
     import json
     import platform
-    import subprocess
     from pathlib import Path
     out = Path(__file__).resolve().parent.parent / "bench-results"
     out.mkdir(exist_ok=True)
@@ -179,3 +185,21 @@ class Proxy:
     def close(self) -> None:
         self.sock.close()
 
+
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """(seconds from spawn to exit, peak RSS in bytes, standard output) of one
+    command, which must succeed."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode:
+            raise RuntimeError(f"{' '.join(cmd[:6])} failed ({proc.returncode}): "
+                               f"{err.read().decode(errors='replace')[-500:]}")
+        return seconds, usage.ru_maxrss * 1024, out.read().decode(errors="replace")

@@ -24,7 +24,7 @@ def ratios(pairs: list[tuple[float, float]]) -> dict[str, float]:
     return {"ratio": statistics.median(r), "q1": q[0], "q3": q[2]}
 
 
-def main() -> None:
+def main() -> int:
     rows = []
     n = 200 * 1024
     for kind, goal, scale in (("Queue", 30.0, 10), ("SimpleQueue", 1.5, 1), ("deque", 0.0, 1)):
@@ -70,8 +70,8 @@ def main() -> None:
     pairs = [(bq.write_through(2000) / 2000, bq.persist_queue(400) / 400) for _ in range(3)]
     rows.append(row("disk queue write-through, 4 producers, vs persist-queue SQLiteQueue "
                     "(auto_commit, 4 producers)", ratios(pairs), 5.0))
-    write_results("queues", "Queue benchmarks", COMMAND, rows)
+    return write_results("queues", "Queue benchmarks", COMMAND, rows)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

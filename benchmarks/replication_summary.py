@@ -22,7 +22,7 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"ratio": statistics.median(values), "q1": q[0], "q3": q[2]}
 
 
-def main() -> None:
+def main() -> int:
     rows = []
     intake = br.Intake(br.small_batch(), 20)
     try:
@@ -95,8 +95,8 @@ def main() -> None:
     for r in rows:  # lower-is-better rows carry their verdict in the note
         if r["goal"] == 0.0:
             r["met"] = "goal met: NO" not in r["note"]
-    write_results("replication", "Live replication benchmarks", COMMAND, rows)
+    return write_results("replication", "Live replication benchmarks", COMMAND, rows)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

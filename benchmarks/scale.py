@@ -1,15 +1,17 @@
 """Difference mirrors and profiles against file count, as processes: the
-time, files per second and peak RSS of ``dtcore mirror`` (by attributes)
-and ``dtcore profile``, with the peak RSS of the ``dtcore target`` process,
-against ``rsync -a`` to an rsync daemon on the same tree and changes.
+time, files per second and peak RSS of ``dtcore mirror`` by attributes and
+by checksum and of ``dtcore profile`` (which hashes, as ChecksumAll 1 does),
+with the peak RSS of the ``dtcore target`` process, against rsync to an
+rsync daemon in the same mode (``-a``; ``-a --checksum``) on the same tree
+and changes.
 
 Each file count gets a fresh tree of small files (0.2-2 KiB, a thousand to
-a folder), a full mirror to a dtcore target and an rsync to the daemon, and
-then ``--runs`` rounds, each changing ``--changed`` of the files and running
-profile, dtcore mirror and rsync in turn (all three see the same changes).
-A child's peak RSS comes from wait4; the target's from VmHWM, reset before
-each command through /proc/PID/clear_refs.  Writes bench-results/scale.md,
-scale.json and scale.png (time and memory against file count).
+a folder), full copies (one per mode and tool), and then ``--runs`` rounds,
+each changing ``--changed`` of the files and running every tool of TOOLS in
+turn (all see the same changes).  A child's peak RSS comes from wait4; the
+target's from VmHWM, reset before each command through
+/proc/PID/clear_refs.  Writes bench-results/scale.md, scale.json and
+scale.png (time and memory against file count).
 
     .venv/bin/python -m benchmarks.scale --files 10000 100000 --runs 3
 """
@@ -20,13 +22,11 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.common import results_head
+from benchmarks.common import results_head, timed
 from benchmarks.mirror_summary import SECRET, DtTarget, RsyncDaemon
 
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
@@ -49,18 +49,6 @@ def change(root: Path, files: int, fraction: float, rng: random.Random) -> int:
     return len(picked)
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """(seconds from spawn to exit, peak RSS in bytes) of one command."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{cmd[3:5]} failed: {proc.stderr.read().decode()[-500:]}")
-    return seconds, usage.ru_maxrss * 1024
-
-
 def peak_reset(pid: int) -> None:
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")
@@ -74,6 +62,18 @@ def peak(pid: int) -> int:
     return 0
 
 
+# (tool, dtcore command or rsync flags, where it copies to, its reference):
+# each mode against rsync in the same mode, each with a copy of its own so
+# that all of them see the same changes
+TOOLS = (
+    ("dtcore profile", ["profile", "-q"], "dest", "rsync -a --checksum"),
+    ("dtcore mirror --no-checksum", ["mirror", "-q", "--no-checksum"], "dest", "rsync -a"),
+    ("rsync -a", ["-a"], "", None),
+    ("dtcore mirror --checksum", ["mirror", "-q", "--checksum"], "sums", "rsync -a --checksum"),
+    ("rsync -a --checksum", ["-a", "--checksum"], "sums", None),
+)
+
+
 def measure(files: int, fraction: float, runs: int, work: Path) -> list[dict[str, object]]:
     rng = random.Random(files)
     src, dt_dest, rs_dest = work / "src", work / "dt", work / "rs"
@@ -83,24 +83,22 @@ def measure(files: int, fraction: float, runs: int, work: Path) -> list[dict[str
     env = {**os.environ, "DTCORE_SECRET": SECRET, "DTCORE_LOGDIR": str(work / "logs"),
            "PYTHONDONTWRITEBYTECODE": ""}
     target, rsyncd = DtTarget(dt_dest), RsyncDaemon(work, rs_dest)
-    address = f"127.0.0.1:{target.port}:dest"
     rows: list[dict[str, object]] = []
     try:
-        timed([*CLI, "mirror", "--full", "-q", str(src), address], env)
+        for into in ("dest", "sums"):
+            timed([*CLI, "mirror", "--full", "-q", str(src), f"127.0.0.1:{target.port}:{into}"], env)
         rsyncd.run(src, "-a")
+        rsyncd.run(src, "-a", into="sums")
         for run in range(runs):
             changed = change(src, files, fraction, rng)
-            for tool, cmd in (
-                    ("dtcore profile", [*CLI, "profile", "-q", str(src), address]),
-                    ("dtcore mirror", [*CLI, "mirror", "-q", str(src), address]),
-                    ("rsync -a", None)):
+            for tool, args, into, _ in TOOLS:
                 peak_reset(target.proc.pid)
-                if cmd is None:
-                    start = time.perf_counter()
-                    rsyncd.run(src, "-a")
-                    seconds, rss, target_rss = time.perf_counter() - start, 0, 0
+                if tool.startswith("rsync"):
+                    seconds = rsyncd.run(src, *args, into=into)[0]
+                    rss = target_rss = 0
                 else:
-                    seconds, rss = timed(cmd, env)
+                    seconds, rss, _ = timed([*CLI, *args, str(src), f"127.0.0.1:{target.port}:{into}"],
+                                            env)
                     target_rss = peak(target.proc.pid)
                 rows.append({"files": files, "changed": changed, "run": run, "tool": tool,
                              "seconds": seconds, "source_rss": rss, "target_rss": target_rss})
@@ -118,30 +116,45 @@ def _q(xs: list[float]) -> tuple[float, float, float]:
     return q[0], statistics.median(xs), q[2]
 
 
-def write(rows: list[dict[str, object]], command: str) -> None:
+def write(rows: list[dict[str, object]], command: str) -> int:
+    """The table and plot; returns 1 when a dtcore mirror missed issue 23's
+    goals (files per second at least rsync's in its mode, peak RSS of each
+    side at most 200 MB)."""
+    missed = []
     lines = results_head("scale", rows, "Difference mirrors and profiles against file count",
                          command) + [
              "Each command is a process from spawn to exit; the tools run in turn on the same "
              "changes (see the script's docstring). Peak RSS: the command's own (wait4) and the "
              "dtcore target's (VmHWM, reset before each command); rsync's daemon side is not "
              "measured.", "",
-             "| files | changed | tool | seconds median (q1-q3) | files/s | vs rsync | "
+             "| files | changed | tool | seconds median (q1-q3) | files/s | speed vs rsync "
+             "in the same mode | "
              "peak RSS source MB | peak RSS target MB |", "|---|---|---|---|---|---|---|---|"]
     summary = {}
     for files in sorted({int(r["files"]) for r in rows}):  # type: ignore[call-overload]
         group = [r for r in rows if r["files"] == files]
-        rsync = _q([float(r["seconds"]) for r in group if r["tool"] == "rsync -a"])[1]  # type: ignore[arg-type]
-        for tool in ("dtcore mirror", "dtcore profile", "rsync -a"):
+        medians = {tool: _q([float(r["seconds"]) for r in group if r["tool"] == tool])  # type: ignore[arg-type]
+                   for tool, *_ in TOOLS}
+        for tool, _, _, reference in TOOLS:
             mine = [r for r in group if r["tool"] == tool]
-            q1, med, q3 = _q([float(r["seconds"]) for r in mine])  # type: ignore[arg-type]
+            q1, med, q3 = medians[tool]
             src = max(int(r["source_rss"]) for r in mine) / 1e6  # type: ignore[call-overload]
             tgt = max(int(r["target_rss"]) for r in mine) / 1e6  # type: ignore[call-overload]
             summary[files, tool] = (med, src, tgt)
+            versus = f"{medians[reference][1] / med:.2f}x {reference}" if reference else "-"
+            if tool.startswith("dtcore mirror") and reference and (
+                    medians[reference][1] < med or max(src, tgt) > 200):
+                missed.append(f"{files:,} files, {tool}: {medians[reference][1] / med:.2f}x "
+                              f"{reference}, peak RSS {src:.0f} / {tgt:.0f} MB")
             lines.append(f"| {files:,} | {mine[0]['changed']:,} | {tool} | {med:.2f} "
-                         f"({q1:.2f}-{q3:.2f}) | {files / med:,.0f} | {rsync / med:.2f}x | "
-                         + (f"{src:.0f} | {tgt:.0f} |" if tool != "rsync -a" else "- | - |"))
+                         f"({q1:.2f}-{q3:.2f}) | {files / med:,.0f} | {versus} | "
+                         + (f"{src:.0f} | {tgt:.0f} |" if reference else "- | - |"))
+    lines += ["", "Goals missed: " + ("; ".join(missed) if missed else "none") + "."]
     (OUT / "scale.md").write_text("\n".join(lines) + "\n")
     _plot(summary)
+    for m in missed:
+        print(f"goal missed: {m}", file=sys.stderr)
+    return 1 if missed else 0
 
 
 def _plot(summary: dict[tuple[int, str], tuple[float, float, float]]) -> None:
@@ -151,9 +164,9 @@ def _plot(summary: dict[tuple[int, str], tuple[float, float, float]]) -> None:
     fig = Figure(figsize=(10, 4), layout="constrained")
     times, mem = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     counts = sorted({f for f, _ in summary})
-    for tool in ("dtcore mirror", "dtcore profile", "rsync -a"):
+    for tool, *_ in TOOLS:
         times.plot(counts, [summary[f, tool][0] for f in counts], marker="o", label=tool)
-    for tool in ("dtcore mirror", "dtcore profile"):
+    for tool in ("dtcore mirror --no-checksum", "dtcore profile"):
         mem.plot(counts, [summary[f, tool][1] for f in counts], marker="o", label=f"{tool}: source")
         mem.plot(counts, [summary[f, tool][2] for f in counts], marker="s", linestyle="--",
                  label=f"{tool}: target")
@@ -166,7 +179,7 @@ def _plot(summary: dict[tuple[int, str], tuple[float, float, float]]) -> None:
     fig.savefig(OUT / "scale.png", dpi=90)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--files", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--changed", type=float, default=0.01, help="fraction changed per run")
@@ -179,9 +192,11 @@ def main(argv: list[str] | None = None) -> None:
             rows += measure(files, args.changed, args.runs, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    write(rows, "python -m benchmarks.scale " + " ".join(argv if argv is not None else sys.argv[1:]))
+    status = write(rows, "python -m benchmarks.scale " +
+                   " ".join(argv if argv is not None else sys.argv[1:]))
     print((OUT / "scale.md").read_text())
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,7 +21,7 @@ from dtcore.model.ops import merge_batch, pack_batch  # noqa: E402
 COMMAND = ".venv/bin/python -m benchmarks.summarize"
 
 
-def main() -> None:
+def main() -> int:
     rows = []
     fc = bench_checksum.FileChecksum()
     fc.setup()
@@ -89,7 +89,7 @@ def main() -> None:
                          f"{256 * MiB / sorted(t_align)[2] / 1e9:.2f} GB/s; bytes sent: rolling "
                          f"{roll_bytes:,}, aligned {aligned_bytes:,}"))
 
-    write_results("kernels", "Kernel benchmarks", COMMAND, rows)
+    return write_results("kernels", "Kernel benchmarks", COMMAND, rows)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -289,7 +289,27 @@ def measure(tool, name: str, seed: int) -> dict:
             "cpu_s": cpu}
 
 
-def main() -> None:
+def goals_missed(rows: list[dict]) -> list[str]:
+    """Issue 19's goals, from the medians: dtcore's convergence lag at most a
+    tenth of lsyncd's and its wire bytes at most lsyncd's on every workload,
+    and on page writes at most a twentieth of lsyncd's CPU."""
+    missed = []
+    for name in WORKLOADS:
+        med = {tool: {k: statistics.median(r[k] for r in rows
+                                           if r["workload"] == name and r["tool"] == tool)
+                      for k in ("converge_s", "wire_bytes", "cpu_s")}
+               for tool in ("dtcore replicate", "lsyncd + rsync daemon")}
+        dt, ls = med["dtcore replicate"], med["lsyncd + rsync daemon"]
+        if dt["converge_s"] > ls["converge_s"] / 10:
+            missed.append(f"{name}: convergence {dt['converge_s']:.3f} s > 1/10 of {ls['converge_s']:.3f} s")
+        if dt["wire_bytes"] > ls["wire_bytes"]:
+            missed.append(f"{name}: wire bytes {dt['wire_bytes']:,} > {ls['wire_bytes']:,}")
+        if name == "page writes" and dt["cpu_s"] > ls["cpu_s"] / 20:
+            missed.append(f"{name}: CPU {dt['cpu_s']:.2f} s > 1/20 of {ls['cpu_s']:.2f} s")
+    return missed
+
+
+def main() -> int:
     rows = []
     for name in WORKLOADS:
         for r in range(RUNS):  # alternated: dtcore, lsyncd, dtcore, lsyncd ...
@@ -318,9 +338,14 @@ def main() -> None:
             lines.append(f"| {name} | {tool} | {cell('converge_s')} | {cell('lag_p50_s')} | "
                          f"{cell('lag_p99_s')} | {cell('wire_bytes', 1e6, '{:.2f}')} | "
                          f"{cell('cpu_s', 1, '{:.2f}')} |")
+    missed = goals_missed(rows)
+    lines += ["", "Goals missed: " + ("; ".join(missed) if missed else "none") + "."]
     (OUT / "watch.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    for m in missed:
+        print(f"goal missed: {m}", file=sys.stderr)
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
