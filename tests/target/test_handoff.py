@@ -50,3 +50,12 @@ def test_a_buffer_still_viewed_is_not_reused():
     assert h.bytes[REPLICATION] == 0
     assert h.buffer(100).obj is not kept
     held.release()
+
+
+def test_closing_lets_the_free_buffers_go():
+    h = Handoff()
+    view = h.claim(h.buffer(100), MIRROR)
+    kept = view.obj
+    h.give_back(view, MIRROR)
+    h.close()
+    assert h.buffer(100).obj is not kept

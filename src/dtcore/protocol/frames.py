@@ -271,6 +271,7 @@ class Channel:
         self.close()
 
     def close(self) -> None:
+        self._rx = bytearray()  # a frame's worth of memory, not kept until collected
         if not self.closed:
             self.closed = True
             try:

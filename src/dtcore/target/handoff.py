@@ -75,3 +75,9 @@ class Handoff:
             self._out -= 1
             if reusable and len(self._free) < MAX_BUFFERS:
                 self._free.append(buf)
+
+    def close(self) -> None:
+        """The session is over: let the free buffers go now, not when the
+        session is collected."""
+        with self._lock:
+            self._free.clear()

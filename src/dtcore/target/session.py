@@ -210,6 +210,7 @@ class Session:
                 self._applier.join()
             self.queue.close(discard=True)
             shutil.rmtree(self._queue_dir, ignore_errors=True)
+        self._handoff.close()
         if self._helpers is not None:
             self._helpers.shutdown(wait=True)
         for root in self._clones:
