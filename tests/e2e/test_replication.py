@@ -86,6 +86,44 @@ def test_packed_batches_merge_and_apply(pair, tmp_path):
     assert merge["ops_in"] == 1001 and merge["ops_out"] < 10
 
 
+def test_bodies_handed_over_and_bodies_through_the_queue_apply_in_order(pair, tmp_path,
+                                                                         monkeypatch):
+    """An applier held up for a while: the first bodies are handed over
+    whole, the rest wait in the queue ring, and the stream still applies in
+    the order it was sent."""
+    from dtcore.apply.applier import Applier
+    from dtcore.target.handoff import Handoff
+    engine, repset, conn, src, dst, _ = pair
+    lent = []  # per body: handed over (True) or through the ring (False)
+    claim = Handoff.claim
+
+    def counted_claim(self, body, kind):
+        got = claim(self, body, kind)
+        lent.append(got is not None)
+        return got
+    monkeypatch.setattr(Handoff, "claim", counted_claim)
+    slow = [0]
+    apply_one = Applier._apply_one
+
+    def held_up(self, op):
+        slow[0] += 1
+        if slow[0] < 60:
+            time.sleep(0.01)
+        apply_one(self, op)
+    monkeypatch.setattr(Applier, "_apply_one", held_up)
+    rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"))
+    rep.create("page")
+    rep.create("log")
+    for i in range(120):
+        stamp = i.to_bytes(4, "little") * 1024
+        rep.submit(pack_batch([Op(OpKind.WRITE, 1, i, b"page", 0, stamp),
+                               Op(OpKind.WRITE, 2, i, b"log", i * 4096, stamp)]))
+    assert rep.drain(60)
+    assert (dst / "page").read_bytes() == (119).to_bytes(4, "little") * 1024
+    assert (dst / "log").read_bytes() == b"".join(i.to_bytes(4, "little") * 1024 for i in range(120))
+    assert any(lent) and not all(lent)  # both ways were taken
+
+
 def test_link_cut_resends_unacknowledged_batches_once(pair, tmp_path):
     engine, repset, conn, src, dst, _ = pair
     rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"))
