@@ -72,7 +72,7 @@ bench-mirror: build
 bench-scale: build
 	@command -v rsync >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q rsync; } || \
 		{ echo "the scale benchmark needs rsync: sudo apt-get install rsync" >&2; exit 1; }
-	$(VPY) -m benchmarks.scale --files 10000 100000 --runs 3
+	$(VPY) -m benchmarks.scale --files 10000 100000 200000 --runs 3
 
 # Compression that decides by itself: full mirrors through a throttling proxy
 # at 100 Mbit/s and 1 Gbit/s and over loopback, auto vs always vs never.

@@ -60,6 +60,7 @@ class MergeSavings:
                 "bytes_saved": self.bytes_in - self.bytes_out,
                 "ops_saved": self.ops_in - self.ops_out}
 
+
 # the largest merge buffer kept between submits
 _SCRATCH_MAX = 16 * MB
 
