@@ -210,6 +210,38 @@ def test_mirror_resumes_mid_file_after_lost_connection(engine, tmp_path):
     assert conn.counters["conBytesCompressedTx"] - before < 36 << 20
 
 
+def test_a_finished_session_keeps_nothing_large_while_it_waits_for_the_collector(engine,
+                                                                                  tmp_path):
+    """A session's threads and link callbacks form cycles, so it lives on
+    until the collector runs: a long-lived target must not hold every
+    served session's manifest until then."""
+    import gc
+
+    from dtcore.target.session import Session
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2000):
+        (src / f"f{i:05}").write_bytes(b"x")
+    target = engine.start_target(tmp_path / "tgt", port=0)
+    gc.collect()
+    gc.disable()  # the lingering sessions stay for the test to see
+    try:
+        for _ in range(3):
+            with Engine(secret=SECRET) as source:
+                repset = ReplicationSet(src)
+                conn = source.connect(repset, "127.0.0.1", target.port, "job")
+                source.mirror(conn, repset, DIFFERENCE, checksum=True)
+        deadline = time.monotonic() + 10
+        while target.sessions and time.monotonic() < deadline:
+            time.sleep(0.02)
+        served = [o for o in gc.get_objects() if isinstance(o, Session)]
+        assert len(served) >= 2, "the test needs lingering sessions to look at"
+        assert all(len(s.listing) == 0 for s in served)
+        assert all(s.queue is None or s.queue.memory.counts()["pool_used"] == 0 for s in served)
+    finally:
+        gc.enable()
+
+
 def test_target_data_state_survives_restart(engine, tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -211,6 +211,10 @@ class Session:
             self.queue.close(discard=True)
             shutil.rmtree(self._queue_dir, ignore_errors=True)
         self._handoff.close()
+        # the session lingers until the collector breaks its cycles (threads,
+        # the link's callbacks): what is large goes now, or a long-lived
+        # target grows by a manifest for every session it served
+        self.listing = b""
         if self._helpers is not None:
             self._helpers.shutdown(wait=True)
         for root in self._clones:
