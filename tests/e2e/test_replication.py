@@ -114,14 +114,18 @@ def test_bodies_handed_over_and_bodies_through_the_queue_apply_in_order(pair, tm
     rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"))
     rep.create("page")
     rep.create("log")
+    # random and never repeated within a batch: frames go uncompressed
+    pages = [os.urandom(4096) for _ in range(120)]
+    logs = [os.urandom(4096) for _ in range(120)]
     for i in range(120):
-        stamp = i.to_bytes(4, "little") * 1024
-        rep.submit(pack_batch([Op(OpKind.WRITE, 1, i, b"page", 0, stamp),
-                               Op(OpKind.WRITE, 2, i, b"log", i * 4096, stamp)]))
+        rep.submit(pack_batch([Op(OpKind.WRITE, 1, i, b"page", 0, pages[i]),
+                               Op(OpKind.WRITE, 2, i, b"log", i * 4096, logs[i])]))
+        if i >= 60:  # the applier is no longer held up: it keeps up with the stream
+            assert rep.drain(30)
     assert rep.drain(60)
-    assert (dst / "page").read_bytes() == (119).to_bytes(4, "little") * 1024
-    assert (dst / "log").read_bytes() == b"".join(i.to_bytes(4, "little") * 1024 for i in range(120))
-    assert any(lent) and not all(lent)  # both ways were taken
+    assert (dst / "page").read_bytes() == pages[-1]
+    assert (dst / "log").read_bytes() == b"".join(logs)
+    assert lent.count(True) >= 5 and lent.count(False) >= 5  # both ways, many times
 
 
 def test_link_cut_resends_unacknowledged_batches_once(pair, tmp_path):

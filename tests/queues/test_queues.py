@@ -548,6 +548,25 @@ def test_spill_keeps_fifo_across_memory_and_disk(tmp_path):
     q.close()
 
 
+def test_memory_room_is_what_may_stay_in_memory_before_the_queue_spills(tmp_path):
+    q = ReplicationQueue(tmp_path, memory_bytes=8192, to_disk_threshold=50, segment_bytes=4096,
+                         free_min_mb=0)
+    assert q.memory_room() == 4096
+    q.push([bytes(1000)])
+    assert q.memory_room() == 4096 - 1008  # the ring counts its 8-byte record headers
+    for _ in range(6):  # past the threshold, the next goes to disk
+        q.push([bytes(1000)])
+    assert q.counts()["conBytesInDiskQueue"] > 0 and q.memory_room() == 0
+    while q.pop(100, timeout=0):
+        pass
+    assert q.memory_room() == 4096
+    q.close()
+    memory_only = ReplicationQueue(None, memory_bytes=8192)
+    memory_only.push([bytes(1000)])
+    assert memory_only.memory_room() == 8192 - 1008
+    memory_only.close()
+
+
 def test_queue_alert_fires_once_per_crossing(tmp_path, seen_events):
     q = ReplicationQueue(None, memory_bytes=8192, alert_threshold=50)
     q.push([bytes(1000)] * 3)

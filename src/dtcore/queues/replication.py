@@ -86,6 +86,17 @@ class ReplicationQueue:
         self._check_alert()
         return pushed
 
+    def memory_room(self) -> int:
+        """Bytes a producer may still hold in memory, beside the ring, before
+        this queue would go to disk (QMemoryBufferMax, MemoryQueueToDiskThreshold):
+        none once it spills."""
+        used = self.memory.counts()["pool_used"]
+        if self.disk is None:
+            return max(0, self.memory.max_bytes - used)
+        if self._to_disk_always or self._popped > self._committed or self.disk.counts()["records"]:
+            return 0
+        return max(0, self._spill_at - used)
+
     # -- the consumer --
 
     def pop(self, max_records: int = 1024, timeout: float | None = None,

@@ -4,9 +4,11 @@ Through the target queue a body is copied twice: into the ring by the
 reader, out of it by the applier.  While the applier keeps up, the reader
 instead reads each OPS body into a buffer of its own, queues an empty record
 in its place (the queue still orders it and counts its ops) and the applier
-takes the buffer itself.  A few buffers circulate; once they are all out (the
-applier is behind), bodies go through the ring as before, which is where a
-backlog belongs: it is bounded there and spills to disk."""
+takes the buffer itself.  A few buffers circulate, and what they hold counts
+against the queue's memory settings as the ring would: once they are all
+out (the applier is behind) or the queue would spill, bodies go through the
+ring as before, which is where a backlog belongs: it is bounded there and
+spills to disk."""
 from __future__ import annotations
 
 import threading
@@ -30,14 +32,17 @@ class Handoff:
         self._pending: memoryview | None = None  # lent for the frame being read
         self.bytes = {REPLICATION: 0, MIRROR: 0}  # handed over, not yet applied
 
-    def buffer(self, length: int) -> memoryview | None:
+    def buffer(self, length: int, room: int) -> memoryview | None:
         """Where the reader reads an OPS body of ``length`` bytes, or None
-        (no buffer free, or too large): then the channel's own buffer."""
+        (no buffer free, too large, or more than the ``room`` the queue's
+        memory settings leave beside what is out already): then the
+        channel's own buffer, and the queue."""
         with self._lock:
             if self._pending is not None:  # the last frame was never claimed (a bad frame)
                 self._pending = None
                 self._out -= 1
-            if length > MAX_BODY or self._out >= MAX_BUFFERS:
+            if length > MAX_BODY or self._out >= MAX_BUFFERS or \
+                    sum(self.bytes.values()) + length > room:
                 return None
             buf = next((b for b in self._free if len(b) >= length), None)
             if buf is not None:

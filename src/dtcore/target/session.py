@@ -175,7 +175,7 @@ class Session:
         target.stats.server.add("Logins")
         emit(4016, conn=self.label())
         ch.transient_ops = True  # _on_ops copies each body into the queue before the next read
-        ch.ops_buffer = self._handoff.buffer  # ... unless it hands the body over whole
+        ch.ops_buffer = self._lend  # ... unless it hands the body over whole
         self.link = Link(ch, f"source {self.peer}", heartbeat=cfg["HBExternalRate"], ttl=cfg["HBTTL"],
                          on_ops=self._on_ops, on_request=self._on_request, on_close=self._on_close)
         self.link.start()
@@ -235,6 +235,12 @@ class Session:
         return Welcome(self.target.states.get(path), self.target.host).fields()
 
     # -- reader thread -----------------------------------------------------
+    def _lend(self, length: int) -> memoryview | None:
+        """A buffer of the handoff for the next OPS body, when the queue's
+        memory settings leave room for it (see dtcore.target.handoff)."""
+        queue = self.queue
+        return None if queue is None else self._handoff.buffer(length, queue.memory_room())
+
     def _on_ops(self, seq: int, flags: int, body: Any) -> None:
         if self.queue is None:
             self._start_applying()
