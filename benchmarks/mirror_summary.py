@@ -208,6 +208,7 @@ class Bench:
     byte-counting proxy for the case whose wire bytes are compared."""
 
     def __init__(self, work: Path) -> None:
+        self.work = work
         self.rs_dest, self.dt_root = work / "rsync-dest", work / "dt-root"
         self.rs_dest.mkdir()
         self.dt_root.mkdir()
@@ -254,6 +255,50 @@ GOALS = [
 ]
 
 
+def measure(b: Bench, old: Path, new: Path, runs: int
+            ) -> tuple[dict[str, list[float]], dict[str, list[int]], list[float]]:
+    """(seconds per case, wire bytes per counted case, disk files/s per run)."""
+    times: dict[str, list[float]] = {}
+    wire: dict[str, list[int]] = {}
+    health: list[float] = []
+
+    def note(case: str, seconds: float, nbytes: int = 0) -> None:
+        times.setdefault(case, []).append(seconds)
+        if nbytes:
+            wire.setdefault(case, []).append(nbytes)
+
+    for run in range(runs):
+        print(f"run {run + 1}/{runs}", flush=True)
+        health.append(disk_health(b.work))
+        note("raw socket copy", raw_copy(old))
+        full = [("full dtcore", b.dt_dest, lambda: b.dt(old, "--full")),
+                ("full rsync -a", b.rs_dest, lambda: b.rsync(old, "-a")),
+                ("full rsync -a --whole-file", b.rs_dest,
+                 lambda: b.rsync(old, "-a", "--whole-file")),
+                ("full dtcore API (in-process)", b.dt_dest,
+                 lambda: dt_run(b.target.port, old, FULL, False))]
+        for case, dest, go in full[run % 4:] + full[:run % 4]:  # each goes first once
+            _empty(dest)
+            note(case, *go())
+        # (case, the state both copies start from, dtcore's run, rsync's label and run)
+        pairs = [
+            ("diff", old, lambda: b.dt(new, "--checksum", "--orphans", counted=True),
+             "rsync", lambda: b.rsync(new, "-a", "--no-whole-file", "--delete", counted=True)),
+            ("same_sum", new, lambda: b.dt(new, "--checksum"),
+             "rsync -a --checksum", lambda: b.rsync(new, "-a", "--checksum")),
+            ("same_attr", new, lambda: b.dt(new, "--no-checksum"),
+             "rsync -a", lambda: b.rsync(new, "-a")),
+        ]
+        for case, state, dt, rsync_label, rs in pairs:
+            tools = [("dtcore", b.dt_dest, dt), (rsync_label, b.rs_dest, rs)]
+            for tool, dest, go in tools if run % 2 else tools[::-1]:
+                local_sync(state, dest)
+                note(f"{case} {tool}", *go())
+        local_sync(old, b.dt_dest)
+        note("diff dtcore API (in-process)", dt_run(b.target.port, new, DIFFERENCE, True)[0])
+    return times, wire, health
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0)
@@ -271,47 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         change(new, rng)
         size = sum(p.stat().st_size for p in old.rglob("*") if p.is_file())
         b = Bench(work)
-        times: dict[str, list[float]] = {}
-        wire: dict[str, list[int]] = {}
-        health: list[float] = []
-
-        def note(case: str, result: tuple[float, int]) -> None:
-            times.setdefault(case, []).append(result[0])
-            if result[1]:
-                wire.setdefault(case, []).append(result[1])
-
         try:
-            for run in range(args.runs):
-                print(f"run {run + 1}/{args.runs}", flush=True)
-                health.append(disk_health(work))
-                note("raw socket copy", (raw_copy(old), 0))
-                full = [("full dtcore", b.dt_dest, lambda: b.dt(old, "--full")),
-                        ("full rsync -a", b.rs_dest, lambda: b.rsync(old, "-a")),
-                        ("full rsync -a --whole-file", b.rs_dest,
-                         lambda: b.rsync(old, "-a", "--whole-file")),
-                        ("full dtcore API (in-process)", b.dt_dest,
-                         lambda: dt_run(b.target.port, old, FULL, False))]
-                for case, dest, go in full[run % 4:] + full[:run % 4]:  # each goes first once
-                    _empty(dest)
-                    note(case, go())
-                pairs = [
-                    ("diff", old, lambda: b.dt(new, "--checksum", "--orphans", counted=True),
-                     lambda: b.rsync(new, "-a", "--no-whole-file", "--delete", counted=True)),
-                    ("same_sum", new, lambda: b.dt(new, "--checksum"),
-                     lambda: b.rsync(new, "-a", "--checksum")),
-                    ("same_attr", new, lambda: b.dt(new, "--no-checksum"),
-                     lambda: b.rsync(new, "-a")),
-                ]
-                for case, state, dt, rs in pairs:
-                    tools = [("dtcore", b.dt_dest, dt), ("rsync" if case == "diff" else
-                             "rsync -a --checksum" if case == "same_sum" else "rsync -a",
-                             b.rs_dest, rs)]
-                    for tool, dest, go in tools if run % 2 else tools[::-1]:
-                        local_sync(state, dest)
-                        note(f"{case} {tool}", go())
-                local_sync(old, b.dt_dest)
-                note("diff dtcore API (in-process)",
-                     dt_run(b.target.port, new, DIFFERENCE, True)[:1] + (0,))
+            times, wire, health = measure(b, old, new, args.runs)
         finally:
             b.close()
         med = {k: statistics.median(v) for k, v in times.items()}

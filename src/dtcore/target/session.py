@@ -245,7 +245,7 @@ class Session:
         if self.queue is None:
             self._start_applying()
         assert self.queue is not None
-        kind = MIRROR if flags & FLAG_MIRROR else REPLICATION
+        kind = _kind(flags)
         info = _count_ops(body, REP_HEAD.size if flags & FLAG_REP else 0)
         with self._cv:
             self._received = seq
@@ -311,7 +311,7 @@ class Session:
                     finally:
                         del body
                         if lent is not None:
-                            self._handoff.give_back(lent, MIRROR if flags & FLAG_MIRROR else REPLICATION)
+                            self._handoff.give_back(lent, _kind(flags))
                 with self._cv:
                     self._applied = last
                     self._cv.notify_all()
@@ -487,3 +487,8 @@ _CODES = {errno.ENOSPC: -173, errno.EDQUOT: -173, errno.EACCES: -138, errno.EPER
 def op_failure(path: bytes, error: OSError) -> OpFailure:
     return OpFailure(path, _CODES.get(error.errno or 0, -1), error.errno or 0,
                      error.strerror or str(error))
+
+
+def _kind(flags: int) -> int:
+    """Which queue kind an OPS frame's records are, by its flags."""
+    return MIRROR if flags & FLAG_MIRROR else REPLICATION
