@@ -38,6 +38,7 @@ MODULES = {
                "dt_journal_read.c", "dt_journal_recover.c"],
     "_walk": ["dt_xxh3.c", "dt_walk.c"],
     "_fanotify": ["dt_fanotify.c"],
+    "_smallfiles": ["dt_ops.c", "dt_pack_files.c", "dt_apply_files.c"],
 }
 # System libraries a binding links (Debian: liblz4-dev, installed by `make`).
 LIBRARIES = {"_compress": ["lz4"]}

@@ -13,6 +13,7 @@
 #define WRAP 0xFFFFFFFFu  /* header length of the filler before the ring's end */
 #define SPIN_ROUNDS 4000  /* about 10-40 us of pause instructions */
 #define PUBLISH_EVERY 256 /* records a producer copies before showing them */
+#define EARLY_MAX (8u << 20) /* how far into the ring a steady stream goes before it starts over */
 
 /* Producers hold `lock` while they reserve and copy, so they append in order;
  * the consumer never takes it on its fast path: it reads `tail`, copies, and
@@ -29,6 +30,7 @@ struct dt_memq {
     /* absolute byte positions; the ring offset is pos % cap */
     uint64_t head __attribute__((aligned(64)));
     uint64_t tail __attribute__((aligned(64)));
+    uint64_t gap; /* ring bytes behind fillers the consumer has yet to pass */
     dt_q_counts c __attribute__((aligned(64)));
 };
 
@@ -111,11 +113,18 @@ static int make_room(dt_memq *q, uint64_t *tail, uint64_t need, uint64_t ops)
     if (used && q->max_ops && queued_ops + ops > q->max_ops)
         return 0;
     uint64_t pos = *tail % q->cap, to_end = q->cap - pos, free_bytes = q->cap - used;
-    if (need <= to_end)
+    /* While the consumer keeps up, start over at the ring's beginning once
+     * `early` bytes into it (what is queued lies behind pos, and the start is
+     * free): a steady stream then reuses a few pages instead of touching,
+     * and keeping resident, every page of a large ring. */
+    uint64_t early = q->cap / 8 < EARLY_MAX ? q->cap / 8 : EARLY_MAX;
+    int restart = pos >= early && used + need + early / 2 <= pos;
+    if (need <= to_end && !restart)
         return need <= free_bytes;
     if (need + to_end > free_bytes)
         return 0;
     put_header(q->ring + pos, WRAP, 0);
+    __atomic_add_fetch(&q->gap, to_end, __ATOMIC_RELAXED);
     *tail += to_end;
     return 1;
 }
@@ -246,7 +255,9 @@ int dt_memq_pop(dt_memq *q, size_t max_records, uint8_t *out, size_t out_cap, ui
         uint32_t l, meta;
         memcpy(&l, at, 4);
         if (l == WRAP) {
-            p += q->cap - p % q->cap;
+            uint64_t skip = q->cap - p % q->cap;
+            __atomic_sub_fetch(&q->gap, skip, __ATOMIC_RELAXED);
+            p += skip;
             continue;
         }
         if (bytes + l > out_cap) {
@@ -303,6 +314,7 @@ void dt_memq_release(dt_memq *q)
     pthread_mutex_lock(&q->lock);
     if (q->closed) {
         __atomic_store_n(&q->head, load(&q->tail), __ATOMIC_RELEASE);
+        __atomic_store_n(&q->gap, 0, __ATOMIC_RELAXED);
         q->c.records = 0;
         for (int k = 0; k < 2; k++)
             q->c.ops[k] = q->c.bytes[k] = 0;
@@ -317,7 +329,9 @@ void dt_memq_counts(dt_memq *q, dt_q_counts *out)
 {
     pthread_mutex_lock(&q->lock);
     *out = q->c;
-    out->pool_used = load(&q->tail) - load(&q->head);
+    /* fillers are skipped, not held: they do not count as queued bytes */
+    uint64_t used = load(&q->tail) - load(&q->head), gap = load(&q->gap);
+    out->pool_used = used > gap ? used - gap : 0;
     pthread_mutex_unlock(&q->lock);
 }
 

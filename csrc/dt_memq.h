@@ -26,7 +26,7 @@ typedef struct dt_q_counts {
     uint64_t records;
     uint64_t ops[2], bytes[2];       /* queued now, by kind */
     uint64_t ops_hw[2], bytes_hw[2]; /* high-water marks */
-    uint64_t pool_total, pool_used;  /* ring bytes, including headers */
+    uint64_t pool_total, pool_used;  /* ring bytes; those held by records, headers included */
     uint64_t pushed, popped;         /* records in and out since creation */
 } dt_q_counts;
 

@@ -12,7 +12,7 @@ import pytest
 import dtcore
 
 pytestmark = pytest.mark.timeout(240)
-NATIVE = ["_checksum", "_delta", "_walk", "_ops", "_compress", "_fanotify", "_queue"]
+NATIVE = ["_checksum", "_delta", "_walk", "_ops", "_compress", "_fanotify", "_queue", "_smallfiles"]
 HERE = Path(__file__).parent
 
 

@@ -61,7 +61,11 @@ cdef extern from "dt_delta.h" nogil:
 
 
 cdef extern from "dt_ops.h" nogil:
-    enum: DT_OP_WRITE
+    enum:
+        DT_OP_CREATE
+        DT_OP_WRITE
+        DT_OP_TRUNCATE
+        DT_OP_SETATTR
     ctypedef struct dt_batch_info:
         uint32_t count
         uint64_t data_bytes
@@ -242,6 +246,28 @@ cdef inline int raise_status(int rc, dt_err *err, str context, bint journal=Fals
     what = err.what.decode() if err.what != NULL else "failure"
     raise native_error(status_name(rc), what, err.index, err.offset, err.expected, err.actual,
                        err.sys_errno, context, journal)
+
+
+cdef extern from "dt_smallfiles.h" nogil:
+    enum:
+        DT_PACKED
+    ctypedef struct dt_pack_out:
+        size_t consumed
+        size_t used
+        uint32_t ops
+        uint64_t data_bytes
+    ctypedef struct dt_file_op:
+        uint8_t kind
+        uint64_t arg
+        const uint8_t *data
+        uint32_t data_len
+    int dt_pack_files(int root_fd, const uint8_t *recs, const uint64_t *offsets, size_t n,
+                      uint64_t max_size, uint32_t block, int sparse, uint64_t seq0, uint8_t *out,
+                      size_t out_cap, uint8_t *status, dt_pack_out *res, dt_err *err)
+    size_t dt_pack_bound(size_t path_len, uint64_t size, uint32_t block)
+    int dt_apply_file(int root_fd, const uint8_t *path, uint16_t path_len,
+                      const uint8_t *reserved, size_t reserved_len, const dt_file_op *ops,
+                      size_t n, int owner, int *sys_errno)
 
 
 cdef extern from "dt_fanotify.h" nogil:

@@ -17,7 +17,7 @@ import stat
 import threading
 from typing import Callable
 
-from dtcore._native import _checksum
+from dtcore._native import _checksum, _smallfiles
 from dtcore.apply.safe_paths import SafeRoot
 from dtcore.control.events import emit
 from dtcore.control.stats import Counters
@@ -104,12 +104,23 @@ class Applier:
         """Apply ops in order; returns how many were applied (the rest of a
         list is never skipped: a bad path raises InvalidPathError, a bad
         patch StreamError, and the caller drops the connection)."""
-        done = 0
-        for op in ops:
-            self._with_retries(op)
-            done += 1
+        ops = ops if isinstance(ops, list) else list(ops)
+        i, n = 0, len(ops)
+        # new files' runs (CREATE, writes, SETATTR) go to C, a run at a time;
+        # whatever it leaves, this applier takes with its rules
+        fast = not self.stale
+        while i < n:
+            if fast and ops[i][0] == OpKind.CREATE:
+                self.release()
+                self.root.refresh()
+                i = _smallfiles.apply_runs(self.root.fd, ops, i, self.root.reserved or b"", _IS_ROOT)
+                if i == n:
+                    break
+            self._with_retries(ops[i])
+            i += 1
+            fast = not self.stale
         self.release()
-        return done
+        return n
 
     def _with_retries(self, op: Op | tuple) -> None:
         tries = 0

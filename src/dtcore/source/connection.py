@@ -271,6 +271,11 @@ class Connection:
         return self.tx.send_ops(ops, mirror=mirror, path=path, on_applied=on_applied,
                                 release=release)
 
+    def send_batch(self, body: bytes | bytearray | memoryview, n: int, *,
+                   on_applied: Callable[[], None] | None = None) -> int:
+        """Queue ``n`` mirror ops packed into ``body`` as one frame."""
+        return self.tx.send_batch(body, n, mirror=True, on_applied=on_applied)
+
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the target has acknowledged every op sent so far."""
         self.tx.flush(timeout)

@@ -123,8 +123,14 @@ class Transmitter:
         """Queue ops as one frame; ``on_applied`` runs when the target has
         acknowledged them, and the claims on ``release`` end once it is sent.
         Returns the frame's size on the wire."""
+        return self.send_batch(pack_batch(ops), len(ops), mirror=mirror, path=path,
+                               on_applied=on_applied, release=release)
+
+    def send_batch(self, body: bytes | bytearray | memoryview, n: int, *, mirror: bool = True,
+                   path: bytes | None = None, on_applied: Callback | None = None,
+                   release: tuple[bytes, ...] = ()) -> int:
+        """:meth:`send_ops` for ops already packed into ``body`` (``n`` of them)."""
         link = self.check()
-        body = pack_batch(ops)
         # what waits to be sent ahead of this frame tells whether the link is behind
         backlog = self.queue.memory.counts()["pool_used"] if self.queue is not None else 0
         flags, parts = link.ch.encode(body, path, backlog)
@@ -134,7 +140,6 @@ class Transmitter:
                 # a live replication may rename or remove what the mirror
                 # listed before its ops land: the passes that follow mend it
                 flags |= FLAG_TOLERANT
-        n = len(ops)
         with self._cv:
             while self._unacked_ops and self._unacked_ops + n > self.window and not link.closed:
                 self._cv.wait(0.5)

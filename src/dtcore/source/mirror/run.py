@@ -69,7 +69,7 @@ from dtcore.source.mirror.options import (
 )
 from dtcore.source.mirror.orphans import remove_orphans, select_orphans
 from dtcore.source.mirror.plan import SAME, VERIFY, Rates, plan_file, unchanged, why
-from dtcore.source.mirror.send import FrameBatch, Sender
+from dtcore.source.mirror.send import SMALL_WHOLE, FrameBatch, Sender
 from dtcore.source.mirror.verify import file_difference
 from dtcore.source.verifylog import VerifyLog
 
@@ -325,6 +325,10 @@ class Mirror:
             for i in np.flatnonzero(skip).tolist():
                 self.sender.xattrs(batch, ours.entry(i), only_if_any=True)
             batch.flush()
+        assert ours.ids is not None
+        twin = is_file & (ours.ids[:, 2] > 1)  # hard-linked: even skipped ones name a first
+        sent = self._small_files(ours, todo & is_file & ~skip & ~twin, there, sizes) \
+            if writes else np.zeros(len(ours), dtype=bool)
         work: queue.Queue[tuple[Entry, Entry | None] | None] = queue.Queue(max(1, opts.file_queue))
         workers = [threading.Thread(target=self._worker, args=(work, resume),
                                     name=f"dtcore-mirror-{i}", daemon=True)
@@ -333,10 +337,8 @@ class Mirror:
             t.start()
         links: list[tuple[Entry, Entry | None]] = []
         try:
-            assert ours.ids is not None
-            twin = is_file & (ours.ids[:, 2] > 1)  # hard-linked: even skipped ones name a first
-            self.files_to_plan = int((todo & is_file & ~skip).sum())
-            for i in np.flatnonzero(todo & ~is_dir & (~skip | twin)).tolist():
+            self.files_to_plan = int((todo & is_file & ~skip & ~sent).sum())
+            for i in np.flatnonzero(todo & ~is_dir & (~skip | twin) & ~sent).tolist():
                 if self._stop.is_set() or self._error is not None:
                     break
                 e = ours.entry(i)
@@ -404,6 +406,41 @@ class Mirror:
             self._set_status(IDLE)
         self.result.seconds = time.monotonic() - start
         return self.result
+
+    def _small_files(self, ours: Listing, files: np.ndarray, there: np.ndarray,
+                     sizes: np.ndarray) -> np.ndarray:
+        """Send in bulk the small ``files`` that plan_file would send whole:
+        those the target lacks and, in a full mirror that overwrites without
+        checksums, those it has; returns which entries were sent.  What needs
+        a look of its own stays out: extended attributes, a claim against a
+        live replication, a verify's report, a file cut short before."""
+        opts = self.opts
+        sent = np.zeros(len(ours), dtype=bool)
+        if opts.xattrs or opts.verify or self.started or self.conn.tx.rep is not None:
+            return sent
+        rewrite = opts.mode != DIFFERENCE and opts.overwrite == 1 and not opts.checksum
+        picked = files & (~there | (rewrite & (sizes < opts.small_file))) & \
+            (sizes <= SMALL_WHOLE) & ((sizes > 0) | opts.zero_k_files)
+        for body, ops, data, packed, _ in self.sender.small_files(ours, np.flatnonzero(picked)):
+            sent[packed] = True
+            paths = [ours.path(i) for i in packed.tolist()]
+            started = time.perf_counter()
+            wire = self.conn.send_batch(body, ops, on_applied=self._marker(paths))
+            self.rates.sent(wire, time.perf_counter() - started)
+            self._generated(ops, data, wire)
+            with self._lock:
+                self.result.strategies[WHOLE] += len(paths)
+                self._remaining -= int(sizes[packed].sum())
+                if opts.itemize:
+                    self.result.items.extend((WHOLE, os.fsdecode(p)) for p in paths)
+            self._progressed(0)
+        return sent
+
+    def _marker(self, paths: list[bytes]) -> Callable[[], None]:
+        def applied() -> None:
+            with self._lock:
+                self.done.update(paths)
+        return applied
 
     def _failed(self, failures: list[OpFailure], start: float) -> None:
         """The target gave ops up: the mirror is incomplete, say so and raise."""

@@ -11,11 +11,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from dtcore._native import _checksum
+from dtcore._native import _checksum, _smallfiles
 from dtcore.model import xattrs
 from dtcore.model.checksum import differing_blocks, runs
 from dtcore.model.delta import Delta, Signature, file_delta
-from dtcore.model.manifest import Entry
+from dtcore.model.manifest import Entry, Listing
 from dtcore.model.ops import LINK_ROOTED, Attrs, Op, OpKind, encode_patch, patch_size
 from dtcore.protocol.messages import FileReply, SignatureReply, SignatureRequest
 from dtcore.source.connection import Connection
@@ -24,6 +24,8 @@ from dtcore.source.mirror.plan import Rates
 
 FRAME_BYTES = 1 << 20
 _FRAME_OPS = 512
+# new files up to this size are read and packed in bulk by C (small_files)
+SMALL_WHOLE = 64 << 10
 WINDOW = 16  # checksum requests in flight per file
 
 
@@ -114,6 +116,34 @@ class Sender:
             for off in range(0, len(data), chunk):
                 batch.add(Op(OpKind.WRITE, *self.next_op(), path, pos + off, view[off:off + chunk]))
             pos += len(data)
+
+    def small_files(self, listing: Listing, picked: np.ndarray
+                    ) -> Iterator[tuple[bytearray, int, int, np.ndarray, np.ndarray]]:
+        """Whole transfers of the small regular files at ``picked`` (indices of
+        ``listing``) without a Python step per file: yields per frame (the
+        packed batch, its op count, the bytes of its ops' data, the indices packed,
+        the indices left for the general path, such as a file that is no
+        longer small or regular).  Each file is CREATE, WRITEs, SETATTR, the
+        same ops :meth:`whole` and :meth:`attributes` make."""
+        per = _FRAME_OPS // 3
+        status = np.empty(per, dtype=np.uint8)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            pos = 0
+            while pos < len(picked):
+                chunk = picked[pos:pos + per]
+                out = bytearray(FRAME_BYTES + 2 * SMALL_WHOLE)
+                with self._lock:  # the ops take consecutive numbers
+                    looked, used, ops, data = _smallfiles.pack(
+                        fd, listing.data, np.ascontiguousarray(listing.offsets[chunk]),
+                        SMALL_WHOLE, self.opts.block, self.opts.sparse, self._seq + 1, out, status)
+                    self._seq += ops
+                del out[used:]
+                done = status[:looked] == _smallfiles.PACKED
+                yield out, ops, data, chunk[:looked][done], chunk[:looked][~done]
+                pos += looked
+        finally:
+            os.close(fd)
 
     def blocks(self, batch: FrameBatch, e: Entry, fd: int) -> bool:
         """Send the blocks whose checksums differ (and the new size); returns
