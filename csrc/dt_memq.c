@@ -277,6 +277,15 @@ int dt_memq_pop(dt_memq *q, size_t max_records, uint8_t *out, size_t out_cap, ui
         k++;
         p += DT_MEMQ_RECORD_OVERHEAD + pad8(l);
     }
+    if (rc == DT_OK && p < end) { /* a filler next is passed now: the room behind it frees at once */
+        uint32_t l;
+        memcpy(&l, q->ring + p % q->cap, 4);
+        if (l == WRAP) {
+            uint64_t skip = q->cap - p % q->cap;
+            __atomic_sub_fetch(&q->gap, skip, __ATOMIC_RELAXED);
+            p += skip;
+        }
+    }
     if (k) {
         for (int i = 0; i < 2; i++) {
             __atomic_sub_fetch(&q->c.ops[i], gone_ops[i], __ATOMIC_RELAXED);

@@ -390,3 +390,27 @@ def test_the_copy_is_exact_folder_times_included(engine, tmp_path):
     (tmp_path / "tgt" / "job" / "d" / "orphan").write_text("o")
     engine.mirror(conn, repset, DIFFERENCE, orphans=True)
     assert _strict_tree(src) == _strict_tree(tmp_path / "tgt" / "job")
+
+
+def test_a_full_source_queue_holds_writers_back_without_stopping_the_link(tmp_path):
+    """A small ring (32 MB) and a window far larger than it (20,000 ops of
+    64 KiB): the mirror's workers find the queue full again and again while
+    the transmitter numbers and sends what it popped.  A writer waiting for
+    room must never hold what the transmitter needs to make that room."""
+    src = tmp_path / "src"
+    (src / "small").mkdir(parents=True)
+    for k in range(6):
+        (src / f"big{k}").write_bytes(os.urandom(12 << 20))
+    for k in range(600):
+        (src / "small" / f"s{k}").write_bytes(os.urandom(300 + k))
+    with Engine(secret=SECRET, QMemoryBufferMax=32, SourcePendingAcks=20000,
+                SmallFileThreshold=1 << 30) as engine:
+        t = engine.start_target(tmp_path / "tgt", port=0)
+        repset = ReplicationSet(src)
+        conn = engine.connect(repset, "127.0.0.1", t.port, "q")
+        done = threading.Event()
+        th = threading.Thread(target=lambda: (engine.mirror(conn, repset, FULL, workers=6),
+                                              done.set()), daemon=True)
+        th.start()
+        assert done.wait(120), "the mirror stalled"
+        assert_same(src, tmp_path / "tgt" / "q")

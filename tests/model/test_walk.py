@@ -148,7 +148,7 @@ def test_a_broken_manifest_is_refused(data):
 
 def test_a_hostile_path_in_a_manifest_is_refused_when_taken_out(tmp_path):
     (tmp_path / "ok").write_bytes(b"")
-    header = listing_of(tmp_path).data[:48]  # a two-byte name: swap ".." in
+    header = bytes(listing_of(tmp_path).data[:48])  # a two-byte name: swap ".." in
     bad = Listing.parse(header + b"..")
     with pytest.raises(Exception, match="'..'"):
         bad.entry(0)

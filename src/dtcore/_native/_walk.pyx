@@ -1,6 +1,10 @@
 """Binding for csrc/dt_walk.c: listing a tree into a manifest and comparing
-manifests.  The GIL is released for the walk and the comparison."""
+manifests.  The GIL is released for the walk and the comparison.  A walk's
+arrays are handed over as they are, not copied (a million-file manifest is
+tens of megabytes)."""
+from cpython.buffer cimport PyBuffer_FillInfo
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdlib cimport free, realloc
 from libc.string cimport memset
 
 import numpy as np
@@ -12,10 +16,42 @@ from dtcore._native._c cimport (dt_err, dt_manifest_columns, dt_manifest_compare
 cdef const uint8_t EMPTY[1]
 
 
+cdef class _Owned:
+    """A malloc'd block, read-only through the buffer protocol, freed with
+    the last view of it."""
+    cdef void *ptr
+    cdef Py_ssize_t size
+
+    def __dealloc__(self):
+        free(self.ptr)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        PyBuffer_FillInfo(view, self, self.ptr, self.size, 1, flags)
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+
+cdef object _owned(void **ptr, size_t size):
+    """Take *ptr (left NULL) as a read-only memoryview of its first ``size``
+    bytes, the slack of its doubling growth given back."""
+    cdef _Owned o = _Owned()
+    cdef void *p = realloc(ptr[0], size) if size else NULL
+    if size and p == NULL:
+        p = ptr[0]  # shrinking failed: keep the block as it is
+    elif not size:
+        free(ptr[0])
+    ptr[0] = NULL
+    o.ptr = p
+    o.size = size
+    return memoryview(o)
+
+
 def walk(int root_fd, bytes skip, uint64_t hash_below, bint want_ids):
     """(records, offsets, ids or None, special) of everything beneath
     ``root_fd``; ``special`` names what is not listed (pipes, sockets,
-    devices), each as a kind byte, its path and a NUL."""
+    devices), each as a kind byte, its path and a NUL.  The records are a
+    read-only memoryview."""
     cdef dt_walk_out out
     cdef dt_err err
     cdef int rc
@@ -28,13 +64,10 @@ def walk(int root_fd, bytes skip, uint64_t hash_below, bint want_ids):
     try:
         if rc:
             raise_status(rc, &err, "walk")
-        recs = (<char *>out.recs)[:out.recs_len] if out.recs_len else b""
-        offsets = np.empty(out.count, dtype=np.uint64)
-        ids = np.empty((out.count, 3), dtype=np.uint64) if want_ids else None
-        if out.count:
-            offsets[:] = <uint64_t[:out.count]>out.offsets
-            if want_ids:
-                ids.reshape(-1)[:] = <uint64_t[:3 * out.count]>out.ids
+        recs = _owned(<void **>&out.recs, out.recs_len)
+        offsets = np.frombuffer(_owned(<void **>&out.offsets, out.count * 8), dtype=np.uint64)
+        ids = np.frombuffer(_owned(<void **>&out.ids, out.count * 24), dtype=np.uint64
+                            ).reshape(-1, 3) if want_ids else None
         special = (<char *>out.special)[:out.special_len] if out.special_len else b""
         return recs, offsets, ids, special
     finally:

@@ -62,8 +62,8 @@ class Listing:
     """Packed manifest records with the offset of each; a local walk also
     keeps each entry's inode, device and link count (for hard links)."""
 
-    def __init__(self, data: bytes, offsets: np.ndarray, ids: np.ndarray | None = None,
-                 special: bytes = b"") -> None:
+    def __init__(self, data: bytes | memoryview, offsets: np.ndarray,
+                 ids: np.ndarray | None = None, special: bytes = b"") -> None:
         self.data = data
         self.offsets = offsets
         self.ids = ids
@@ -80,10 +80,11 @@ class Listing:
 
     @classmethod
     def parse(cls, data: bytes | bytearray | memoryview) -> "Listing":
-        """A manifest received from a peer; broken framing raises StreamError.
+        """A manifest received from a peer, kept in the buffer it came in
+        (which must not change after); broken framing raises StreamError.
         Paths are checked as entries are taken out (:meth:`entry`)."""
-        data = bytes(data)
-        return cls(data, _walk.index(data))
+        view = memoryview(data).cast("B").toreadonly()
+        return cls(view, _walk.index(view))
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -96,12 +97,12 @@ class Listing:
     def path(self, i: int) -> bytes:
         at = int(self.offsets[i])
         n = int.from_bytes(self.data[at:at + 2], "little")
-        return self.data[at + _REC.size:at + _REC.size + n]
+        return bytes(self.data[at + _REC.size:at + _REC.size + n])
 
     def entry(self, i: int) -> Entry:
         at = int(self.offsets[i])
         n, kind, has_hash, mode, size, mtime, atime, uid, gid, digest = _REC.unpack_from(self.data, at)
-        path = self.data[at + _REC.size:at + _REC.size + n]
+        path = bytes(self.data[at + _REC.size:at + _REC.size + n])
         check_path(path)
         ino, dev, nlink = self.ids[i].tolist() if self.ids is not None else (0, 0, 1)
         return Entry(path, _NAMES[kind], size, mtime, mode, uid, gid, ino, dev, nlink, atime,

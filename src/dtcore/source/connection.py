@@ -208,13 +208,17 @@ class Connection:
         total = ManifestReply.parse(reply).total
         if len(data) >= total:
             return data
-        parts = bytearray(data)
-        while len(parts) < total:
-            _, more = self.call(ManifestRequest(hash_below, offset=len(parts)))
-            if not more:
-                raise StreamError(f"the target's manifest ended at {len(parts)} of {total} bytes")
-            parts += more
-        return memoryview(parts)
+        whole = memoryview(bytearray(total))  # filled in place: no growing copies
+        got = len(data)
+        whole[:got] = data
+        while got < total:
+            _, more = self.call(ManifestRequest(hash_below, offset=got))
+            if not more or len(more) > total - got:
+                raise StreamError(f"the target's manifest ended at {got} of {total} bytes"
+                                  if not more else f"the target's manifest runs past {total} bytes")
+            whole[got:got + len(more)] = more
+            got += len(more)
+        return whole
 
     def set_root_attrs(self, root: str | bytes) -> None:
         """Give the target path's own folder the mode, owner and times of

@@ -145,20 +145,37 @@ class Transmitter:
                 self._cv.wait(0.5)
         assert self.queue is not None
         record = b"".join([bytes((flags,)), *parts])  # flags, then the body
-        with self._seq_lock:  # the queue and _queued in one order
-            self.check()
-            with self._cv:
-                self._queued.append((n, on_applied, release))
-                self._unacked_ops += n
-            try:
-                self.queue.push([record], n, MIRROR if mirror else REPLICATION)
-            except QueueClosedError:
-                raise PeerClosed("the connection closed") from None
+        while not self._enqueue(record, n, mirror, (n, on_applied, release)):
+            # full: room comes as the transmitter sends, which takes _seq_lock
+            # to number what it sends, so the wait is made without holding it
+            time.sleep(0.002)
         self._work.set()
         self.counters.add("conOpsTx", n)
         self.counters.add("conBytesTx", len(body))
         self.counters.add("conBytesCompressedTx", len(record) + 23)
         return len(record) + 23
+
+    def _enqueue(self, record: bytes, n: int, mirror: bool,
+                 entry: tuple[int, Callback | None, tuple[bytes, ...]]) -> bool:
+        """Queue one frame's record and its entry in one order; False, with
+        neither queued, while the queue has no room."""
+        assert self.queue is not None
+        with self._seq_lock:
+            self.check()
+            with self._cv:
+                self._queued.append(entry)
+                self._unacked_ops += n
+            pushed = 0
+            try:
+                pushed = self.queue.push([record], n, MIRROR if mirror else REPLICATION, timeout=0)
+            except QueueClosedError:
+                raise PeerClosed("the connection closed") from None
+            finally:
+                if not pushed:
+                    with self._cv:  # ours is the newest, and no record of it was queued
+                        self._queued.pop()
+                        self._unacked_ops -= n
+            return bool(pushed)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the target has acknowledged every mirror op handed
