@@ -6,12 +6,15 @@ rsync daemon in the same mode (``-a``; ``-a --checksum``) on the same tree
 and changes.
 
 Each file count gets a fresh tree of small files (0.2-2 KiB, a thousand to
-a folder), full copies (one per mode and tool), and then ``--runs`` rounds,
+a folder), full copies (one per mode and tool, timed as the "first copy"
+rows: two runs of each, the tools in turn), and then ``--runs`` rounds,
 each changing ``--changed`` of the files and running every tool of TOOLS in
 turn (all see the same changes).  A child's peak RSS comes from wait4; the
 target's from VmHWM, reset before each command through
 /proc/PID/clear_refs.  Writes bench-results/scale.md, scale.json and
-scale.png (time and memory against file count).
+scale.png (time and memory against file count; ``--name`` names them).  ``--work`` puts the trees
+elsewhere, such as a tmpfs (/dev/shm), where the disk does not bound file
+creation and what is left is each tool's own cost per file.
 
     .venv/bin/python -m benchmarks.scale --files 10000 100000 --runs 3
 """
@@ -72,6 +75,12 @@ TOOLS = (
     ("dtcore mirror --checksum", ["mirror", "-q", "--checksum"], "sums", "rsync -a --checksum"),
     ("rsync -a --checksum", ["-a", "--checksum"], "sums", None),
 )
+# the two first copies of each tree (one per copy of its own), timed too:
+# a full mirror of many small files against rsync's first copy
+COPIES = (
+    ("dtcore mirror --full (first copy)", ["mirror", "--full", "-q"], "", "rsync -a (first copy)"),
+    ("rsync -a (first copy)", ["-a"], "", None),
+)
 
 
 def measure(files: int, fraction: float, runs: int, work: Path) -> list[dict[str, object]]:
@@ -85,10 +94,16 @@ def measure(files: int, fraction: float, runs: int, work: Path) -> list[dict[str
     target, rsyncd = DtTarget(dt_dest), RsyncDaemon(work, rs_dest)
     rows: list[dict[str, object]] = []
     try:
-        for into in ("dest", "sums"):
-            timed([*CLI, "mirror", "--full", "-q", str(src), f"127.0.0.1:{target.port}:{into}"], env)
-        rsyncd.run(src, "-a")
-        rsyncd.run(src, "-a", into="sums")
+        for run, into in enumerate(("dest", "sums")):
+            peak_reset(target.proc.pid)
+            seconds, rss, _ = timed([*CLI, "mirror", "--full", "-q", str(src),
+                                     f"127.0.0.1:{target.port}:{into}"], env)
+            rows.append({"files": files, "changed": files, "run": run, "tool": COPIES[0][0],
+                         "seconds": seconds, "source_rss": rss,
+                         "target_rss": peak(target.proc.pid)})
+            seconds = rsyncd.run(src, "-a", into="" if into == "dest" else into)[0]
+            rows.append({"files": files, "changed": files, "run": run, "tool": COPIES[1][0],
+                         "seconds": seconds, "source_rss": 0, "target_rss": 0})
         for run in range(runs):
             changed = change(src, files, fraction, rng)
             for tool, args, into, _ in TOOLS:
@@ -116,12 +131,12 @@ def _q(xs: list[float]) -> tuple[float, float, float]:
     return q[0], statistics.median(xs), q[2]
 
 
-def write(rows: list[dict[str, object]], command: str) -> int:
+def write(rows: list[dict[str, object]], command: str, name: str = "scale") -> int:
     """The table and plot; returns 1 when a dtcore mirror missed issue 23's
     goals (files per second at least rsync's in its mode, peak RSS of each
     side at most 200 MB)."""
     missed = []
-    lines = results_head("scale", rows, "Difference mirrors and profiles against file count",
+    lines = results_head(name, rows, "Difference mirrors and profiles against file count",
                          command) + [
              "Each command is a process from spawn to exit; the tools run in turn on the same "
              "changes (see the script's docstring). Peak RSS: the command's own (wait4) and the "
@@ -134,8 +149,8 @@ def write(rows: list[dict[str, object]], command: str) -> int:
     for files in sorted({int(r["files"]) for r in rows}):  # type: ignore[call-overload]
         group = [r for r in rows if r["files"] == files]
         medians = {tool: _q([float(r["seconds"]) for r in group if r["tool"] == tool])  # type: ignore[arg-type]
-                   for tool, *_ in TOOLS}
-        for tool, _, _, reference in TOOLS:
+                   for tool, *_ in TOOLS + COPIES}
+        for tool, _, _, reference in TOOLS + COPIES:
             mine = [r for r in group if r["tool"] == tool]
             q1, med, q3 = medians[tool]
             src = max(int(r["source_rss"]) for r in mine) / 1e6  # type: ignore[call-overload]
@@ -150,14 +165,14 @@ def write(rows: list[dict[str, object]], command: str) -> int:
                          f"({q1:.2f}-{q3:.2f}) | {files / med:,.0f} | {versus} | "
                          + (f"{src:.0f} | {tgt:.0f} |" if reference else "- | - |"))
     lines += ["", "Goals missed: " + ("; ".join(missed) if missed else "none") + "."]
-    (OUT / "scale.md").write_text("\n".join(lines) + "\n")
-    _plot(summary)
+    (OUT / f"{name}.md").write_text("\n".join(lines) + "\n")
+    _plot(summary, name)
     for m in missed:
         print(f"goal missed: {m}", file=sys.stderr)
     return 1 if missed else 0
 
 
-def _plot(summary: dict[tuple[int, str], tuple[float, float, float]]) -> None:
+def _plot(summary: dict[tuple[int, str], tuple[float, float, float]], name: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
@@ -176,7 +191,7 @@ def _plot(summary: dict[tuple[int, str], tuple[float, float, float]]) -> None:
         ax.set_ylabel(label)
         ax.legend()
     mem.axhline(200, color="grey", linewidth=0.8)
-    fig.savefig(OUT / "scale.png", dpi=90)
+    fig.savefig(OUT / f"{name}.png", dpi=90)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,17 +199,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--files", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--changed", type=float, default=0.01, help="fraction changed per run")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--work", help="where the trees go (default: the temporary folder)")
+    p.add_argument("--name", default="scale", help="bench-results/NAME.md, .json and .png")
     args = p.parse_args(argv)
     rows = []
     for files in args.files:
-        work = Path(tempfile.mkdtemp(prefix="dtbench-scale-"))
+        work = Path(tempfile.mkdtemp(prefix="dtbench-scale-", dir=args.work))
         try:
             rows += measure(files, args.changed, args.runs, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     status = write(rows, "python -m benchmarks.scale " +
-                   " ".join(argv if argv is not None else sys.argv[1:]))
-    print((OUT / "scale.md").read_text())
+                   " ".join(argv if argv is not None else sys.argv[1:]), args.name)
+    print((OUT / f"{args.name}.md").read_text())
     return status
 
 
