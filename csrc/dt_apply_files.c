@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "dt_io.h"
 #include "dt_le.h"
 #include "dt_ops.h"
 #include "dt_walk.h"
@@ -31,22 +32,6 @@ static int plain_path(const uint8_t *p, size_t n, const uint8_t *reserved, size_
         start = i + 1;
     }
     return 1;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t len, uint64_t pos)
-{
-    while (len) {
-        ssize_t w = pwrite(fd, p, len, (off_t)pos);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-        pos += (uint64_t)w;
-    }
-    return 0;
 }
 
 static int set_attrs(int fd, const uint8_t *a, int owner)
@@ -98,7 +83,7 @@ int dt_apply_file(int root_fd, const uint8_t *path, uint16_t path_len, const uin
     for (size_t i = 1; rc == 0 && i + 1 < n; i++) {
         const dt_file_op *op = &ops[i];
         if (op->kind == DT_OP_WRITE)
-            rc = write_all(fd, op->data, op->data_len, op->arg);
+            rc = dt_pwrite_all(fd, op->data, op->data_len, op->arg);
         else if (op->kind == DT_OP_TRUNCATE)
             rc = ftruncate(fd, (off_t)op->arg);
         else

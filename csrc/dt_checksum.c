@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dt_io.h"
 #include "dt_xxh3.h"
 
 /* Scratch reads of ~256 KiB stay in L2, so hashing reads what read() just
@@ -33,25 +34,14 @@ int dt_checksum_buf(const uint8_t *buf, size_t len, size_t block, uint64_t *out,
 
 static int read_full(int fd, uint8_t *buf, size_t want, uint64_t at, dt_err *err)
 {
-    size_t got = 0;
-    while (got < want) {
-        ssize_t r = pread(fd, buf + got, want - got, (off_t)(at + got));
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            if (err)
-                err->sys_errno = errno;
-            return dt_fail(err, DT_E_IO, "read failed", -1, (int64_t)(at + got), (int64_t)want, (int64_t)got);
-        }
-        if (r == 0) {
-            if (err)
-                err->sys_errno = 0;
-            return dt_fail(err, DT_E_IO, "file ended early", -1, (int64_t)(at + got), (int64_t)want,
-                           (int64_t)got);
-        }
-        got += (size_t)r;
-    }
-    return DT_OK;
+    ssize_t got = dt_pread_full(fd, buf, want, at);
+    if (got == (ssize_t)want)
+        return DT_OK;
+    if (err)
+        err->sys_errno = got < 0 ? errno : 0;
+    int64_t read = got < 0 ? 0 : (int64_t)got;
+    return dt_fail(err, DT_E_IO, got < 0 ? "read failed" : "file ended early", -1,
+                   (int64_t)at + read, (int64_t)want, read);
 }
 
 /* Hashing straight from the page cache through a mapping avoids read()'s

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dt_io.h"
 #include "dt_le.h"
 #include "dt_ops.h"
 #include "dt_walk.h"
@@ -17,24 +18,6 @@ size_t dt_pack_bound(size_t path_len, uint64_t size, uint32_t block)
     uint64_t chunks = block ? (size + block - 1) / block : 1;
     return dt_rec_size(path_len, 0) + chunks * dt_rec_size(path_len, block < size ? block : size) +
            dt_rec_size(path_len, DT_ATTRS_SIZE);
-}
-
-/* Read len bytes at pos into p; returns bytes read (short at end of file), -1 on error. */
-static ssize_t read_full(int fd, uint8_t *p, size_t len, uint64_t pos)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t r = pread(fd, p + got, len - got, (off_t)(pos + got));
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
 }
 
 /* One file's records at out; returns bytes written, 0 if it must be left. */
@@ -50,7 +33,7 @@ static size_t pack_one(int fd, const struct stat *st, const uint8_t *rec, const 
     while (pos < size) {
         uint32_t want = size - pos < block ? (uint32_t)(size - pos) : block;
         uint8_t *data = p + DT_REC_HEADER + plen;
-        ssize_t got = read_full(fd, data, want, pos);
+        ssize_t got = dt_pread_full(fd, data, want, pos);
         if (got < 0)
             return 0;
         if (got == 0)
