@@ -106,8 +106,12 @@ class RsyncDaemon:
         or to ``port`` (a proxy in front of it)."""
         t = time.perf_counter()
         url = f"rsync://127.0.0.1:{port or self.port}/dest/" + (f"{into}/" if into else "")
-        out = subprocess.run(["rsync", *flags, "--stats", f"{src}/", url],
-                             capture_output=True, text=True, check=True).stdout
+        done = subprocess.run(["rsync", *flags, "--stats", f"{src}/", url],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"rsync {' '.join(flags)} to {url} failed ({done.returncode}): "
+                               f"{done.stderr[-800:]}")
+        out = done.stdout
         dt = time.perf_counter() - t
         sent = int(re.search(r"Total bytes sent: ([\d,]+)", out).group(1).replace(",", ""))
         recv = int(re.search(r"Total bytes received: ([\d,]+)", out).group(1).replace(",", ""))
