@@ -113,12 +113,13 @@ static int make_room(dt_memq *q, uint64_t *tail, uint64_t need, uint64_t ops)
     if (used && q->max_ops && queued_ops + ops > q->max_ops)
         return 0;
     uint64_t pos = *tail % q->cap, to_end = q->cap - pos, free_bytes = q->cap - used;
-    /* While the consumer keeps up, start over at the ring's beginning once
-     * `early` bytes into it (what is queued lies behind pos, and the start is
-     * free): a steady stream then reuses a few pages instead of touching,
-     * and keeping resident, every page of a large ring. */
+    /* While the consumer keeps up (little is queued), start over at the
+     * ring's beginning once `early` bytes into it: a steady stream then
+     * reuses a few pages instead of touching, and keeping resident, every
+     * page of a large ring.  Not behind a backlog: until the consumer passes
+     * the filler, the room is only what lies before pos. */
     uint64_t early = q->cap / 8 < EARLY_MAX ? q->cap / 8 : EARLY_MAX;
-    int restart = pos >= early && used + need + early / 2 <= pos;
+    int restart = pos >= early && used <= early / 2 && used + need <= pos;
     if (need <= to_end && !restart)
         return need <= free_bytes;
     if (need + to_end > free_bytes)
