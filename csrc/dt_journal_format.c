@@ -2,7 +2,6 @@
 /* The journal's on-disk format: segment headers, record framing (header,
  * CRC-32C, padding), reading records back checked, and the position file. */
 #include "dt_journal_int.h"
-#include "dt_io.h"
 
 static const char SEG_MAGIC[8] = {'D', 'T', 'Q', 'S', 'E', 'G', '0', '1'};
 /* Position file v2 adds the newest segment; v1 files are still read. */
@@ -53,9 +52,19 @@ int dtj_write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 
 static int read_full(int fd, uint8_t *p, size_t n, uint64_t off, size_t *got)
 {
-    ssize_t r = dt_pread_full(fd, p, n, off);
-    *got = r < 0 ? 0 : (size_t)r;
-    return r < 0 ? -1 : 0;
+    *got = 0;
+    while (*got < n) {
+        ssize_t r = pread(fd, p + *got, n - *got, (off_t)(off + *got));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (r == 0)
+            break;
+        *got += (size_t)r;
+    }
+    return 0;
 }
 
 void dtj_seg_header(uint8_t *h, uint64_t segno, uint64_t first_seq)
