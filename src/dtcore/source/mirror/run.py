@@ -421,7 +421,7 @@ class Mirror:
         rewrite = opts.mode != DIFFERENCE and opts.overwrite == 1 and not opts.checksum
         picked = files & (~there | (rewrite & (sizes < opts.small_file))) & \
             (sizes <= SMALL_WHOLE) & ((sizes > 0) | opts.zero_k_files)
-        for body, ops, data, packed, _ in self.sender.small_files(ours, np.flatnonzero(picked)):
+        for body, ops, data, packed in self.sender.small_files(ours, np.flatnonzero(picked)):
             sent[packed] = True
             paths = [ours.path(i) for i in packed.tolist()]
             started = time.perf_counter()

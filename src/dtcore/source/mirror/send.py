@@ -118,29 +118,29 @@ class Sender:
             pos += len(data)
 
     def small_files(self, listing: Listing, picked: np.ndarray
-                    ) -> Iterator[tuple[bytearray, int, int, np.ndarray, np.ndarray]]:
+                    ) -> Iterator[tuple[memoryview, int, int, np.ndarray]]:
         """Whole transfers of the small regular files at ``picked`` (indices of
         ``listing``) without a Python step per file: yields per frame (the
-        packed batch, its op count, the bytes of its ops' data, the indices packed,
-        the indices left for the general path, such as a file that is no
-        longer small or regular).  Each file is CREATE, WRITEs, SETATTR, the
-        same ops :meth:`whole` and :meth:`attributes` make."""
+        packed batch, valid until the next frame, its op count, the bytes of
+        its ops' data, the indices packed).  A file left out, such as one no
+        longer small or regular, is for the general path.  Each file is
+        CREATE, WRITEs, SETATTR, the same ops :meth:`whole` and
+        :meth:`attributes` make."""
         per = _FRAME_OPS // 3
         status = np.empty(per, dtype=np.uint8)
+        out = bytearray(FRAME_BYTES + 2 * SMALL_WHOLE)  # one buffer: a frame is copied when queued
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             pos = 0
             while pos < len(picked):
                 chunk = picked[pos:pos + per]
-                out = bytearray(FRAME_BYTES + 2 * SMALL_WHOLE)
                 with self._lock:  # the ops take consecutive numbers
                     looked, used, ops, data = _smallfiles.pack(
                         fd, listing.data, np.ascontiguousarray(listing.offsets[chunk]),
                         SMALL_WHOLE, self.opts.block, self.opts.sparse, self._seq + 1, out, status)
                     self._seq += ops
-                del out[used:]
-                done = status[:looked] == _smallfiles.PACKED
-                yield out, ops, data, chunk[:looked][done], chunk[:looked][~done]
+                packed = chunk[:looked][status[:looked] == _smallfiles.PACKED]
+                yield memoryview(out)[:used], ops, data, packed
                 pos += looked
         finally:
             os.close(fd)
