@@ -11,22 +11,29 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench-results"
 DTCORE = str(Path(sys.executable).with_name("dtcore"))
+EMPTY = tempfile.mkdtemp(prefix="dtcore-startup-")
+# (argv, the exit code it ends with)
 COMMANDS = {
-    "python -c pass (reference)": [sys.executable, "-c", "pass"],
-    "dtcore --version": [DTCORE, "--version"],
-    "dtcore mirror --help": [DTCORE, "mirror", "--help"],
-    "dtcore config get NetPort": [DTCORE, "config", "get", "NetPort"],
-    "python -c 'import dtcore; dtcore.Engine'": [sys.executable, "-c",
-                                                 "import dtcore; dtcore.Engine"],
+    "python -c pass (reference)": ([sys.executable, "-c", "pass"], 0),
+    "dtcore --version": ([DTCORE, "--version"], 0),
+    "dtcore mirror --help": ([DTCORE, "mirror", "--help"], 0),
+    "dtcore config get NetPort": ([DTCORE, "config", "get", "NetPort"], 0),
+    # all that a mirror loads before its first file: it gets as far as the
+    # connection, which nothing on port 1 accepts (exit 5, network)
+    "dtcore mirror to a closed port": ([DTCORE, "mirror", "-q", EMPTY, "127.0.0.1:1:copy"], 5),
+    "python -c 'import dtcore; dtcore.Engine'": ([sys.executable, "-c",
+                                                  "import dtcore; dtcore.Engine"], 0),
 }
 GOAL_MS = 80
 
@@ -36,13 +43,18 @@ GOAL_MS = 80
 # from source in every process)
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 ENV["DTCORE_CONF"] = "/nonexistent/DT.conf"
+ENV["DTCORE_SECRET"] = "startup"
 
 
-def _once(argv: list[str]) -> float:
+def _once(command: tuple[list[str], int]) -> float:
+    argv, expected = command
     start = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
-                   env=ENV)
-    return time.perf_counter() - start
+    rc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        env=ENV).returncode
+    took = time.perf_counter() - start
+    if rc != expected:
+        raise RuntimeError(f"{' '.join(argv)} ended with {rc}, not {expected}")
+    return took
 
 
 def _quartiles(xs: list[float]) -> tuple[float, float, float]:
@@ -53,11 +65,11 @@ def _quartiles(xs: list[float]) -> tuple[float, float, float]:
 def main() -> int:
     runs = int(os.environ.get("BENCH_RUNS", "30"))
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for argv in COMMANDS.values():  # a first run writes the bytecode caches
-        _once(argv)
+    for command in COMMANDS.values():  # a first run writes the bytecode caches
+        _once(command)
     for _ in range(runs):  # alternated, so a slow spell of the machine hits every command
-        for name, argv in COMMANDS.items():
-            times[name].append(_once(argv))
+        for name, command in COMMANDS.items():
+            times[name].append(_once(command))
     ref = statistics.median(times["python -c pass (reference)"])
     rows, data = [], {}
     for name, xs in times.items():
@@ -84,4 +96,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        shutil.rmtree(EMPTY, ignore_errors=True)

@@ -1,6 +1,4 @@
 """``python -m dtcore``: the ``dtcore`` command."""
-import sys
+from dtcore.cli.main import entry
 
-from dtcore.cli.main import main
-
-sys.exit(main())
+entry()

@@ -129,7 +129,10 @@ def test_snmptranslate_resolves_every_object_and_notification_in_dt_mib():
     names |= snmp.TRAP_OIDS
     out = subprocess.run(["snmptranslate", *MIBS, "-On", *(f"NSI-MIB::{n}" for n in names)],
                          capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0 and out.stderr == "", out.stderr  # the MIB loads without a warning
+    # the MIB loads without a warning (a first run of net-snmp on a fresh
+    # machine also says it created its state folder: that is no warning)
+    warnings = [line for line in out.stderr.splitlines() if not line.startswith("Created directory:")]
+    assert out.returncode == 0 and warnings == [], out.stderr
     assert out.stdout.split() == ["." + ".".join(map(str, oid)) for oid in names.values()]
     # and the MIB holds nothing the agent does not know about (groups and nodes aside)
     every = subprocess.run(["snmptranslate", *MIBS, "-Tz"], capture_output=True, text=True,
