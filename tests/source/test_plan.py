@@ -115,7 +115,9 @@ def test_rates_follow_measurements_of_real_size_only():
     r.sent(1000, 1.0)  # too small to say anything
     assert r.net == 1e8
     r.sent(10 * MB, 0.01)
-    assert r.net > 1e8
+    assert r.net == 10 * MB / 0.01  # the first measurement replaces the start value
+    r.sent(10 * MB, 0.1)
+    assert r.net == 0.7 * (10 * MB / 0.01) + 0.3 * (10 * MB / 0.1)  # later ones are smoothed in
 
 
 def test_orphans_by_age():

@@ -80,6 +80,10 @@ class Transmitter:
         self.dropped: list[OpFailure] = []  # ops the target gave up, not yet taken
         self.notice: Notice | None = None  # the target's latest word on an op it retries
         self.on_notice_hook: Callable[[Notice], None] | None = None
+        # (wire bytes, seconds) of each stretch the link spent draining a
+        # backlog of mirror frames: the link's own rate (see _send_mirror)
+        self.on_drained: Callable[[int, float], None] | None = None
+        self._drain: tuple[float, int] | None = None  # (since, bytes) while behind
 
     def start(self, link: Link, queue: ReplicationQueue) -> None:
         """Transmit over a new link from a new queue; a replication stream
@@ -265,6 +269,27 @@ class Transmitter:
         link.send_parts(frames)
         for path in released:
             self.release(path)
+        self._measure(sum(len(f) for f in frames))
+
+    def _measure(self, nbytes: int) -> None:
+        """The link's rate, from the stretches in which mirror frames were
+        still queued after a send: only then is the link what holds the
+        mirror back.  Timing the queueing of a frame instead would measure
+        the queue (hundreds of MB take frames at memory speed, whatever the
+        link), and a link that keeps up says no more than that it does."""
+        now = time.perf_counter()
+        assert self.queue is not None
+        behind = self.queue.memory.counts()["pool_used"] > 0
+        if self._drain is not None:
+            since, sent = self._drain
+            sent += nbytes
+            hook = self.on_drained
+            if hook is not None and sent >= MB:
+                hook(sent, now - since)
+                since, sent = now, 0
+            self._drain = (since, sent) if behind else None
+        elif behind:
+            self._drain = (now, 0)
 
     # -- claims: replication ops after the mirror's copy of a file --------------
     def claim(self, path: bytes) -> None:

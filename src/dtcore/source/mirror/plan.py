@@ -37,22 +37,31 @@ SAME, VERIFY = "same", "verify"
 
 
 class Rates:
-    """Measured hashing and network speeds (bytes/s), smoothed."""
+    """Measured hashing and network speeds (bytes/s), smoothed.  The
+    network's is measured only while mirror frames queue up behind the link
+    (the transmitter's ``on_drained``): a link that keeps up leaves it at
+    its start value, and a changed file is then compared, not resent."""
 
     def __init__(self, hash_rate: float = 3e9, net_rate: float = 3e8) -> None:
         self.hash = hash_rate
         self.net = net_rate
+        self._measured: set[str] = set()  # a first measurement replaces the start value
         self._lock = threading.Lock()
 
-    def hashed(self, nbytes: int, seconds: float) -> None:
-        if nbytes > 1 << 20 and seconds > 0:
+    def _update(self, name: str, nbytes: int, seconds: float) -> None:
+        if nbytes >= 1 << 20 and seconds > 0:
+            rate = nbytes / seconds
             with self._lock:
-                self.hash = 0.7 * self.hash + 0.3 * nbytes / seconds
+                if name in self._measured:
+                    rate = 0.7 * getattr(self, name) + 0.3 * rate
+                self._measured.add(name)
+                setattr(self, name, rate)
+
+    def hashed(self, nbytes: int, seconds: float) -> None:
+        self._update("hash", nbytes, seconds)
 
     def sent(self, nbytes: int, seconds: float) -> None:
-        if nbytes > 1 << 20 and seconds > 0:
-            with self._lock:
-                self.net = 0.7 * self.net + 0.3 * nbytes / seconds
+        self._update("net", nbytes, seconds)
 
 
 def unchanged(opts: MirrorOptions, flags: np.ndarray, there: np.ndarray, is_file: np.ndarray,

@@ -139,9 +139,9 @@ class Recorder:
 class ProfileBatch(FrameBatch):
     """A batch whose frames are measured, not sent."""
 
-    def __init__(self, conn: Connection, rates: Rates, on_done: Callable[[bytes], None],
+    def __init__(self, conn: Connection, on_done: Callable[[bytes], None],
                  on_sent: Callable[[int, int, int], None], recorder: Recorder) -> None:
-        super().__init__(conn, rates, on_done, on_sent)
+        super().__init__(conn, on_done, on_sent)
         self.recorder = recorder
 
     def add(self, op: Op) -> None:
@@ -160,9 +160,9 @@ class ProfileBatch(FrameBatch):
 class RecordingBatch(FrameBatch):
     """A batch that sends its frames and records them (a mirror's report)."""
 
-    def __init__(self, conn: Connection, rates: Rates, on_done: Callable[[bytes], None],
+    def __init__(self, conn: Connection, on_done: Callable[[bytes], None],
                  on_sent: Callable[[int, int, int], None], recorder: Recorder) -> None:
-        super().__init__(conn, rates, on_done, self._sent)
+        super().__init__(conn, on_done, self._sent)
         self.recorder, self._on_sent = recorder, on_sent
         self._raw = 0
 
@@ -286,7 +286,7 @@ class ProfileMirror(Mirror):
 
     def _batch(self) -> FrameBatch:
         kind = ProfileBatch if self.opts.profile else RecordingBatch
-        return kind(self.conn, self.rates, self._mark_done, self._generated, self.recorder)
+        return kind(self.conn, self._mark_done, self._generated, self.recorder)
 
     def _generated(self, ops: int, nbytes: int, wire: int) -> None:
         if not self.opts.profile:

@@ -122,7 +122,7 @@ class Mirror:
             self.result.wire_bytes += wire
 
     def _batch(self) -> FrameBatch:
-        return FrameBatch(self.conn, self.rates, self._mark_done, self._generated)
+        return FrameBatch(self.conn, self._mark_done, self._generated)
 
     def _account(self, entry: Entry, strategy: str, skipped: int = 0, item: str = "") -> None:
         with self._lock:
@@ -235,11 +235,14 @@ class Mirror:
         Ops the target gave up end it with the error of their code (-173 for
         a full target), carrying this mirror's result as ``result``; their
         files count as not sent, so the next mirror sends them again."""
-        self.conn.tx.on_notice_hook = self._on_notice
+        tx = self.conn.tx
+        tx.on_notice_hook = self._on_notice
+        tx.on_drained = self.rates.sent
         try:
             return self._run(resume)
         finally:
-            self.conn.tx.on_notice_hook = None
+            tx.on_notice_hook = None
+            tx.on_drained = None
 
     def _run(self, resume: bool) -> MirrorResult:
         opts, conn = self.opts, self.conn
@@ -424,9 +427,7 @@ class Mirror:
         for body, ops, data, packed in self.sender.small_files(ours, np.flatnonzero(picked)):
             sent[packed] = True
             paths = [ours.path(i) for i in packed.tolist()]
-            started = time.perf_counter()
             wire = self.conn.send_batch(body, ops, on_applied=self._marker(paths))
-            self.rates.sent(wire, time.perf_counter() - started)
             self._generated(ops, data, wire)
             with self._lock:
                 self.result.strategies[WHOLE] += len(paths)

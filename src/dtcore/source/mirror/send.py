@@ -34,10 +34,9 @@ class FrameBatch:
     named by :meth:`file_done` counts as done (``on_done``) once the target
     has acknowledged the frame that carries its last op."""
 
-    def __init__(self, conn: Connection, rates: Rates, on_done: Callable[[bytes], None],
+    def __init__(self, conn: Connection, on_done: Callable[[bytes], None],
                  on_sent: Callable[[int, int, int], None]) -> None:
         self.conn = conn
-        self.rates = rates
         self.on_done = on_done
         self.on_sent = on_sent  # (ops, data bytes, wire bytes) of each frame
         self.ops: list[Op] = []
@@ -66,13 +65,11 @@ class FrameBatch:
             return
         ops, done, data_bytes = self.ops, self.done, self.data_bytes
         self.ops, self.done, self.nbytes, self.data_bytes = [], [], 0, 0
-        started = time.perf_counter()
         sent = self.conn.send_ops(
             ops, mirror=True, path=ops[0].path if len(ops) < 64 else None,
             on_applied=(lambda: [self.on_done(p) for p in done]) if done else None,
             release=tuple(done))
         self.on_sent(len(ops), data_bytes, sent)
-        self.rates.sent(sent, time.perf_counter() - started)
 
 
 class Sender:
