@@ -568,6 +568,30 @@ def test_spill_keeps_fifo_across_memory_and_disk(tmp_path):
     q.close()
 
 
+def test_a_ring_that_started_over_waits_for_its_consumer_rather_than_spill(tmp_path):
+    # 12 MiB in and out of a 64 MiB ring leaves its next record to start over
+    # at the beginning; until the consumer passes the filler that leaves, the
+    # ring takes only 12 MiB more, though 52 are free by its count
+    q = ReplicationQueue(tmp_path, memory_bytes=64 << 20, free_min_mb=0)
+    rec = bytes(1 << 20)
+    q.push([rec] * 12)
+    assert len(q.pop(12, timeout=0, max_bytes=16 << 20)) == 12
+    got: list[bytes] = []
+
+    def consume() -> None:  # a slow applier: a pop, then a while to apply what it took
+        while len(got) < 30:
+            time.sleep(0.1)
+            got.extend(q.pop(64, timeout=1, max_bytes=64 << 20))
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    q.push([rec] * 30)  # the 13th waits for the next pop, and so on: none spills
+    assert q.counts()["conBytesInDiskQueue"] == 0
+    consumer.join()
+    assert len(got) == 30
+    q.close()
+
+
 def test_memory_room_is_what_may_stay_in_memory_before_the_queue_spills(tmp_path):
     q = ReplicationQueue(tmp_path, memory_bytes=8192, to_disk_threshold=50, segment_bytes=4096,
                          free_min_mb=0)

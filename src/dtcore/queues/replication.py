@@ -14,6 +14,10 @@ from dtcore.queues.journal import DiskQueue
 from dtcore.queues.memory import MemoryQueue
 from dtcore.queues.records import MB, REPLICATION
 
+# how long a push waits for the consumer to free ring room that the bytes
+# queued say is there, before it spills to the journal instead
+GEOMETRY_WAIT = 0.5
+
 
 class ReplicationQueue:
     """The engine's queue: one FIFO over memory and disk.
@@ -80,11 +84,24 @@ class ReplicationQueue:
                 pushed = self.disk.push(records, ops, kind)
             else:
                 pushed = self.memory.push(records, ops, kind, 0)
+                if pushed < len(records) and self._below_spill():
+                    # the ring refused a record it holds in bytes: its room lies
+                    # behind the filler of a start-over (or the wrap) until the
+                    # consumer's next pop, which will not be long
+                    pushed += self.memory.push(records[pushed:], self._rest(ops, pushed), kind,
+                                               GEOMETRY_WAIT)
                 if pushed < len(records):
-                    rest_ops = ops if isinstance(ops, int) else list(ops)[pushed:]
-                    pushed += self.disk.push(records[pushed:], rest_ops, kind)
+                    pushed += self.disk.push(records[pushed:], self._rest(ops, pushed), kind)
         self._check_alert()
         return pushed
+
+    @staticmethod
+    def _rest(ops: int | Sequence[int], pushed: int) -> int | Sequence[int]:
+        return ops if isinstance(ops, int) else list(ops)[pushed:]
+
+    def _below_spill(self) -> bool:
+        """Whether memory is below the spill point though a push failed."""
+        return self.memory.counts()["pool_used"] < self._spill_at
 
     def memory_room(self) -> int:
         """Bytes a producer may still hold in memory, beside the ring, before
