@@ -5,7 +5,12 @@ and requests run on two helper threads once every op received before them
 is applied, so hashing on the target runs beside applying.  When mirror data
 waiting in memory passes ``TGMirrorCapacityHigh`` percent of system memory
 the source is told to pause its mirror, and to resume below
-``TGMirrorCapacityLow``."""
+``TGMirrorCapacityLow``.  The pause also comes before the queue would spill
+mirror data to its journal (``QMemoryBufferMax`` times
+``MemoryQueueToDiskThreshold``, less room for what is in flight): the
+source still has that data in its files, so holding it back costs nothing,
+while spilling it would write it twice more to the disk that is already
+what the mirror waits for."""
 from __future__ import annotations
 
 import collections
@@ -62,6 +67,11 @@ from dtcore.target.states import MIRROR_REQUIRED, STATE_DIR
 
 if TYPE_CHECKING:
     from dtcore.target.service import Target
+
+# what a source may have sent before it sees a pause: the frames of one
+# transmitter send and the socket buffers of both ends
+IN_FLIGHT = 32 * MB
+
 
 class Session:
     """One source connected to the target."""
@@ -169,8 +179,12 @@ class Session:
         """Serve an admitted source until its link closes."""
         target, cfg = self.target, self.target.config
         self.counters = target.stats.target(self.peer, f"{target.host}:{target.port}")
-        self._high = target.memory_bytes * cfg["TGMirrorCapacityHigh"] // 100
-        self._low = target.memory_bytes * min(cfg["TGMirrorCapacityLow"], cfg["TGMirrorCapacityHigh"]) // 100
+        high, low = cfg["TGMirrorCapacityHigh"], min(cfg["TGMirrorCapacityLow"], cfg["TGMirrorCapacityHigh"])
+        spill = cfg["QMemoryBufferMax"] * MB * cfg["MemoryQueueToDiskThreshold"] // 100
+        self._high = target.memory_bytes * high // 100
+        if spill >= 2 * IN_FLIGHT:  # a smaller queue spills mirror data as it would any other
+            self._high = min(self._high, spill - IN_FLIGHT)
+        self._low = self._high * low // high
         self._helpers = ThreadPoolExecutor(2, thread_name_prefix=f"dtcore-target-{self.id}-rq")
         target.stats.server.add("Logins")
         emit(4016, conn=self.label())
