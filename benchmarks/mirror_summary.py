@@ -137,10 +137,10 @@ class DtTarget:
         self.proc.wait()
 
 
-def dt_run(port: int, src: Path, mode: str, checksum: bool) -> tuple[float, int]:
+def dt_run(port: int, src: Path, mode: str, checksum: bool, path: str = "dest") -> tuple[float, int]:
     with Engine(secret=SECRET) as engine:
         repset = ReplicationSet(src)
-        conn = engine.connect(repset, "127.0.0.1", port, "dest")
+        conn = engine.connect(repset, "127.0.0.1", port, path)
         t = time.perf_counter()
         engine.mirror(conn, repset, mode, checksum=checksum, orphans=True)
         dt = time.perf_counter() - t
@@ -200,12 +200,6 @@ def disk_health(work: Path, files: int = 2000) -> float:
     return rate
 
 
-def _empty(dest: Path) -> None:
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir()
-    os.sync()
-
-
 class Bench:
     """The tools on one machine: ``dtcore mirror`` processes to a ``dtcore
     target`` process and rsync to an rsync daemon, each also behind a
@@ -223,17 +217,20 @@ class Bench:
         self.env = {**os.environ, "DTCORE_SECRET": SECRET, "DTCORE_LOGDIR": str(work / "logs"),
                     "PYTHONDONTWRITEBYTECODE": ""}
 
-    def dt(self, src: Path, *flags: str, counted: bool = False) -> tuple[float, int]:
+    def dt(self, src: Path, *flags: str, counted: bool = False, path: str = "dest"
+           ) -> tuple[float, int]:
         """(seconds, wire bytes both ways through the proxy, or 0)."""
         port = self.dt_proxy.port if counted else self.target.port
         before = self.dt_proxy.bytes
         seconds, _, _ = timed([sys.executable, "-m", "dtcore.cli.main", "mirror", "-q", *flags,
-                               str(src), f"127.0.0.1:{port}:dest"], self.env)
+                               str(src), f"127.0.0.1:{port}:{path}"], self.env)
         return seconds, self.dt_proxy.bytes - before
 
-    def rsync(self, src: Path, *flags: str, counted: bool = False) -> tuple[float, int]:
+    def rsync(self, src: Path, *flags: str, counted: bool = False, into: str = ""
+              ) -> tuple[float, int]:
         before = self.rs_proxy.bytes
-        seconds, _ = self.rsyncd.run(src, *flags, port=self.rs_proxy.port if counted else 0)
+        seconds, _ = self.rsyncd.run(src, *flags, into=into,
+                                     port=self.rs_proxy.port if counted else 0)
         return seconds, self.rs_proxy.bytes - before
 
     def close(self) -> None:
@@ -275,14 +272,20 @@ def measure(b: Bench, old: Path, new: Path, runs: int
         print(f"run {run + 1}/{runs}", flush=True)
         health.append(disk_health(b.work))
         note("raw socket copy", raw_copy(old))
-        full = [("full dtcore", b.dt_dest, lambda: b.dt(old, "--full")),
-                ("full rsync -a", b.rs_dest, lambda: b.rsync(old, "-a")),
-                ("full rsync -a --whole-file", b.rs_dest,
-                 lambda: b.rsync(old, "-a", "--whole-file")),
-                ("full dtcore API (in-process)", b.dt_dest,
-                 lambda: dt_run(b.target.port, old, FULL, False))]
-        for case, dest, go in full[run % 4:] + full[:run % 4]:  # each goes first once
-            _empty(dest)
+        # each full mirror goes into a folder never used before, so that no
+        # tool creates its files among thousands just deleted: on this
+        # machine's ext4 (no journal) every new inode is then checked against
+        # each recently freed one, which took a third of both tools' CPU
+        # and made either of them up to three times slower at random
+        fresh = f"full-{run}"
+        full = [("full dtcore", lambda: b.dt(old, "--full", path=f"{fresh}-dtcore")),
+                ("full rsync -a", lambda: b.rsync(old, "-a", into=f"{fresh}-a")),
+                ("full rsync -a --whole-file",
+                 lambda: b.rsync(old, "-a", "--whole-file", into=f"{fresh}-whole")),
+                ("full dtcore API (in-process)",
+                 lambda: dt_run(b.target.port, old, FULL, False, f"{fresh}-api"))]
+        os.sync()
+        for case, go in full[run % 4:] + full[:run % 4]:  # each goes first once
             note(case, *go())
         # (case, the state both copies start from, dtcore's run, rsync's label and run)
         pairs = [
@@ -339,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"GB dataset, {args.runs} runs)", command) + [
             "Each command is a process from spawn to exit: `dtcore mirror` to a `dtcore target` "
             "process, rsync to an rsync daemon, on 127.0.0.1, the tools alternated (each case's "
-            "order turns every run). The full mirror goes into an emptied folder after "
-            "`os.sync()`; the other cases start from a copy put back by a local rsync. The "
+            "order turns every run). Each full mirror goes into a folder of its own, never "
+            "used before (after `os.sync()`), so that none creates its files among thousands "
+            "just deleted; the other cases start from a copy put back by a local rsync. The "
             "difference runs both tools through one byte-counting proxy, which counts "
             "everything either way (file lists and manifests included).", "",
             f"Disk health before each run: {spread(health)['median']:,.0f} files created per "
