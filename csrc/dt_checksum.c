@@ -50,6 +50,10 @@ static int read_full(int fd, uint8_t *buf, size_t want, uint64_t at, dt_err *err
  * short file shows up as a size check, never as SIGBUS, because the caller's
  * length is checked against fstat first. */
 #define DT_MAP_WINDOW (64u << 20)
+/* Below this a range is read instead: mapping, prefaulting and unmapping a
+ * few MiB (a checksum request of MaxChecksumBlocks blocks) costs more than
+ * the copy saves, and each munmap interrupts the process's other threads. */
+#define DT_MAP_MIN (16u << 20)
 
 static int checksum_mapped(int fd, uint64_t offset, uint64_t length, size_t block, uint64_t *out,
                            dt_err *err)
@@ -83,7 +87,7 @@ int dt_checksum_fd(int fd, uint64_t offset, uint64_t length, size_t block, uint6
         return dt_fail(err, DT_E_ARG, "block size out of range", -1, -1, DT_BLOCK_MAX, (int64_t)block);
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size >= offset &&
-        (uint64_t)st.st_size - offset >= length && length >= DT_SCRATCH_TARGET) {
+        (uint64_t)st.st_size - offset >= length && length >= DT_MAP_MIN) {
         if (checksum_mapped(fd, offset, length, block, out, err) == DT_OK)
             return DT_OK;
         /* the mapping failed (e.g. a file system without mmap): read instead */
