@@ -241,8 +241,11 @@ class Mirror:
         try:
             return self._run(resume)
         finally:
-            tx.on_notice_hook = None
-            tx.on_drained = None
+            # another mirror on this connection may have set its own since
+            if tx.on_notice_hook == self._on_notice:
+                tx.on_notice_hook = None
+            if tx.on_drained == self.rates.sent:
+                tx.on_drained = None
 
     def _run(self, resume: bool) -> MirrorResult:
         opts, conn = self.opts, self.conn
