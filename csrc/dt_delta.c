@@ -61,10 +61,7 @@ __attribute__((target("avx2"))) static uint64_t weak_avx2(const uint8_t *p, size
 uint64_t dt_weak_block(const uint8_t *p, size_t len)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    static int avx2 = -1;
-    if (avx2 < 0)
-        avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-    if (avx2 && len >= 64)
+    if (len >= 64 && __builtin_cpu_supports("avx2")) /* a read of libgcc's CPU flags */
         return weak_avx2(p, len);
 #endif
     return weak_tail(p, len, 0, 0, 0);
