@@ -128,7 +128,16 @@ def test_an_overflowing_event_queue_is_healed_by_a_difference_mirror(pair, tmp_p
         time.sleep(0.05)
     assert rep.statistics()["watcher"]["overflows"] >= 1
     assert rep.heals >= 1
-    while rep.needs_mirror and time.monotonic() < deadline:
+    # the queue may overflow again after the first heal: wait until the
+    # watcher has read everything (no new overflow or heal for a second)
+    # and no remirror is owed
+    quiet_since, seen = time.monotonic(), None
+    while time.monotonic() < deadline:
+        now = (rep.statistics()["watcher"]["overflows"], rep.heals)
+        if now != seen or rep.needs_mirror:
+            quiet_since, seen = time.monotonic(), now
+        elif time.monotonic() - quiet_since > 1:
+            break
         time.sleep(0.05)
     _settled(rep)
     assert_exact(src, dst)

@@ -383,10 +383,16 @@ class Replication:
         not in step, and after refused ops once everything queued is applied."""
         self.conn.set_state(MIRROR_REQUIRED, self._why_mirror())
         self.heals += 1
+        # cleared before the remirror, not after: changes lost while it runs
+        # (the watcher's queue overflowing again) ask for another one
         self._lost_reason = ""
-        if self.on_remirror is not None:
-            self.on_remirror()
         self.needs_mirror = False
+        try:
+            if self.on_remirror is not None:
+                self.on_remirror()
+        except BaseException:
+            self.needs_mirror = True
+            raise
         self.error = None
 
     def lost(self, reason: str) -> None:
