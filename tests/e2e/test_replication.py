@@ -11,6 +11,9 @@ from dtcore.engine import Engine
 from dtcore.errors import DTError
 from dtcore.model.ops import Op, OpKind, pack_batch
 from dtcore.protocol.messages import Flow
+from dtcore.source.mirror.options import IN_PROGRESS, MirrorOptions
+from dtcore.source.mirror.run import Mirror
+from trees import assert_exact
 
 SECRET = "replication-test-secret"
 
@@ -302,6 +305,51 @@ def test_ops_during_a_mirror_leave_the_target_right(pair, tmp_path):
     assert result.files > 0
     assert rep.drain(60)
     assert tree(dst) == tree(src)
+
+
+def test_what_changed_after_the_listing_gets_the_times_of_what_the_mirror_read(pair, tmp_path):
+    # a full mirror again, one pass alone (no difference pass to mend it):
+    # files, a folder and a symlink change after it listed them and before
+    # it sends them, and the replication applies those changes first
+    engine, repset, conn, src, dst, _ = pair
+    (src / "d").mkdir()
+    for i in range(30):
+        (src / "d" / f"f{i:02d}").write_bytes(os.urandom(200_000))
+    os.symlink("d/f00", src / "link")
+    engine.mirror(conn, repset, "full")
+    rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"))
+    changed = []
+
+    def change(mirror):
+        if changed or mirror.status != IN_PROGRESS:  # listed, nothing sent yet
+            return
+        changed.append(True)
+        for i in range(10, 30):
+            with rep.open(f"d/f{i:02d}", "ab") as f:
+                f.write(b"appended after the listing")
+        os.unlink(src / "link")
+        os.symlink("d/f29", src / "link")
+        rep.delete("link")
+        rep.symlink("link", "d/f29")
+        t = time.time_ns() - 10**9
+        for p in ("d", "link"):
+            os.utime(src / p, ns=(t, t), follow_symlinks=False)
+            st = os.lstat(src / p)
+            rep.setattr(p, mode=None if p == "link" else st.st_mode & 0o7777,
+                        atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns)
+        deadline = time.monotonic() + 10  # the target has them before the mirror reads them
+        while os.path.getsize(dst / "d" / "f29") != os.path.getsize(src / "d" / "f29") and \
+                time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    opts = MirrorOptions.from_config(engine.config, mode="full", workers=1)
+    conn.tx.mirroring += 1  # as Engine.mirror runs one
+    try:
+        Mirror(conn, repset, opts, progress=change).run()
+    finally:
+        conn.tx.mirroring -= 1
+    assert changed and rep.drain(30)
+    assert_exact(src, dst)
 
 
 def test_a_paused_mirror_does_not_hold_replication(pair, tmp_path):

@@ -24,7 +24,10 @@ leaves the target right):
 
 - A file the mirror has not reached yet: its ops go out at once, flagged,
   and the target takes an op on a path it does not have yet as no failure;
-  the mirror reads the file later, after the op changed it.
+  the mirror reads the file later, after the op changed it, and sends the
+  times, mode and owner of what it read (or, for a folder, a symlink or a
+  file whose content matched, of a look taken under a claim), never the
+  older ones of its listing.
 - A file the mirror is reading or sending: the mirror claims it before the
   first read, and a replication record touching it (or a folder above it)
   waits until the mirror's frames for it have left, even while the mirror is

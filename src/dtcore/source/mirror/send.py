@@ -43,6 +43,7 @@ class FrameBatch:
         self.nbytes = 0
         self.data_bytes = 0
         self.done: list[bytes] = []
+        self.claims: list[bytes] = []
 
     def add(self, op: Op) -> None:
         # flush before adding, so a file_done() that follows always rides
@@ -56,19 +57,27 @@ class FrameBatch:
     def file_done(self, path: bytes) -> None:
         self.done.append(path)
 
+    def release_after(self, path: bytes) -> None:
+        """End the claim on ``path`` once the frame carrying its last op is
+        sent, without counting it done (a folder's times)."""
+        self.claims.append(path)
+
     def flush(self) -> None:
         if not self.ops:
             for p in self.done:
                 self.conn.tx.release(p)
                 self.on_done(p)
-            self.done = []
+            for p in self.claims:
+                self.conn.tx.release(p)
+            self.done, self.claims = [], []
             return
         ops, done, data_bytes = self.ops, self.done, self.data_bytes
-        self.ops, self.done, self.nbytes, self.data_bytes = [], [], 0, 0
+        release = tuple(done + self.claims)
+        self.ops, self.done, self.claims, self.nbytes, self.data_bytes = [], [], [], 0, 0
         sent = self.conn.send_ops(
             ops, mirror=True, path=ops[0].path if len(ops) < 64 else None,
             on_applied=(lambda: [self.on_done(p) for p in done]) if done else None,
-            release=tuple(done))
+            release=release)
         self.on_sent(len(ops), data_bytes, sent)
 
 
@@ -210,9 +219,12 @@ class Sender:
     def delta(self, sig: Signature, path: bytes) -> Delta:
         return file_delta(sig, path)
 
-    def attributes(self, batch: FrameBatch, e: Entry) -> None:
+    def attributes(self, batch: FrameBatch, e: Entry, st: os.stat_result | None = None) -> None:
+        """The entry's mode, owner and times: those of ``st`` when given (a
+        look taken after the listing), else the listing's."""
         self.xattrs(batch, e)
-        batch.add(Op(OpKind.SETATTR, *self.next_op(), e.path, 0, e.attrs()))
+        batch.add(Op(OpKind.SETATTR, *self.next_op(), e.path, 0,
+                     Attrs.of(st).pack() if st is not None else e.attrs()))
 
     def xattrs(self, batch: FrameBatch, e: Entry, only_if_any: bool = False) -> None:
         """With ExtendedAttributes, the entry's whole set (an empty one clears
@@ -226,9 +238,9 @@ class Sender:
         if attrs or not only_if_any:
             batch.add(Op(OpKind.XATTR, *self.next_op(), e.path, 0, xattrs.pack(attrs)))
 
-    def symlink(self, batch: FrameBatch, e: Entry) -> None:
+    def symlink(self, batch: FrameBatch, e: Entry, st: os.stat_result | None = None) -> None:
         """The link (an absolute one inside the set re-rooted, with RemapLink)
-        and its times."""
+        and its times (``st``'s when given, else the listing's)."""
         text = os.readlink(self.path(e))
         flags = 0
         root = self.root.rstrip(b"/") + b"/"
@@ -237,7 +249,8 @@ class Sender:
         batch.add(Op(OpKind.SYMLINK, *self.next_op(), e.path, flags, text))
         self.xattrs(batch, e, only_if_any=True)
         batch.add(Op(OpKind.SETATTR, *self.next_op(), e.path, 0,
-                     Attrs(Attrs.TIMES, 0, 0, 0, e.atime_ns, e.mtime_ns).pack()))
+                     Attrs(Attrs.TIMES, 0, 0, 0, *((st.st_atime_ns, st.st_mtime_ns) if st is not None
+                                                   else (e.atime_ns, e.mtime_ns))).pack()))
 
 
 def source_sums(fd: int, offset: int, length: int, block: int) -> np.ndarray:
