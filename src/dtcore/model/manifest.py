@@ -52,6 +52,11 @@ class Entry(NamedTuple):
     #: XXH3-64 of a small file's content when a checksum listing asked for it, else -1
     hash: int = -1
 
+    def now(self, st: os.stat_result) -> "Entry":
+        """This entry with the mode, owner and times of a later look at it."""
+        return self._replace(mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid,
+                             atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns)
+
     def attrs(self) -> bytes:
         """A packed SETATTR payload giving this entry's mode, owner and times."""
         return Attrs(Attrs.MODE | Attrs.OWNER | Attrs.TIMES, self.mode, self.uid, self.gid,

@@ -483,10 +483,10 @@ class Mirror:
         removing from it, moves its time), the target path's own folder
         after them all; then wait for the target to apply everything."""
         for e in dirs:
-            there, st = self._look(e)
-            if there:
-                self.sender.attributes(batch, e, st)
-                if st is not None:
+            now = self._look(e)
+            if now is not None:
+                self.sender.attributes(batch, now)
+                if now is not e:  # claimed
                     batch.release_after(e.path)
         batch.flush()
         self._set_status(WAITING)
@@ -604,10 +604,10 @@ class Mirror:
                 self.sender.whole(batch, e, fd)
             # the attributes of what was read: a file changed since the
             # listing must not get the listing's older times with newer data
-            st = os.fstat(fd)
+            now = e.now(os.fstat(fd))
         finally:
             os.close(fd)
-        self.sender.attributes(batch, e, st)
+        self.sender.attributes(batch, now)
         batch.file_done(e.path)
         if opts.verify:  # verify with remirror: say what was sent again
             self._difference(e.path, why(e, t, strategy) + "; remirrored")
@@ -626,27 +626,27 @@ class Mirror:
             self._would(ATTRIBUTES, e)
             self._account(e, ATTRIBUTES, e.size)
             return
-        there, st = self._look(e)
-        if not there:
+        now = self._look(e)
+        if now is None:
             self._account(e, SKIPPED, e.size)
             return
-        self.sender.attributes(batch, e, st)
+        self.sender.attributes(batch, now)
         batch.file_done(e.path)
         self._account(e, ATTRIBUTES, e.size)
 
-    def _look(self, e: Entry) -> tuple[bool, os.stat_result | None]:
-        """Whether ``e`` is still there, and a look at it when a live
-        replication may have changed it since the listing: its attributes
-        then go from that look, under a claim so that the replication's own
-        ops on it follow them.  Without replication the listing stands."""
+    def _look(self, e: Entry) -> Entry | None:
+        """``e`` as it is now, when a live replication may have changed it
+        since the listing: a new look, taken under a claim so that the
+        replication's own ops on it follow what the mirror sends, or None
+        when it is gone.  Without replication, ``e`` itself."""
         if self.conn.tx.rep is None:
-            return True, None
+            return e
         self.conn.tx.claim(e.path)
         try:
-            return True, os.lstat(self.sender.path(e))
+            return e.now(os.lstat(self.sender.path(e)))
         except OSError:  # gone: its removal is the replication's to send
             self.conn.tx.release(e.path)
-            return False, None
+            return None
 
     def _symlink(self, batch: FrameBatch, e: Entry, t: Entry | None) -> None:
         if t is not None and t.kind == LINK and t.mtime_ns == e.mtime_ns and \
@@ -662,11 +662,11 @@ class Mirror:
             self._would("symlink", e)
             self._account(e, WHOLE)
             return
-        there, st = self._look(e)
-        if not there:
+        now = self._look(e)
+        if now is None:
             self._account(e, SKIPPED)
             return
-        self.sender.symlink(batch, e, st)
+        self.sender.symlink(batch, now)
         batch.file_done(e.path)
         self._account(e, WHOLE, item="symlink")
 

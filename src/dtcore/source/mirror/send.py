@@ -219,12 +219,9 @@ class Sender:
     def delta(self, sig: Signature, path: bytes) -> Delta:
         return file_delta(sig, path)
 
-    def attributes(self, batch: FrameBatch, e: Entry, st: os.stat_result | None = None) -> None:
-        """The entry's mode, owner and times: those of ``st`` when given (a
-        look taken after the listing), else the listing's."""
+    def attributes(self, batch: FrameBatch, e: Entry) -> None:
         self.xattrs(batch, e)
-        batch.add(Op(OpKind.SETATTR, *self.next_op(), e.path, 0,
-                     Attrs.of(st).pack() if st is not None else e.attrs()))
+        batch.add(Op(OpKind.SETATTR, *self.next_op(), e.path, 0, e.attrs()))
 
     def xattrs(self, batch: FrameBatch, e: Entry, only_if_any: bool = False) -> None:
         """With ExtendedAttributes, the entry's whole set (an empty one clears
@@ -238,9 +235,9 @@ class Sender:
         if attrs or not only_if_any:
             batch.add(Op(OpKind.XATTR, *self.next_op(), e.path, 0, xattrs.pack(attrs)))
 
-    def symlink(self, batch: FrameBatch, e: Entry, st: os.stat_result | None = None) -> None:
+    def symlink(self, batch: FrameBatch, e: Entry) -> None:
         """The link (an absolute one inside the set re-rooted, with RemapLink)
-        and its times (``st``'s when given, else the listing's)."""
+        and its times."""
         text = os.readlink(self.path(e))
         flags = 0
         root = self.root.rstrip(b"/") + b"/"
@@ -249,8 +246,7 @@ class Sender:
         batch.add(Op(OpKind.SYMLINK, *self.next_op(), e.path, flags, text))
         self.xattrs(batch, e, only_if_any=True)
         batch.add(Op(OpKind.SETATTR, *self.next_op(), e.path, 0,
-                     Attrs(Attrs.TIMES, 0, 0, 0, *((st.st_atime_ns, st.st_mtime_ns) if st is not None
-                                                   else (e.atime_ns, e.mtime_ns))).pack()))
+                     Attrs(Attrs.TIMES, 0, 0, 0, e.atime_ns, e.mtime_ns).pack()))
 
 
 def source_sums(fd: int, offset: int, length: int, block: int) -> np.ndarray:
