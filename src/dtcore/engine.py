@@ -24,7 +24,7 @@ from dtcore.errors import ConnectionFailedError, DTError, NetworkFailedError
 from dtcore.model.repset import ReplicationSet, Rule, Totals
 from dtcore.source.connection import Connection
 from dtcore.source.mirror import DIFFERENCE, FULL, Mirror, MirrorOptions, MirrorResult
-from dtcore.source.replication import Replication
+from dtcore.source.replication import Replication, missed_reason
 from dtcore.source.restore import RestoreResult, restore
 from dtcore.source.verifylog import VerifyLog
 from dtcore.target.service import HANDSHAKE_TIMEOUT, Target
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from dtcore.source.mirror.profile import ProfileReport
 
 _RECONNECT_TRIES = 5
+_PASSES = 6  # difference passes at most after a mirror that ops raced
+_SETTLE = 5.0  # seconds a pass waits for the ops reported so far to be applied
 
 
 class Engine:
@@ -322,7 +324,8 @@ class Engine:
     def _run(self, m: Mirror) -> MirrorResult:
         """Run a mirror; with a replication live on its connection, its ops
         are flagged as sent during a mirror, and when any arrived, up to two
-        difference passes by attributes follow, for names the ops moved
+        difference passes by attributes follow, for names the ops moved, and
+        more while the target reports names missing that the source has
         (see :mod:`dtcore.source.replication`)."""
         tx = m.conn.tx
         rep = tx.rep
@@ -330,16 +333,30 @@ class Engine:
         tx.mirroring += 1
         self.mirrors[m.conn.id] = m  # the service view shows it, and its last one after
         try:
+            tx.take_missed()  # reported before this mirror listed anything
             result = self._run_once(m)
             if not result.resumed:  # its walk covered the whole set: the latest totals
                 self.repset_totals[m.repset.name] = Totals(result.bytes_total, result.files,
                                                            result.directories)
-            for _ in range(2):
-                if rep is None or rep.pipeline.state.last_seq() == before:
-                    break
+            passes = 0
+            while rep is not None and rep.pipeline.state.last_seq() != before:
+                if passes >= 2:  # the first two run whenever ops arrived
+                    live = next((r for r in self.replications if r.stream is rep), None)
+                    if live is None:
+                        break
+                    seen = live.missed(_SETTLE)
+                    if not seen.names and not seen.more:
+                        if not seen.settled:  # the replication looks again once they are applied
+                            live.check_missed_after(rep.pipeline.state.last_seq())
+                        break
+                    if passes >= _PASSES:
+                        live.lost(missed_reason(seen.names))
+                        break
                 before = rep.pipeline.state.last_seq()
+                tx.take_missed()  # this pass lists after these: it brings them
                 opts = MirrorOptions.from_config(self.config, mode=DIFFERENCE, checksum=False)
                 self._run_once(Mirror(m.conn, m.repset, opts))
+                passes += 1
             return result
         finally:
             tx.mirroring -= 1

@@ -85,3 +85,21 @@ def test_a_folder_swapped_by_a_rename_is_not_written_through_a_stale_handle(tmp_
     tree, dropped = _apply(tmp_path, stream, 2)
     assert not dropped
     assert tree["a/f"][1] == b"new a" and tree["moved/f"][1] == b""
+
+
+def test_a_tolerated_op_reports_the_name_it_found_missing(tmp_path):
+    # while a mirror runs, an op on a path the target lacks is no failure; the
+    # name it would have left goes to on_missed, a removal's goes nowhere
+    missed: list[bytes] = []
+    root = SafeRoot(str(tmp_path))
+    applier = Applier(root, on_missed=missed.append)
+    applier.tolerant = True
+    try:
+        applier.apply([Op(OpKind.RENAME, 0, 1, b"gone", 0, b"new"),
+                       Op(OpKind.SETATTR, 0, 2, b"absent", 0, _attrs(1)),
+                       Op(OpKind.DELETE, 0, 3, b"never", 0, b""),
+                       Op(OpKind.RMDIR, 0, 4, b"nodir", 0, b"")])
+    finally:
+        applier.close()
+        root.close()
+    assert missed == [b"new", b"absent"]

@@ -1,5 +1,6 @@
 """Live replication over loopback: ops reported through the API reach the
 target in order, once, across link cuts and target restarts."""
+import json
 import os
 import random
 import threading
@@ -10,7 +11,7 @@ import pytest
 from dtcore.engine import Engine
 from dtcore.errors import DTError
 from dtcore.model.ops import Op, OpKind, pack_batch
-from dtcore.protocol.messages import Flow
+from dtcore.protocol.messages import Ack, Flow
 from dtcore.source.mirror.options import IN_PROGRESS, MirrorOptions
 from dtcore.source.mirror.run import Mirror
 from trees import assert_exact
@@ -350,6 +351,67 @@ def test_what_changed_after_the_listing_gets_the_times_of_what_the_mirror_read(p
         conn.tx.mirroring -= 1
     assert changed and rep.drain(30)
     assert_exact(src, dst)
+
+
+def test_a_name_renamed_during_the_last_difference_pass_reaches_the_target(pair, tmp_path,
+                                                                           monkeypatch):
+    # In the main mirror and in each difference pass after it, right after the
+    # pass has listed the set, a file the target does not have (written
+    # without a report, as one whose ops were still in flight) is renamed and
+    # the rename reported: the pass finds the old name gone, and the
+    # target's RENAME finds nothing to rename.  Only the target can tell the
+    # source that; without it the name made in the last pass stays missing.
+    engine, repset, conn, src, dst, _ = pair
+    (src / "seed").write_bytes(b"mirrored first")
+    engine.mirror(conn, repset, "full")
+    rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"))
+    passes: list[Mirror] = []
+    real = Mirror._set_status
+
+    def listed(self, status):
+        real(self, status)
+        if status != IN_PROGRESS or self in passes:
+            return
+        k = len(passes)
+        passes.append(self)
+        if k == 0:  # the main mirror: an op arrives, so a pass follows
+            rep.write("seed", 0, b"M")
+            os.utime(src / "seed")  # a change of its own, not only the op's
+        elif k <= 2:
+            os.rename(src / f"late{k}", src / f"renamed{k}")
+            rep.rename(f"late{k}", f"renamed{k}")
+        if k < 2:  # listed by the next pass, unknown to the target
+            (src / f"late{k + 1}").write_bytes(b"x" * (1000 + k))
+        rep.flush()
+
+    monkeypatch.setattr(Mirror, "_set_status", listed)
+    with open(src / "seed", "r+b") as f:
+        f.write(b"M")
+    engine.mirror(conn, repset, "difference", checksum=False)
+    monkeypatch.setattr(Mirror, "_set_status", real)
+    assert len(passes) >= 3  # the main mirror and both passes renamed something
+    assert rep.drain(30)
+    assert (dst / "renamed2").read_bytes() == b"x" * 1001
+    assert_exact(src, dst)
+    rep.close()
+
+
+def test_a_name_reported_missing_after_the_mirror_ended_is_healed(pair, tmp_path):
+    # an op sent during a mirror but applied after it ended reports its miss
+    # late: once the replication has seen everything of the mirror's time
+    # applied, it looks at the names and remirrors for one the source has
+    engine, repset, conn, src, dst, _ = pair
+    engine.mirror(conn, repset, "full")
+    rep = engine.replicate(conn, repset, directory=str(tmp_path / "q"))
+    (src / "late").write_bytes(b"the target never heard of it")
+    conn.tx.on_ack(0, json.dumps(Ack(missed=(b"late", b"gone too")).fields()).encode())
+    rep.check_missed_after(rep.pipeline.state.last_seq())
+    deadline = time.monotonic() + 20
+    while not (dst / "late").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (dst / "late").read_bytes() == b"the target never heard of it"
+    assert rep.heals == 1
+    rep.close()
 
 
 def test_a_paused_mirror_does_not_hold_replication(pair, tmp_path):

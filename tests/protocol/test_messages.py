@@ -29,7 +29,17 @@ def test_replies_round_trip(reply):
     assert type(reply).parse(reply.fields()) == reply
 
 
+@pytest.mark.parametrize("ack", [
+    m.Ack(), m.Ack((m.OpFailure(b"a", -173, 28, "No space left on device"),)),
+    m.Ack(missed=(b"new/name", b"\xff")), m.Ack(missed=(b"x",), more_missed=True)])
+def test_acks_round_trip(ack):
+    assert m.Ack.parse(ack.fields()) == ack
+
+
 @pytest.mark.parametrize("cls, fields", [
+    (m.Ack, {"dropped": [], "missed": ["zz"]}),
+    (m.Ack, {"dropped": [], "missed": ["61"] * (m.Ack.MAX_MISSED + 1)}),
+    (m.Ack, {"dropped": [], "missed": [], "more_missed": 1}),
     (m.SumsRequest, {"path": "zz", "first": 0, "count": 1, "block": 4096}),
     (m.SumsRequest, {"path": "78", "first": -1, "count": 1, "block": 4096}),
     (m.SumsRequest, {"path": "78", "first": 0, "count": 1, "block": 1 << 21}),

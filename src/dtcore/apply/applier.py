@@ -45,6 +45,7 @@ class Applier:
                  stopping: threading.Event | None = None,
                  on_gave_up: Callable[[bytes, OSError], None] | None = None,
                  on_retry: Callable[[bytes, OSError, int], None] | None = None,
+                 on_missed: Callable[[bytes], None] | None = None,
                  stale: set[bytes] | None = None) -> None:
         self.root = root
         self.counters = counters
@@ -54,6 +55,7 @@ class Applier:
         self.stopping = stopping or threading.Event()
         self.on_gave_up = on_gave_up
         self.on_retry = on_retry
+        self.on_missed = on_missed
         # paths with an op given up since their last SETATTR (shared by every
         # applier of one stream)
         self.stale = stale if stale is not None else set()
@@ -142,6 +144,7 @@ class Applier:
                     self.root.forget()
                     continue
                 if self.tolerant and isinstance(e, FileNotFoundError):
+                    self._missed(op)
                     return
                 if e.errno in _PERMANENT or (
                         self.retry_limit and tries >= self.retry_limit) or self.stopping.is_set():
@@ -160,6 +163,16 @@ class Applier:
                 if self.stopping.wait(self.retry_delay):
                     self._give_up(path, tries, e)
                     return
+
+    def _missed(self, op: Op | tuple) -> None:
+        """A tolerated op found nothing at its path: the name it would have
+        left (a rename's new one) is reported, since the source may have it
+        and a running mirror may have passed it by.  A removal that finds
+        nothing left nothing to bring."""
+        kind, path, data = op[0], op[3], op[5]
+        if self.on_missed is None or kind in (OpKind.DELETE, OpKind.RMDIR):
+            return
+        self.on_missed(bytes(data) if kind == OpKind.RENAME else bytes(path))
 
     def _give_up(self, path: bytes, tries: int, e: OSError) -> None:
         emit(4150, path=os.fsdecode(path), retries=tries)

@@ -131,20 +131,39 @@ class OpFailure:
 
 @dataclass(frozen=True)
 class Ack:
-    """An ACK frame's body when some acknowledged ops were given up (the
-    common ACK has no body): the source must not count those as applied."""
+    """An ACK frame's body when some acknowledged ops were given up, or when
+    ops sent during a mirror found nothing at their path (the common ACK has
+    no body).  The source must not count dropped ops as applied; a missed
+    name (the new name of a rename, the path of any other op but a removal)
+    may need the mirror to bring it.  ``more_missed``: names were left out
+    past :data:`MAX_MISSED`."""
 
     dropped: tuple[OpFailure, ...] = ()
+    missed: tuple[bytes, ...] = ()
+    more_missed: bool = False
+
+    MAX_MISSED = 256
 
     def fields(self) -> Fields:
-        return {"dropped": [d.fields() for d in self.dropped]}
+        out: Fields = {"dropped": [d.fields() for d in self.dropped]}
+        if self.missed or self.more_missed:
+            out["missed"] = [p.hex() for p in self.missed]
+            out["more_missed"] = self.more_missed
+        return out
 
     @classmethod
     def parse(cls, fields: Fields) -> "Ack":
         dropped = fields.get("dropped", [])
         if not isinstance(dropped, list) or not all(isinstance(d, dict) for d in dropped):
             raise StreamError("ACK lacks its list of dropped ops")
-        return cls(tuple(OpFailure.parse(d) for d in dropped))
+        missed = fields.get("missed", [])
+        if not isinstance(missed, list) or len(missed) > cls.MAX_MISSED:
+            raise StreamError(f"ACK's missed names are not a list of at most {cls.MAX_MISSED}")
+        more = fields.get("more_missed", False)
+        if not isinstance(more, bool):
+            raise StreamError("ACK's more_missed is not true or false")
+        return cls(tuple(OpFailure.parse(d) for d in dropped),
+                   tuple(_hex(p, "missed name") for p in missed), more)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,12 @@ leaves the target right):
 - Names: an op that renames or removes what the mirror listed but has not
   sent yet leaves the mirror nothing to read at the old name, so a mirror
   during which ops arrived ends with up to two difference passes by
-  attributes (``Engine.mirror``), which bring the new names across.
+  attributes (``Engine.mirror``), which bring the new names across.  A
+  pass can be raced the same way; the target tells the source which names
+  its tolerated ops found missing (in the ACK), and while a pass ends with
+  one of those names present on the source, another pass follows (at most
+  six in all; past that the replication heals with a remirror, see
+  :meth:`Replication.lost`).
 
 Writes to one file are merged by its path; a file written through two hard
 links at once should be reported under one of its names, or overlapping
@@ -48,7 +53,7 @@ import io
 import os
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from dtcore.control.events import emit
 from dtcore.control.stats import ConState
@@ -74,6 +79,23 @@ REPLICATING, READY, PENDING, STOPPED, OUT_OF_MEMORY, FAILED = (
     "Replicating", "Ready", "Pending", "Stopped", "Out of Memory", "Failed")
 _FLUSH_OPS = 4096
 _FLUSH_BYTES = 1 << 20
+
+
+class Missed(NamedTuple):
+    """What :meth:`Replication.missed` found: names the target missed that
+    the source has, whether more were reported than kept, and whether every
+    op reported before the look was applied (else more may come)."""
+
+    names: list[bytes]
+    more: bool
+    settled: bool
+
+
+def missed_reason(names: list[bytes]) -> str:
+    """Why the target needs a mirror when ``names`` (possibly none known) were missed."""
+    first = f" (the first: {os.fsdecode(names[0])})" if names else ""
+    return (f"ops sent during a mirror found names missing on the target that the "
+            f"source has{first}")
 
 
 def _op(kind: OpKind, path: bytes, arg: int = 0, data: bytes = b"") -> Op:
@@ -109,6 +131,7 @@ class Replication:
         self.error: BaseException | None = None
         self.needs_mirror = self.pipeline.state.may_have_lost or self.pipeline.lost
         self._lost_reason = ""  # set by lost(): heal at once, without waiting for a drain
+        self._missed_mark: int | None = None  # see check_missed_after
         self.heals = 0  # remirrors asked for so far
         self.watcher: Any = None  # the file watcher feeding this replication, if any
         self.left = 0  # ops kept in the journal by close() for the next run
@@ -348,6 +371,42 @@ class Replication:
             self.watcher.sync_root()
         return True
 
+    def check_missed_after(self, seq: int) -> None:
+        """Once batch ``seq`` is applied, look at the names the target
+        reported missing once more, and heal if the source has any: ops sent
+        during a mirror that were not applied when it ended report late."""
+        self._missed_mark = seq
+
+    def _late_missed(self) -> None:
+        if self._missed_mark is None or self.stream.applied < self._missed_mark:
+            return
+        self._missed_mark = None
+        seen = self.missed(0)
+        if seen.names or seen.more:
+            self.lost(missed_reason(seen.names))
+
+    def missed(self, timeout: float) -> "Missed":
+        """After waiting (up to ``timeout`` seconds) until every op reported
+        so far is applied: the names the target reported missing since the
+        last call (see :class:`~dtcore.protocol.messages.Ack`) that the
+        source has."""
+        self.flush()
+        last = self.pipeline.state.last_seq()
+        deadline = time.monotonic() + timeout
+        while self.stream.applied < last and self.conn.alive and time.monotonic() < deadline:
+            time.sleep(0.005)
+        names, more = self.conn.tx.take_missed()
+        root = os.fsencode(self.repset.root)
+        here = []
+        for name in sorted(names):
+            try:
+                check_path(name)
+            except InvalidPathError:
+                continue
+            if os.path.lexists(os.path.join(root, name)):
+                here.append(name)
+        return Missed(here, more, self.stream.applied >= last)
+
     def idle(self) -> bool:
         """Whether every op reported so far is applied on the target."""
         return not self._pending and not self.stream.pending()
@@ -356,6 +415,8 @@ class Replication:
         """Reconnect a cut link (AutoReconnect); the stream resends on its own."""
         delay = 0.2
         while not self._stop.wait(0.1):
+            if self._missed_mark is not None and not self.conn.tx.mirroring:
+                self._late_missed()
             if self.conn.alive and self.needs_mirror and (self._lost_reason
                                                           or not self.stream.pending()):
                 self._heal()

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from dtcore.source.rep_stream import ReplicationStream
 
 Callback = Callable[[], None]
+MAX_MISSED = 4096  # missed names kept between two looks; past it, only "more"
 
 
 class Transmitter:
@@ -78,6 +79,8 @@ class Transmitter:
         self._held = threading.Event()  # the user paused transmission
         self._thread: threading.Thread | None = None
         self.dropped: list[OpFailure] = []  # ops the target gave up, not yet taken
+        self.missed: set[bytes] = set()  # names the target reported missing, not yet taken
+        self.more_missed = False
         self.notice: Notice | None = None  # the target's latest word on an op it retries
         self.on_notice_hook: Callable[[Notice], None] | None = None
         # (wire bytes, seconds) of each stretch the link spent draining a
@@ -351,12 +354,15 @@ class Transmitter:
     def on_ack(self, seq: int, body: Any = b"") -> None:
         done: list[Callback] = []
         if len(body):
-            dropped = Ack.parse(json_object(body, "ACK")).dropped
-            for d in dropped:
+            ack = Ack.parse(json_object(body, "ACK"))
+            for d in ack.dropped:
                 emit(6002, detail=f"the target gave up an op on {os.fsdecode(d.path)} "
                                   f"({d.reason}, code {d.code}); the target needs a remirror")
             with self._cv:
-                self.dropped.extend(dropped)
+                self.dropped.extend(ack.dropped)
+                room = MAX_MISSED - len(self.missed)
+                self.missed.update(ack.missed[:room])
+                self.more_missed |= ack.more_missed or len(ack.missed) > room
         self.notice = None
         received = size = 0
         with self._cv:
@@ -401,6 +407,14 @@ class Transmitter:
         hook = self.on_notice_hook
         if hook is not None:
             hook(notice)
+
+    def take_missed(self) -> tuple[set[bytes], bool]:
+        """The names the target reported missing since the last call (see
+        :class:`Ack`), and whether more were left out."""
+        with self._cv:
+            missed, more = self.missed, self.more_missed
+            self.missed, self.more_missed = set(), False
+        return missed, more
 
     def take_dropped(self) -> list[OpFailure]:
         """The ops the target gave up since the last call."""

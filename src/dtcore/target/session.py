@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 # what a source may have sent before it sees a pause: the frames of one
 # transmitter send and the socket buffers of both ends
 IN_FLIGHT = 32 * MB
+_PLAIN_ACK = Ack()  # nothing dropped or missed: the ACK goes without a body
 
 
 class Session:
@@ -120,6 +121,9 @@ class Session:
         self._expired = False
         self.gave_up = False
         self._dropped: list[OpFailure] = []  # given up since the last ACK
+        # names tolerated ops of a mirror's time found missing, since the last ACK
+        self._missed: list[bytes] = []
+        self._more_missed = False
         self._stale: set[bytes] = set()
 
     def label(self) -> str:
@@ -302,7 +306,7 @@ class Session:
             root, self.counters, retry_delay=cfg["TGRetryLocked"],
             retry_limit=cfg["TGExecutionRetryLimit"], move_deleted_to=move,
             stopping=self.stopping, on_gave_up=self._gave_up, on_retry=self._retrying,
-            stale=self._stale), self.target.apply_threads)
+            on_missed=self._missed_name, stale=self._stale), self.target.apply_threads)
         try:
             while True:
                 try:
@@ -336,9 +340,10 @@ class Session:
                 self.counters["Ops Remaining"] = counts["conOpsInRepQueue"] + counts["conOpsInMirQueue"]
                 self._flow_check()
                 with self._cv:
-                    dropped, self._dropped = self._dropped, []
-                self.link.send(ACK, json.dumps(Ack(tuple(dropped)).fields()).encode()
-                               if dropped else b"", seq=last)
+                    ack = Ack(tuple(self._dropped), tuple(self._missed), self._more_missed)
+                    self._dropped, self._missed, self._more_missed = [], [], False
+                self.link.send(ACK, json.dumps(ack.fields()).encode()
+                               if ack != _PLAIN_ACK else b"", seq=last)
         except (InvalidPathError, StreamError) as e:
             emit(6002, detail=f"op {self.label()} refused: {e}")
             self.link.ch.refuse(e)
@@ -381,6 +386,16 @@ class Session:
         self.rep_applied = seq
         assert self.root is not None
         self.target.applied.set(self.rep_source, seq, self.root.fd)
+
+    def _missed_name(self, name: bytes) -> None:
+        # a replay after a restart finds what it applied before: nothing to report
+        if self.replay:
+            return
+        with self._cv:
+            if len(self._missed) < Ack.MAX_MISSED:
+                self._missed.append(name)
+            else:
+                self._more_missed = True
 
     def _gave_up(self, path: bytes, error: OSError) -> None:
         failure = op_failure(path, error)
