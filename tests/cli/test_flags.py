@@ -61,7 +61,8 @@ def test_quiet_prints_nothing_and_verbose_prints_events(tmp_path, src, target):
 
 
 def test_a_quiet_mirror_imports_no_terminal_drawing(tmp_path, src, target):
-    """rich (about 80 ms of imports) is loaded only by a command that draws."""
+    """rich (about 80 ms of imports) is loaded only by a command that draws,
+    ssl (several ms) only by a connection that uses TLS."""
     out = subprocess.run([sys.executable, "-X", "importtime", "-m", "dtcore.cli.main", "mirror",
                           "-q", str(src), f"127.0.0.1:{target}:job"],
                          env=env(tmp_path), capture_output=True, text=True, timeout=60)
@@ -71,6 +72,7 @@ def test_a_quiet_mirror_imports_no_terminal_drawing(tmp_path, src, target):
     assert "dtcore.engine" in imported
     assert not {m for m in imported if m.split(".")[0] == "rich"}
     assert "importlib.resources" not in imported
+    assert "ssl" not in imported and "_ssl" not in imported
 
 
 def test_the_bar_shows_files_and_bytes_and_verify_says_where_its_log_is(tmp_path, src, target):

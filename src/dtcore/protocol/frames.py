@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import ssl
 import struct
 import threading
 import time
@@ -33,6 +32,7 @@ from dtcore.errors import (
 )
 from dtcore.model.compression import Compressor
 from dtcore.protocol.adaptive import AUTO, Adaptive
+from dtcore.protocol.tls import is_tls
 
 HEADER = struct.Struct("<IBBHIIQ")
 HEADER_SIZE = HEADER.size
@@ -124,7 +124,7 @@ class Channel:
         self.policy = Adaptive(compression)
         self.max_frame = max_frame
         self._send_lock = threading.Lock()
-        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._tls = is_tls(sock)
         self._head = bytearray(HEADER_SIZE)
         # With transient_ops, an uncompressed OPS body is read into one buffer
         # reused for every such frame (a fresh one costs a zeroed allocation

@@ -9,7 +9,6 @@ import hmac
 import os
 import secrets
 import socket
-import ssl
 from typing import Any
 
 from dtcore.errors import (
@@ -19,6 +18,7 @@ from dtcore.errors import (
     StreamError,
 )
 from dtcore.protocol.frames import CHALLENGE, HELLO, PROOF, WELCOME, Channel
+from dtcore.protocol.tls import is_tls
 
 PROTOCOL_VERSION = 1
 MIN_VERSION = 1
@@ -33,8 +33,8 @@ def _mac(secret: bytes, role: bytes, source_nonce: bytes, target_nonce: bytes,
 
 def _binding(sock: socket.socket) -> bytes:
     """The TLS channel binding, so a relay in the middle cannot reuse a proof."""
-    if isinstance(sock, ssl.SSLSocket):
-        return sock.get_channel_binding("tls-unique") or b""
+    if is_tls(sock):
+        return sock.get_channel_binding("tls-unique") or b""  # type: ignore[attr-defined]
     return b""
 
 

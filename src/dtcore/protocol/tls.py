@@ -3,15 +3,29 @@ both ends, and a self-signed certificate a target makes for itself."""
 from __future__ import annotations
 
 import os
-import ssl
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ssl
 
 # -- TLS --------------------------------------------------------------------
 _CIPHERS = "ECDHE+AESGCM:!AES128:!aNULL"
 
 
+def is_tls(sock: object) -> bool:
+    """Whether ``sock`` is a TLS socket.  ssl is loaded only where TLS is
+    used (it costs every command several milliseconds otherwise), and no
+    TLS socket can exist before it is."""
+    loaded = sys.modules.get("ssl")
+    return loaded is not None and isinstance(sock, loaded.SSLSocket)
+
+
 def server_tls(certfile: str, keyfile: str) -> ssl.SSLContext:
     """TLS for a target (EncryptNetworkData 1): TLS 1.2 with AES-256-GCM only,
     so the handshake can bind to tls-unique."""
+    import ssl
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(_CIPHERS)
@@ -22,6 +36,8 @@ def server_tls(certfile: str, keyfile: str) -> ssl.SSLContext:
 def client_tls() -> ssl.SSLContext:
     """TLS for a source.  The certificate is not checked against a CA: the
     peer is authenticated by the shared secret, bound to this TLS session."""
+    import ssl
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE

@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import os
 import socket
-import ssl
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from dtcore.apply import APPLY_THREADS
 from dtcore.apply.safe_paths import SafeRoot
@@ -25,6 +25,9 @@ from dtcore.protocol.tls import self_signed, server_tls
 from dtcore.target.applied import AppliedBatches
 from dtcore.target.session import Session
 from dtcore.target.states import STATE_DIR, DataStates
+
+if TYPE_CHECKING:
+    import ssl
 
 # The whole handshake must finish within this many seconds, and at most this
 # many connections may be in their handshake at once: unauthenticated peers
