@@ -338,10 +338,10 @@ class Engine:
             if not result.resumed:  # its walk covered the whole set: the latest totals
                 self.repset_totals[m.repset.name] = Totals(result.bytes_total, result.files,
                                                            result.directories)
+            live = next((r for r in self.replications if r.stream is rep), None)
             passes = 0
             while rep is not None and rep.pipeline.state.last_seq() != before:
                 if passes >= 2:  # the first two run whenever ops arrived
-                    live = next((r for r in self.replications if r.stream is rep), None)
                     if live is None:
                         break
                     seen = live.missed(_SETTLE)
