@@ -11,16 +11,19 @@
 #include "dt_le.h"
 #include "dt_xxh3.h"
 
-typedef struct walk_ctx {
-    dt_walk_out *out;
-    dt_err *err;
-    const char *skip;
+/* One folder on the walker's stack: its names, and how far it has got. */
+typedef struct frame frame;
+
+struct dt_walker {
+    frame *stack;
+    size_t depth, cap;
+    char *skip;     /* a top-level name left out, or NULL */
     uint64_t hash_below;
     int want_ids;
     uint8_t *buf;   /* file content being hashed */
     size_t buf_cap;
     char path[DT_MAX_PATH + 1];
-} walk_ctx;
+};
 
 /* One folder's names, gathered before any is used. */
 typedef struct names {
@@ -30,6 +33,15 @@ typedef struct names {
     size_t n, at_cap;
     char **sorted;
 } names;
+
+struct frame {
+    int dfd;        /* owned */
+    names s;
+    char *is_dir;   /* per sorted name, once listed */
+    size_t i;       /* the next name to list, then to descend into */
+    int descending;
+    size_t plen;    /* length of this folder's path in the walker's path */
+};
 
 static void names_free(names *s)
 {
@@ -95,7 +107,7 @@ static int read_names(int dfd, names *s)
 }
 
 /* XXH3-64 of a small file read through its folder; 0 when it cannot be read. */
-static int hash_file(walk_ctx *c, int dfd, const char *name, uint64_t size, uint64_t *out)
+static int hash_file(dt_walker *c, int dfd, const char *name, uint64_t size, uint64_t *out)
 {
     if (size + 1 > c->buf_cap) {
         uint8_t *b = realloc(c->buf, size + 1);
@@ -127,22 +139,21 @@ static int hash_file(walk_ctx *c, int dfd, const char *name, uint64_t size, uint
     return 1;
 }
 
-static int emit(walk_ctx *c, size_t plen, const struct stat *st, int kind, int has_hash,
-                uint64_t hash)
+static int emit(dt_walker *c, dt_walk_out *o, dt_err *err, size_t plen,
+                const struct stat *st, int kind, int has_hash, uint64_t hash)
 {
-    dt_walk_out *o = c->out;
     uint8_t *r = dt_grow(o->recs, &o->recs_cap, o->recs_len + DT_MREC + plen, 1, 1 << 16);
     if (!r)
-        return dt_fail(c->err, DT_E_NOMEM, "manifest records", -1, -1, -1, -1);
+        return dt_fail(err, DT_E_NOMEM, "manifest records", -1, -1, -1, -1);
     o->recs = r;
     uint64_t *off = dt_grow(o->offsets, &o->offsets_cap, o->count + 1, sizeof(uint64_t), 1024);
     if (!off)
-        return dt_fail(c->err, DT_E_NOMEM, "manifest index", -1, -1, -1, -1);
+        return dt_fail(err, DT_E_NOMEM, "manifest index", -1, -1, -1, -1);
     o->offsets = off;
     if (c->want_ids) {
         uint64_t *ids = dt_grow(o->ids, &o->ids_cap, 3 * (o->count + 1), sizeof(uint64_t), 3072);
         if (!ids)
-            return dt_fail(c->err, DT_E_NOMEM, "manifest ids", -1, -1, -1, -1);
+            return dt_fail(err, DT_E_NOMEM, "manifest ids", -1, -1, -1, -1);
         o->ids = ids;
         ids[3 * o->count] = (uint64_t)st->st_ino;
         ids[3 * o->count + 1] = (uint64_t)st->st_dev;
@@ -165,16 +176,15 @@ static int emit(walk_ctx *c, size_t plen, const struct stat *st, int kind, int h
     return DT_OK;
 }
 
-static int note_special(walk_ctx *c, size_t plen, mode_t mode)
+static int note_special(dt_walker *c, dt_walk_out *o, dt_err *err, size_t plen, mode_t mode)
 {
-    dt_walk_out *o = c->out;
     if (o->special_len + plen + 2 > o->special_cap) {
         size_t cap = o->special_cap ? o->special_cap * 2 : 4096;
         while (cap < o->special_len + plen + 2)
             cap *= 2;
         uint8_t *p = realloc(o->special, cap);
         if (!p)
-            return dt_fail(c->err, DT_E_NOMEM, "special file names", -1, -1, -1, -1);
+            return dt_fail(err, DT_E_NOMEM, "special file names", -1, -1, -1, -1);
         o->special = p;
         o->special_cap = cap;
     }
@@ -186,88 +196,161 @@ static int note_special(walk_ctx *c, size_t plen, mode_t mode)
     return DT_OK;
 }
 
-/* List the folder open as dfd, whose path (relative to the root) fills
- * c->path[0..plen).  Returns a status; unreadable sub-folders are skipped. */
-static int walk_dir(walk_ctx *c, int dfd, size_t plen, int top)
+/* Push the folder open as dfd (taken over, closed on every path) whose
+ * path fills c->path[0..plen).  A folder that cannot be read is left out
+ * (the next walk sees it), unless it is the root. */
+static int push(dt_walker *c, int dfd, size_t plen, dt_err *err)
 {
-    names s = {0};
-    if (read_names(dfd, &s) < 0) {
+    frame *st = dt_grow(c->stack, &c->cap, c->depth + 1, sizeof(frame), 16);
+    if (!st) {
+        close(dfd);
+        return dt_fail(err, DT_E_NOMEM, "walk stack", -1, -1, -1, -1);
+    }
+    c->stack = st;
+    frame *f = &st[c->depth];
+    memset(f, 0, sizeof(*f));
+    if (read_names(dfd, &f->s) < 0) {
         int e = errno;
-        names_free(&s);
+        names_free(&f->s);
+        close(dfd);
         if (e == ENOMEM)
-            return dt_fail(c->err, DT_E_NOMEM, "folder names", -1, -1, -1, -1);
-        if (top) {
-            if (c->err)
-                c->err->sys_errno = e;
-            return dt_fail(c->err, DT_E_IO, "list the root folder", -1, -1, -1, -1);
+            return dt_fail(err, DT_E_NOMEM, "folder names", -1, -1, -1, -1);
+        if (c->depth == 0) {
+            if (err)
+                err->sys_errno = e;
+            return dt_fail(err, DT_E_IO, "list the root folder", -1, -1, -1, -1);
         }
-        return DT_OK; /* vanished or unreadable while walking: the next walk sees it */
+        return DT_OK;
     }
-    char *is_dir = calloc(s.n ? s.n : 1, 1);
-    if (!is_dir) {
-        names_free(&s);
-        return dt_fail(c->err, DT_E_NOMEM, "folder names", -1, -1, -1, -1);
+    f->is_dir = calloc(f->s.n ? f->s.n : 1, 1);
+    if (!f->is_dir) {
+        names_free(&f->s);
+        close(dfd);
+        return dt_fail(err, DT_E_NOMEM, "folder names", -1, -1, -1, -1);
     }
+    f->dfd = dfd;
+    f->plen = plen;
+    c->depth++;
+    return DT_OK;
+}
+
+static void pop(dt_walker *c)
+{
+    frame *f = &c->stack[--c->depth];
+    close(f->dfd);
+    free(f->is_dir);
+    names_free(&f->s);
+}
+
+/* List the next name of the folder on top, into out. */
+static int list_one(dt_walker *c, frame *f, dt_walk_out *out, dt_err *err)
+{
+    size_t i = f->i++;
+    const char *nm = f->s.sorted[i];
+    size_t k = strlen(nm);
+    size_t base = f->plen ? f->plen + 1 : 0;
+    if (c->depth == 1 && c->skip && strcmp(nm, c->skip) == 0)
+        return DT_OK;
+    if (base + k > DT_MAX_PATH)
+        return DT_OK; /* deeper than any path a peer may name */
+    struct stat st;
+    if (fstatat(f->dfd, nm, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return DT_OK; /* vanished while walking */
+    int kind = S_ISREG(st.st_mode) ? DT_KIND_FILE : S_ISDIR(st.st_mode) ? DT_KIND_DIR
+             : S_ISLNK(st.st_mode) ? DT_KIND_LINK : 0;
+    if (f->plen)
+        c->path[f->plen] = '/';
+    memcpy(c->path + base, nm, k);
+    if (!kind) /* sockets, pipes and devices are not replicated: say which */
+        return note_special(c, out, err, base + k, st.st_mode);
+    uint64_t hash = 0;
+    int has_hash = 0;
+    if (kind == DT_KIND_FILE && (uint64_t)st.st_size < c->hash_below) {
+        has_hash = hash_file(c, f->dfd, nm, (uint64_t)st.st_size, &hash);
+        if (has_hash < 0)
+            return dt_fail(err, DT_E_NOMEM, "file content", -1, -1, -1, -1);
+    }
+    f->is_dir[i] = kind == DT_KIND_DIR;
+    return emit(c, out, err, base + k, &st, kind, has_hash, hash);
+}
+
+/* Enter the next sub-folder of the folder on top, or leave it when none is left. */
+static int descend(dt_walker *c, frame *f, dt_err *err)
+{
+    while (f->i < f->s.n && !f->is_dir[f->i])
+        f->i++;
+    if (f->i == f->s.n) {
+        pop(c);
+        return DT_OK;
+    }
+    const char *nm = f->s.sorted[f->i++];
+    size_t k = strlen(nm);
+    size_t base = f->plen ? f->plen + 1 : 0;
+    int fd = openat(f->dfd, nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return DT_OK;
+    if (f->plen)
+        c->path[f->plen] = '/';
+    memcpy(c->path + base, nm, k);
+    return push(c, fd, base + k, err); /* f may move: not used after */
+}
+
+int dt_walker_open(int root_fd, const char *skip, uint64_t hash_below, int want_ids,
+                   dt_walker **out, dt_err *err)
+{
+    dt_walker *c = calloc(1, sizeof(*c));
+    if (!c || (skip && !(c->skip = strdup(skip)))) {
+        free(c);
+        return dt_fail(err, DT_E_NOMEM, "walker", -1, -1, -1, -1);
+    }
+    c->hash_below = hash_below;
+    c->want_ids = want_ids;
+    int fd = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
+    int rc = fd < 0 ? dt_fail(err, DT_E_IO, "list the root folder", -1, -1, -1, -1)
+                    : push(c, fd, 0, err);
+    if (rc) {
+        if (fd < 0 && err)
+            err->sys_errno = errno;
+        dt_walker_free(c);
+        return rc;
+    }
+    *out = c;
+    return DT_OK;
+}
+
+int dt_walker_next(dt_walker *c, size_t max_bytes, dt_walk_out *out, dt_err *err)
+{
     int rc = DT_OK;
-    size_t base = plen ? plen + 1 : 0;
-    for (size_t i = 0; i < s.n && rc == DT_OK; i++) {
-        const char *nm = s.sorted[i];
-        size_t k = strlen(nm);
-        if (top && c->skip && strcmp(nm, c->skip) == 0)
-            continue;
-        if (base + k > DT_MAX_PATH)
-            continue; /* deeper than any path a peer may name */
-        struct stat st;
-        if (fstatat(dfd, nm, &st, AT_SYMLINK_NOFOLLOW) < 0)
-            continue;
-        int kind = S_ISREG(st.st_mode) ? DT_KIND_FILE : S_ISDIR(st.st_mode) ? DT_KIND_DIR
-                 : S_ISLNK(st.st_mode) ? DT_KIND_LINK : 0;
-        if (plen)
-            c->path[plen] = '/';
-        memcpy(c->path + base, nm, k);
-        if (!kind) { /* sockets, pipes and devices are not replicated: say which */
-            rc = note_special(c, base + k, st.st_mode);
-            continue;
-        }
-        uint64_t hash = 0;
-        int has_hash = 0;
-        if (kind == DT_KIND_FILE && (uint64_t)st.st_size < c->hash_below) {
-            has_hash = hash_file(c, dfd, nm, (uint64_t)st.st_size, &hash);
-            if (has_hash < 0) {
-                rc = dt_fail(c->err, DT_E_NOMEM, "file content", -1, -1, -1, -1);
-                break;
+    while (rc == DT_OK && c->depth && out->recs_len < max_bytes) {
+        frame *f = &c->stack[c->depth - 1];
+        if (!f->descending && f->i < f->s.n) {
+            rc = list_one(c, f, out, err);
+        } else {
+            if (!f->descending) {
+                f->descending = 1;
+                f->i = 0;
             }
+            rc = descend(c, f, err);
         }
-        rc = emit(c, base + k, &st, kind, has_hash, hash);
-        is_dir[i] = kind == DT_KIND_DIR;
     }
-    for (size_t i = 0; i < s.n && rc == DT_OK; i++) {
-        if (!is_dir[i])
-            continue;
-        const char *nm = s.sorted[i];
-        size_t k = strlen(nm);
-        int fd = openat(dfd, nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        if (plen)
-            c->path[plen] = '/';
-        memcpy(c->path + base, nm, k);
-        rc = walk_dir(c, fd, base + k, 0);
-        close(fd);
-    }
-    free(is_dir);
-    names_free(&s);
     return rc;
 }
 
-int dt_walk(int root_fd, const char *skip, uint64_t hash_below, int want_ids,
-            dt_walk_out *out, dt_err *err)
+int dt_walker_done(const dt_walker *c)
 {
-    walk_ctx c = {.out = out, .err = err, .skip = skip, .hash_below = hash_below,
-                  .want_ids = want_ids};
-    int rc = walk_dir(&c, root_fd, 0, 1);
-    free(c.buf);
-    return rc;
+    return c->depth == 0;
+}
+
+void dt_walker_free(dt_walker *c)
+{
+    if (!c)
+        return;
+    while (c->depth)
+        pop(c);
+    free(c->stack);
+    free(c->skip);
+    free(c->buf);
+    free(c);
 }
 
 void dt_walk_out_free(dt_walk_out *out)
@@ -279,9 +362,28 @@ void dt_walk_out_free(dt_walk_out *out)
     memset(out, 0, sizeof(*out));
 }
 
+/* <0, 0 or >0 as path a comes before, with or after path b in a walk: at
+ * the first folder where they part, an entry of that folder itself comes
+ * before anything beneath its sub-folders, and names compare bytewise. */
+static int walk_order(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    size_t n = an < bn ? an : bn, i = 0, s = 0;
+    for (; i < n && a[i] == b[i]; i++)
+        if (a[i] == '/')
+            s = i + 1;
+    if (i == an && i == bn)
+        return 0;
+    const uint8_t *ea = memchr(a + s, '/', an - s), *eb = memchr(b + s, '/', bn - s);
+    if (!ea != !eb)
+        return ea ? 1 : -1;
+    size_t ca = ea ? (size_t)(ea - a) - s : an - s, cb = eb ? (size_t)(eb - b) - s : bn - s;
+    int c = memcmp(a + s, b + s, ca < cb ? ca : cb);
+    return c ? c : (ca > cb) - (ca < cb);
+}
+
 int dt_manifest_index(const uint8_t *buf, size_t len, dt_walk_out *out, dt_err *err)
 {
-    size_t pos = 0;
+    size_t pos = 0, prev = 0;
     while (pos < len) {
         if (len - pos < DT_MREC)
             return dt_fail(err, DT_E_FORMAT, "manifest cut short", (int64_t)out->count,
@@ -298,7 +400,12 @@ int dt_manifest_index(const uint8_t *buf, size_t len, dt_walk_out *out, dt_err *
         if (!off)
             return dt_fail(err, DT_E_NOMEM, "manifest index", -1, -1, -1, -1);
         out->offsets = off;
+        if (out->count && walk_order(buf + prev + DT_MREC, get16(buf + prev),
+                                     buf + pos + DT_MREC, plen) >= 0)
+            return dt_fail(err, DT_E_FORMAT, "manifest out of walk order", (int64_t)out->count,
+                           (int64_t)pos, -1, -1);
         off[out->count++] = pos;
+        prev = pos;
         pos += DT_MREC + plen;
     }
     return DT_OK;

@@ -8,7 +8,8 @@
  *
  * The walk lists a folder's entries in byte order of their names, then each
  * sub-folder's contents in the same order, so folders always come before what
- * they hold.  Every folder is opened relative to its parent's handle with
+ * they hold.  Two walks of trees holding the same paths list them in the same
+ * order, which lets a peer compare two listings part by part.  Every folder is opened relative to its parent's handle with
  * O_NOFOLLOW, and nothing is followed through a symlink. */
 #ifndef DT_WALK_H
 #define DT_WALK_H
@@ -48,17 +49,29 @@ typedef struct dt_walk_out {
     size_t special_len, special_cap;
 } dt_walk_out;
 
-/* List everything beneath the folder open as root_fd (which is only read
- * through, never closed).  A top-level entry named `skip` (may be NULL) is
- * left out.  Regular files smaller than hash_below carry the XXH3-64 of their
- * content.  Entries that vanish or cannot be read while listing are left
- * out; pipes, sockets and devices are named in out->special instead.  Only a
- * failure to read the root itself, or memory running out, fails. */
-int dt_walk(int root_fd, const char *skip, uint64_t hash_below, int want_ids,
-            dt_walk_out *out, dt_err *err);
+/* A walk that can stop after a part and go on from there. */
+typedef struct dt_walker dt_walker;
+
+/* Start listing everything beneath the folder open as root_fd (a duplicate
+ * of it is kept, so the caller may close its own).  A top-level entry named
+ * `skip` (may be NULL) is left out.  Regular files smaller than hash_below
+ * carry the XXH3-64 of their content; with want_ids, out->ids gets the
+ * inode, device and link count of each entry.  Entries that vanish or cannot
+ * be read while listing are left out; pipes, sockets and devices are named
+ * in out->special instead.  Only a failure to read the root itself, or
+ * memory running out, fails. */
+int dt_walker_open(int root_fd, const char *skip, uint64_t hash_below, int want_ids,
+                   dt_walker **out, dt_err *err);
+/* Append the next entries to out until its records reach max_bytes (the
+ * last may pass it) or the walk ends; dt_walker_done tells which. */
+int dt_walker_next(dt_walker *w, size_t max_bytes, dt_walk_out *out, dt_err *err);
+int dt_walker_done(const dt_walker *w);
+void dt_walker_free(dt_walker *w);
+
 void dt_walk_out_free(dt_walk_out *out);
 
-/* Check a manifest's framing (lengths, kinds) and list its record offsets
+/* Check a manifest's framing (lengths, kinds, every path after the one
+ * before it in walk order: no path twice) and list its record offsets
  * into out->offsets / out->count (recs is not touched). */
 int dt_manifest_index(const uint8_t *buf, size_t len, dt_walk_out *out, dt_err *err);
 

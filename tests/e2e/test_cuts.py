@@ -1,6 +1,8 @@
 """Mirrors through a proxy that cuts the first connection after a chosen
 number of bytes, in either direction: each cut mirror reconnects, resumes
-and completes, and the target then verifies without a difference."""
+and completes, and the target then verifies without a difference.  Each
+runs with the whole set in one part and again in parts of a few entries on
+both sides, settling (forgetting acknowledged names) after every few files."""
 from __future__ import annotations
 
 import os
@@ -36,8 +38,14 @@ def _change(root):
     (root / "d2" / "f0.bin").unlink()
 
 
-@pytest.fixture
-def world(engine, tmp_path):
+@pytest.fixture(params=["whole", "parts"])
+def world(engine, tmp_path, request, monkeypatch):
+    if request.param == "parts":
+        from dtcore.source.mirror import run
+        from dtcore.target import requests
+        monkeypatch.setattr(run, "PART", 300)
+        monkeypatch.setattr(run, "DONE_MAX", 3)
+        monkeypatch.setattr(requests, "MANIFEST_PART", 200)
     src = tmp_path / "src"
     _source(src)
     target = engine.start_target(tmp_path / "tgt", port=0)

@@ -54,8 +54,10 @@ def test_a_mirror_right_after_connecting_walks_the_set_once(setup, monkeypatch):
     engine, src, root, dst, _, repset = setup
     totals = engine.repset_totals[repset.name]  # CalculateOnConnect, on by default
     walks = []
-    real = ReplicationSet.listing
-    monkeypatch.setattr(ReplicationSet, "listing", lambda self, *a: walks.append(1) or real(self, *a))
+    for name in ("listing", "parts"):  # a whole walk, or one taken part by part
+        real = getattr(ReplicationSet, name)
+        monkeypatch.setattr(ReplicationSet, name,
+                            lambda self, *a, real=real: walks.append(1) or real(self, *a))
     target = engine.start_target(root.parent / "tgt2", port=0)
     conn = engine.connect(repset, "127.0.0.1", target.port, "job", calculate=False)
     assert not walks
@@ -214,7 +216,7 @@ def test_a_finished_session_keeps_nothing_large_while_it_waits_for_the_collector
                                                                                   tmp_path):
     """A session's threads and link callbacks form cycles, so it lives on
     until the collector runs: a long-lived target must not hold every
-    served session's manifest until then."""
+    served session's walk of its manifest until then."""
     import gc
 
     from dtcore.target.session import Session
@@ -236,7 +238,7 @@ def test_a_finished_session_keeps_nothing_large_while_it_waits_for_the_collector
             time.sleep(0.02)
         served = [o for o in gc.get_objects() if isinstance(o, Session)]
         assert len(served) >= 2, "the test needs lingering sessions to look at"
-        assert all(len(s.listing) == 0 for s in served)
+        assert all(s.manifest is None for s in served)
         assert all(s.queue is None or s.queue.memory.counts()["pool_used"] == 0 for s in served)
     finally:
         gc.enable()

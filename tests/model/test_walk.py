@@ -26,7 +26,9 @@ from dtcore.model.manifest import (
     SAME_SIZE,
     THERE,
     Listing,
+    Parts,
     listing_of,
+    order_key,
 )
 from dtcore.model.repset import ReplicationSet
 
@@ -86,6 +88,48 @@ def test_walk_lists_what_lstat_sees(tree, hash_below):
         kinds, sizes = listing.columns()
         assert sizes.tolist() == [e[2] for e in expected]
         assert kinds.tolist() == [{"f": 1, "d": 2, "l": 3}[e[1]] for e in expected]
+
+
+@settings(max_examples=60, deadline=None)
+@given(trees, st.integers(1, 400))
+def test_a_walk_in_parts_lists_what_the_whole_walk_lists(tree, part):
+    """Parts of any size, joined, are the whole walk; every walk's order is
+    the one order_key gives, which Listing.parse insists on."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        _build(root, tree if isinstance(tree, dict) else {"only": tree})
+        paths = [e[0] for e in _model(root, 0)]
+        parts = list(Parts(str(root), part))
+        assert [p.path(i) for p in parts for i in range(len(p))] == paths
+        assert all(len(p.data) < part + 48 + 4096 for p in parts)
+        assert paths == sorted(paths, key=order_key)
+        whole = b"".join(bytes(p.data) for p in parts)
+        assert len(Listing.parse(whole)) == len(paths)
+
+
+component = st.sampled_from([b"a", b"a-b", b"ab", b"b", b"a.x", b"\xff", b"0"])
+path_sets = st.sets(st.lists(component, min_size=1, max_size=4).map(b"/".join), min_size=2,
+                    max_size=30)
+
+
+def _manifest(paths: list[bytes]) -> bytes:
+    return b"".join(len(p).to_bytes(2, "little") + b"\x01" + b"\x00" * 45 + p for p in paths)
+
+
+@settings(max_examples=200, deadline=None)
+@given(path_sets, st.data())
+def test_a_manifest_out_of_walk_order_is_refused(paths, data):
+    """The native check of walk order agrees with order_key: sorted by it a
+    manifest is taken, with any two entries swapped (or one twice) it is not."""
+    ordered = sorted(paths, key=order_key)
+    assert len(Listing.parse(_manifest(ordered))) == len(ordered)
+    i = data.draw(st.integers(0, len(ordered) - 2))
+    j = data.draw(st.integers(i + 1, len(ordered) - 1))
+    swapped = ordered[:i] + [ordered[j]] + ordered[i + 1:j] + [ordered[i]] + ordered[j + 1:]
+    with pytest.raises(StreamError, match="walk order"):
+        Listing.parse(_manifest(swapped))
+    with pytest.raises(StreamError, match="walk order"):
+        Listing.parse(_manifest(ordered[:i + 1] + ordered[i:]))
 
 
 def _pair(tmp: Path) -> tuple[Path, Path]:

@@ -23,7 +23,8 @@ def test_requests_round_trip(request_):
 
 
 @pytest.mark.parametrize("reply", [
-    m.ManifestReply(5), m.FileReply(-1), m.FileReply(7), m.SignatureReply(100, 2),
+    m.ManifestReply(True), m.ManifestReply(False), m.FileReply(-1), m.FileReply(7),
+    m.SignatureReply(100, 2),
     m.OrphansReply(1, 2, 3), m.OrphansReply(0, 0, 0, True), m.StateReply("Mirror Required")])
 def test_replies_round_trip(reply):
     assert type(reply).parse(reply.fields()) == reply
@@ -48,6 +49,8 @@ def test_acks_round_trip(ack):
     (m.ReadRequest, {"path": "78", "offset": 0, "length": m.MAX_READ + 1}),
     (m.ReadRequest, {"offset": 0, "length": 1}),
     (m.ManifestRequest, {"hash_below": m.MAX_HASH_BELOW + 1}),
+    (m.ManifestReply, {"more": 1}),
+    (m.ManifestReply, {}),
     (m.OrphansRequest, {"paths": "78"}),
     (m.OrphansRequest, {"paths": [1]}),
     (m.StateRequest, {"set": 4}),

@@ -195,8 +195,13 @@ cdef extern from "dt_walk.h" nogil:
         uint64_t *ids
         uint8_t *special
         size_t special_len
-    int dt_walk(int root_fd, const char *skip, uint64_t hash_below, int want_ids,
-                dt_walk_out *out, dt_err *err)
+    ctypedef struct dt_walker:
+        pass
+    int dt_walker_open(int root_fd, const char *skip, uint64_t hash_below, int want_ids,
+                       dt_walker **out, dt_err *err)
+    int dt_walker_next(dt_walker *w, size_t max_bytes, dt_walk_out *out, dt_err *err)
+    int dt_walker_done(const dt_walker *w)
+    void dt_walker_free(dt_walker *w)
     void dt_walk_out_free(dt_walk_out *out)
     int dt_manifest_index(const uint8_t *buf, size_t length, dt_walk_out *out, dt_err *err)
     int dt_manifest_compare(const uint8_t *ours, const uint64_t *ours_off, size_t ours_n,

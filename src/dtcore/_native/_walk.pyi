@@ -1,6 +1,15 @@
 import numpy as np
 import numpy.typing as npt
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
+
+@disjoint_base
+class Walker:
+    def __init__(self, root_fd: int, skip: bytes | None, hash_below: int,
+                 want_ids: bool) -> None: ...
+    @property
+    def done(self) -> bool: ...
+    def next(self, max_bytes: int = ...) -> tuple[
+        memoryview, npt.NDArray[np.uint64], npt.NDArray[np.uint64] | None, bytes]: ...
 
 def walk(root_fd: int, skip: bytes | None, hash_below: int, want_ids: bool) -> tuple[
     memoryview, npt.NDArray[np.uint64], npt.NDArray[np.uint64] | None, bytes]: ...

@@ -10,7 +10,8 @@ from libc.string cimport memset
 import numpy as np
 
 from dtcore._native._c cimport (dt_err, dt_manifest_columns, dt_manifest_compare,
-                                dt_manifest_index, dt_walk, dt_walk_out, dt_walk_out_free,
+                                dt_manifest_index, dt_walk_out, dt_walk_out_free, dt_walker,
+                                dt_walker_done, dt_walker_free, dt_walker_next, dt_walker_open,
                                 raise_status)
 
 cdef const uint8_t EMPTY[1]
@@ -47,31 +48,59 @@ cdef object _owned(void **ptr, size_t size):
     return memoryview(o)
 
 
-def walk(int root_fd, bytes skip, uint64_t hash_below, bint want_ids):
-    """(records, offsets, ids or None, special) of everything beneath
-    ``root_fd``; ``special`` names what is not listed (pipes, sockets,
-    devices), each as a kind byte, its path and a NUL.  The records are a
-    read-only memoryview."""
-    cdef dt_walk_out out
-    cdef dt_err err
-    cdef int rc
-    cdef const char *skip_c = NULL
-    memset(&out, 0, sizeof(out))
-    if skip is not None:
-        skip_c = skip
-    with nogil:
-        rc = dt_walk(root_fd, skip_c, hash_below, want_ids, &out, &err)
-    try:
+cdef class Walker:
+    """A walk beneath a folder, taken part by part (:meth:`next`); each part
+    goes on in the order the whole walk would have listed."""
+    cdef dt_walker *w
+    cdef bint want_ids
+
+    def __cinit__(self, int root_fd, bytes skip, uint64_t hash_below, bint want_ids):
+        cdef dt_err err
+        cdef int rc
+        cdef const char *skip_c = NULL
+        if skip is not None:
+            skip_c = skip
+        self.want_ids = want_ids
+        with nogil:
+            rc = dt_walker_open(root_fd, skip_c, hash_below, want_ids, &self.w, &err)
         if rc:
             raise_status(rc, &err, "walk")
-        recs = _owned(<void **>&out.recs, out.recs_len)
-        offsets = np.frombuffer(_owned(<void **>&out.offsets, out.count * 8), dtype=np.uint64)
-        ids = np.frombuffer(_owned(<void **>&out.ids, out.count * 24), dtype=np.uint64
-                            ).reshape(-1, 3) if want_ids else None
-        special = (<char *>out.special)[:out.special_len] if out.special_len else b""
-        return recs, offsets, ids, special
-    finally:
-        dt_walk_out_free(&out)
+
+    def __dealloc__(self):
+        dt_walker_free(self.w)
+
+    @property
+    def done(self):
+        """Whether everything has been listed."""
+        return bool(dt_walker_done(self.w))
+
+    def next(self, size_t max_bytes=<size_t>-1):
+        """(records, offsets, ids or None, special) of the next entries, up
+        to about ``max_bytes`` of records; ``special`` names what is not
+        listed (pipes, sockets, devices), each as a kind byte, its path and a
+        NUL.  The records are a read-only memoryview."""
+        cdef dt_walk_out out
+        cdef dt_err err
+        cdef int rc
+        memset(&out, 0, sizeof(out))
+        with nogil:
+            rc = dt_walker_next(self.w, max_bytes, &out, &err)
+        try:
+            if rc:
+                raise_status(rc, &err, "walk")
+            recs = _owned(<void **>&out.recs, out.recs_len)
+            offsets = np.frombuffer(_owned(<void **>&out.offsets, out.count * 8), dtype=np.uint64)
+            ids = np.frombuffer(_owned(<void **>&out.ids, out.count * 24), dtype=np.uint64
+                                ).reshape(-1, 3) if self.want_ids else None
+            special = (<char *>out.special)[:out.special_len] if out.special_len else b""
+            return recs, offsets, ids, special
+        finally:
+            dt_walk_out_free(&out)
+
+
+def walk(int root_fd, bytes skip, uint64_t hash_below, bint want_ids):
+    """:meth:`Walker.next` of a whole walk beneath ``root_fd``."""
+    return Walker(root_fd, skip, hash_below, want_ids).next()
 
 
 def index(const uint8_t[::1] buf not None):

@@ -10,6 +10,10 @@ A checksum manifest carries the XXH3-64 of every regular file below a size
 (the small files a checksum mirror compares whole), computed while listing.
 The same packed records travel on the wire, so the target's listing is sent
 as it was made and the source indexes it without unpacking every entry.
+
+A walk can be taken in parts (:class:`Parts`); every walk lists paths in
+one order (:func:`order_key`), so two listings can be compared part by part
+and neither side holds a whole large tree's manifest.
 """
 from __future__ import annotations
 
@@ -33,6 +37,13 @@ _SPECIAL = {ord("p"): "fifo", ord("s"): "socket", ord("c"): "character device",
 # Flags of Listing.compare, one set per entry of ours (csrc/dt_walk.h).
 THERE, SAME_KIND, SAME_SIZE, SAME_MTIME, SAME_MODE, HASHED, SAME_HASH, SAME_OWNER, NEWER = (
     1 << i for i in range(9))
+
+
+def order_key(path: bytes) -> tuple[tuple[int, bytes], ...]:
+    """A key that sorts paths the way a walk lists them: a folder's own
+    entries by name, then each sub-folder's contents in the same order."""
+    parts = path.split(b"/")
+    return tuple((1, p) for p in parts[:-1]) + ((0, parts[-1]),)
 
 
 class Entry(NamedTuple):
@@ -86,13 +97,38 @@ class Listing:
     @classmethod
     def parse(cls, data: bytes | bytearray | memoryview) -> "Listing":
         """A manifest received from a peer, kept in the buffer it came in
-        (which must not change after); broken framing raises StreamError.
+        (which must not change after); broken framing, or paths out of walk
+        order (:func:`order_key`), raise StreamError.
         Paths are checked as entries are taken out (:meth:`entry`)."""
         view = memoryview(data).cast("B").toreadonly()
         return cls(view, _walk.index(view))
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+    def upto(self, key: tuple[tuple[int, bytes], ...]) -> int:
+        """How many leading entries sort at or before ``key`` (an
+        :func:`order_key`) in walk order."""
+        lo, hi = 0, len(self)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if order_key(self.path(mid)) <= key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def record(self, i: int) -> memoryview:
+        """The packed record of entry ``i``."""
+        at = int(self.offsets[i])
+        n = int.from_bytes(self.data[at:at + 2], "little")
+        return memoryview(self.data)[at:at + _REC.size + n]
+
+    def records(self, start: int = 0) -> memoryview:
+        """The packed records of the entries from ``start`` on (of a parsed
+        listing, whose records follow each other)."""
+        view = memoryview(self.data)
+        return view[int(self.offsets[start]):] if start < len(self) else view[:0]
 
     def special(self) -> list[tuple[str, bytes]]:
         """What a local walk found and left out, as (kind, path): kind is
@@ -138,6 +174,36 @@ class Listing:
         """(flags, match): for each of our entries the flags above against
         their entry of the same path, and that entry's index (-1 if none)."""
         return _walk.compare(self.data, self.offsets, theirs.data, theirs.offsets)
+
+
+class Parts:
+    """:meth:`Listing.walk` of a folder (its path, or a descriptor open on
+    it, which may be closed after) in parts of about ``part`` bytes of
+    records, each walked when it is asked for."""
+
+    def __init__(self, path: str | os.PathLike[str] | int, part: int, skip: bytes | None = None,
+                 hash_below: int = 0, ids: bool = False) -> None:
+        fd = path if isinstance(path, int) else \
+            os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self._walker = _walk.Walker(fd, skip, hash_below, ids)
+        finally:
+            if not isinstance(path, int):
+                os.close(fd)
+        self.part = part
+
+    @property
+    def done(self) -> bool:
+        """Whether the walk has listed everything."""
+        return self._walker.done
+
+    def next(self) -> Listing:
+        """The next part (empty once the walk is done)."""
+        return Listing(*self._walker.next(self.part))
+
+    def __iter__(self) -> Iterator[Listing]:
+        while not self.done:
+            yield self.next()
 
 
 def listing_of(path: str | os.PathLike[str], skip: bytes | None = None, hash_below: int = 0,

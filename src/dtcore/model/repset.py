@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 
 from dtcore.errors import InvalidParameterError, InvalidSourcePathError
-from dtcore.model.manifest import KIND_DIR, Entry, Listing, listing_of
+from dtcore.model.manifest import KIND_DIR, Entry, Listing, Parts, listing_of
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,23 @@ class ReplicationSet:
         everything = listing_of(self.root, None, hash_below, ids=True)
         if self._all:
             return everything
-        return everything.take(self._keep(everything), self.includes)
+        return everything.take(self._keep(everything, {b""}), self.includes)
 
-    def _keep(self, listing: Listing) -> np.ndarray:
+    def parts(self, part: int, hash_below: int = 0) -> Iterator[tuple[Listing, bytes | None]]:
+        """:meth:`listing` in parts, each walked when asked for, of about
+        ``part`` bytes of records before the rules pick from them: per part
+        its protected entries and the last path the walk reached (None when
+        the part listed nothing)."""
+        kept_dirs: set[bytes] = {b""}  # the rules keep a folder for what lies beneath
+        for everything in Parts(self.root, part, None, hash_below, ids=True):
+            last = everything.path(len(everything) - 1) if len(everything) else None
+            if not self._all:
+                everything = everything.take(self._keep(everything, kept_dirs), self.includes)
+            yield everything, last
+
+    def _keep(self, listing: Listing, kept_dirs: set[bytes]) -> np.ndarray:
         keep = np.zeros(len(listing), dtype=bool)
         kinds, _ = listing.columns()
-        kept_dirs: set[bytes] = {b""}
         for i in range(len(listing)):
             path = listing.path(i)
             if path.rpartition(b"/")[0] not in kept_dirs:

@@ -195,7 +195,8 @@ class Request:
 
 @dataclass(frozen=True)
 class ManifestRequest(Request):
-    """The target's listing of its path from ``offset`` on; files under
+    """The target's listing of its path: ``offset`` 0 starts a new walk, and
+    the byte count received so far asks for its next part.  Files under
     ``hash_below`` bytes are hashed while listed."""
 
     METHOD: ClassVar[str] = "manifest"
@@ -420,17 +421,20 @@ class Reply:
 
 @dataclass(frozen=True)
 class ManifestReply(Reply):
-    """``total``: the listing's full size; the data is the part from the
-    request's offset."""
+    """The data is the listing's next part, from the request's offset;
+    ``more``: whether another part follows."""
 
-    total: int
+    more: bool
 
     def fields(self) -> Fields:
-        return {"total": self.total}
+        return {"more": self.more}
 
     @classmethod
     def parse(cls, fields: Fields) -> "ManifestReply":
-        return cls(_int(fields, "total"))
+        more = fields.get("more")
+        if not isinstance(more, bool):
+            raise StreamError(f"manifest reply field 'more' must be true or false, not {more!r}")
+        return cls(more)
 
 
 @dataclass(frozen=True)

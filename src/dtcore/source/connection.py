@@ -199,26 +199,26 @@ class Connection:
         """Ask the target; the future gives (reply fields, reply data)."""
         return self.tx.check().request(request.METHOD, request.fields())
 
-    def manifest(self, first: Any = None, hash_below: int = 0) -> memoryview:
-        """The target's listing of its path.  ``first`` is the pending reply
-        of an earlier ``request(ManifestRequest(...))``; the rest of a listing
-        too large for one frame is fetched part by part."""
-        reply, data = first.result(600) if first is not None else \
-            self.call(ManifestRequest(hash_below))
-        total = ManifestReply.parse(reply).total
-        if len(data) >= total:
-            return data
-        whole = memoryview(bytearray(total))  # filled in place: no growing copies
-        got = len(data)
-        whole[:got] = data
-        while got < total:
-            _, more = self.call(ManifestRequest(hash_below, offset=got))
-            if not more or len(more) > total - got:
-                raise StreamError(f"the target's manifest ended at {got} of {total} bytes"
-                                  if not more else f"the target's manifest runs past {total} bytes")
-            whole[got:got + len(more)] = more
-            got += len(more)
-        return whole
+    def manifest_parts(self, first: Any = None, hash_below: int = 0) -> Iterator[memoryview]:
+        """The target's listing of its path, part by part as the target
+        walks it.  ``first`` is the pending reply of an earlier
+        ``request(ManifestRequest(...))``.  The next part is asked for as
+        soon as one arrives, so the target walks while the caller works."""
+        pending = first if first is not None else self.request(ManifestRequest(hash_below))
+        got = 0
+        while True:
+            reply, data = pending.result(600)
+            more = ManifestReply.parse(reply).more
+            got += len(data)
+            if more:
+                pending = self.request(ManifestRequest(hash_below, offset=got))
+            yield data
+            if not more:
+                return
+
+    def manifest(self, first: Any = None, hash_below: int = 0) -> bytes:
+        """The target's whole listing of its path (see :meth:`manifest_parts`)."""
+        return b"".join(self.manifest_parts(first, hash_below))
 
     def set_root_attrs(self, root: str | bytes) -> None:
         """Give the target path's own folder the mode, owner and times of

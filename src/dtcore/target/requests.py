@@ -20,7 +20,7 @@ from dtcore.apply.applier import Applier
 from dtcore.apply.safe_paths import SafeRoot
 from dtcore.errors import InvalidParameterError, InvalidPathError, StreamError
 from dtcore.model import xattrs
-from dtcore.model.manifest import KIND_FILE, Listing
+from dtcore.model.manifest import KIND_FILE, Listing, Parts
 from dtcore.model.ops import Attrs
 from dtcore.model.paths import check_path
 from dtcore.protocol.messages import (
@@ -53,8 +53,9 @@ from dtcore.target.states import STATE_DIR
 if TYPE_CHECKING:
     from dtcore.target.session import Session
 
-# A manifest larger than this goes in several replies (a reply is one frame).
-MANIFEST_PART = 16 << 20
+# A manifest is walked and sent in parts of about this many bytes (a reply
+# is one frame), so the target never holds a large tree's whole listing.
+MANIFEST_PART = 4 << 20
 Handler = Callable[["Session", Any, bytes], tuple[Reply, Any]]
 
 
@@ -62,13 +63,20 @@ Handler = Callable[["Session", Any, bytes], tuple[Reply, Any]]
 def _manifest(s: Session, req: ManifestRequest, data: bytes) -> tuple[Reply, Any]:
     root = s.view()
     skip = STATE_DIR if root.path == s.target.root.path else None
-    if req.offset == 0:  # a new listing; the source asks for the rest part by part
-        with s.timers.timed(req.METHOD) as t:
-            s.listing = Listing.walk(root.fd, skip, req.hash_below).data
-            t.nbytes = len(s.listing)
-    elif req.offset > len(s.listing):
-        raise StreamError(f"manifest offset {req.offset} is past its end ({len(s.listing)} bytes)")
-    return ManifestReply(len(s.listing)), memoryview(s.listing)[req.offset:req.offset + MANIFEST_PART]
+    with s.timers.timed(req.METHOD) as t:
+        if req.offset == 0:  # a new listing; the source asks for the rest part by part
+            s.manifest = Parts(root.fd, MANIFEST_PART, skip, req.hash_below)
+            s.manifest_sent = 0
+        elif s.manifest is None or req.offset != s.manifest_sent:
+            raise StreamError(f"manifest part asked for at {req.offset}, but "
+                              f"{s.manifest_sent} bytes of it were sent")
+        part = s.manifest.next().data
+        t.nbytes = len(part)
+    s.manifest_sent += len(part)
+    more = not s.manifest.done
+    if not more:
+        s.manifest = None
+    return ManifestReply(more), part
 
 
 def _sums(s: Session, req: SumsRequest, data: bytes) -> tuple[Reply, Any]:

@@ -43,6 +43,7 @@ from dtcore.errors import (
     TargetDiskFullError,
 )
 from dtcore.model.compression import Compressor
+from dtcore.model.manifest import Parts
 from dtcore.model.ops import unpack_batch
 from dtcore.model.paths import check_path
 from dtcore.protocol.frames import (
@@ -116,7 +117,10 @@ class Session:
         self._helpers: ThreadPoolExecutor | None = None
         self._applier: threading.Thread | None = None
         self._views = threading.local()  # each request thread's clone of the root
-        self.listing = b""  # the last manifest walked, sent part by part
+        # the manifest being walked, a part for each request, and the
+        # records sent of it so far
+        self.manifest: Parts | None = None
+        self.manifest_sent = 0
         self._clones: list[SafeRoot] = []
         self._expired = False
         self.gave_up = False
@@ -231,8 +235,8 @@ class Session:
         self._handoff.close()
         # the session lingers until the collector breaks its cycles (threads,
         # the link's callbacks): what is large goes now, or a long-lived
-        # target grows by a manifest for every session it served
-        self.listing = b""
+        # target holds a walk for every session it served
+        self.manifest = None
         if self._helpers is not None:
             self._helpers.shutdown(wait=True)
         for root in self._clones:

@@ -67,7 +67,7 @@ from dtcore.source.mirror.options import (
     MirrorOptions,
 )
 from dtcore.source.mirror.plan import Rates, plan_file
-from dtcore.source.mirror.run import Mirror
+from dtcore.source.mirror.run import WHOLE_WALK, Mirror
 from dtcore.source.mirror.send import WINDOW, FrameBatch, Sender
 
 SCHEMA = 1  # of ProfileReport.document(), described by profile.schema.json beside this file
@@ -278,6 +278,8 @@ class ProfileMirror(Mirror):
         self.timers = recorder.timers
         self.sender = ProfileSender(conn, os.fsencode(repset.root), options, self.rates, recorder)
         self.sample = sample
+        if sample:  # drawing N of them needs the count of files to look at: list the set whole
+            self.part_bytes = WHOLE_WALK
         self._rng = random.Random(seed)
 
     def _drawn(self) -> bool:

@@ -1,16 +1,24 @@
 """Mirrors: make the target path hold what the replication set holds.
 
-The source asks the target for its manifest (in parts when large; with checksums,
-the target hashes its small files while listing), lists and hashes its own
-set meanwhile, and compares the two in bulk: entries that are the same on
-both sides are accounted at once (:func:`plan.unchanged`), and only the rest
-go through a bounded file queue (``FileQueueSize``) to worker threads, which
-plan each file (:func:`plan.plan_file`) and carry the plan out
-(:class:`send.Sender`).  Every file is marked done when the target
-acknowledges its last op, so a mirror cut by a lost connection resumes after
-reconnecting: finished files are not sent again and a file cut mid-way is
-compared block by block, so only its missing part travels.  Verify runs the
-same comparison and reports (:mod:`verify`); orphans go last (:mod:`orphans`)."""
+The source asks the target for its manifest (with checksums, the target
+hashes its small files while listing) and walks its own set meanwhile, both
+in parts (``PART``, ``MANIFEST_PART``) that go on in one order, so neither
+side ever holds a large set's whole listing.  Each part of the source's walk
+is compared in bulk with the target's entries up to its last path: entries
+that are the same on both sides are accounted at once
+(:func:`plan.unchanged`), and only the rest go through a bounded file queue
+(``FileQueueSize``) to worker threads, which plan each file
+(:func:`plan.plan_file`) and carry the plan out (:class:`send.Sender`).
+Hard links, orphans (:mod:`orphans`) and folder attributes go last.
+
+Every file is marked done when the target acknowledges its last op, so a
+mirror cut by a lost connection resumes after reconnecting: finished files
+are not sent again and a file cut mid-way is compared block by block, so
+only its missing part travels.  Every ``DONE_MAX`` entries the mirror
+settles: it waits until all it handed out is applied and keeps the walk's
+last path instead of their names, and a resumed run takes every file before
+that path as done.  Verify runs the same comparison and reports
+(:mod:`verify`)."""
 from __future__ import annotations
 
 import os
@@ -39,6 +47,7 @@ from dtcore.model.manifest import (
     THERE,
     Entry,
     Listing,
+    order_key,
 )
 from dtcore.model.ops import Op, OpKind
 from dtcore.model.repset import ReplicationSet
@@ -68,10 +77,46 @@ from dtcore.source.mirror.options import (
     MirrorResult,
 )
 from dtcore.source.mirror.orphans import remove_orphans, select_orphans
+from dtcore.source.mirror.parts import Folders, TheirParts
 from dtcore.source.mirror.plan import SAME, VERIFY, Rates, plan_file, unchanged, why
 from dtcore.source.mirror.send import SMALL_WHOLE, FrameBatch, Sender
 from dtcore.source.mirror.verify import file_difference
 from dtcore.source.verifylog import VerifyLog
+
+
+# The mirror walks, compares and sends the set in parts of about this many
+# bytes of manifest records (some 50,000 entries), so its memory follows a
+# part, not the size of the set.
+PART = 4 << 20
+WHOLE_WALK = 1 << 62  # a part size that holds any walk
+# Entries handed out after which the mirror settles (_settle), forgetting
+# the names of those acknowledged.
+DONE_MAX = 65536
+# Told to a worker: send what you hold, then wait at the barrier.
+_FLUSH = (Entry(b"", DIR, 0, 0, 0, 0, 0, 0, 0, 0, 0), None)
+
+
+class _Run:
+    """What one run gathers across the parts of its walk for the end."""
+
+    def __init__(self) -> None:
+        self.first = True
+        self.walked = True  # the walk reached its end (not stopped)
+        self.special: list[tuple[str, bytes]] = []
+        self.links: list[tuple[Entry, Entry | None]] = []
+        self.folders = Folders()
+        self.orphans: list[Entry] = []  # with orphan removal
+        self.target_only: list[bytes] = []  # with verify
+
+    def unmatched(self, theirs: Listing, matched: np.ndarray | None, opts: MirrorOptions) -> None:
+        """Their entries no entry of ours matched (all when ``matched`` is None)."""
+        if not (opts.orphans or opts.verify):
+            return
+        left = np.flatnonzero(~matched) if matched is not None else np.arange(len(theirs))
+        if opts.orphans:
+            self.orphans.extend(theirs.entry(j) for j in left.tolist())
+        else:
+            self.target_only.extend(theirs.path(j) for j in left.tolist())
 
 
 class Mirror:
@@ -89,8 +134,14 @@ class Mirror:
         self.result = MirrorResult()
         self.rates = Rates()
         self.sender = Sender(conn, os.fsencode(repset.root), options, self.rates)
+        # files the target acknowledged since the last settle, and the walk's
+        # last path then (a resumed mirror takes every file before it as done)
         self.done: set[bytes] = set()
-        self.started: set[bytes] = set()
+        self.done_upto: bytes | None = None
+        self.started: set[bytes] = set()  # files being sent, until acknowledged
+        self.part_bytes = PART
+        self._unsettled = 0  # entries handed out since the last settle
+        self._barrier = threading.Barrier(1)
         self._lock = threading.Lock()
         self._remaining = 0
         self._total = 0
@@ -112,6 +163,7 @@ class Mirror:
     def _mark_done(self, path: bytes) -> None:
         with self._lock:
             self.done.add(path)
+            self.started.discard(path)
 
     def _generated(self, ops: int, nbytes: int, wire: int) -> None:
         srv = self.conn.stats.server
@@ -262,43 +314,137 @@ class Mirror:
         self._set_status(CALCULATING)
         need_manifest = opts.mode == DIFFERENCE or opts.orphans or opts.overwrite != 1 or \
             opts.verify or resume
+        hash_below = opts.small_file if opts.checksum and need_manifest else 0
         # ask first: the target lists (and hashes) its copy while we list ours
-        pending = conn.request(ManifestRequest(opts.small_file if opts.checksum else 0)) \
-            if need_manifest else None
-        with self._timed("source: walk and hash the set"):
-            ours = self.repset.listing(opts.small_file if opts.checksum and pending is not None
-                                       else 0)
-        special = ours.special()
-        if special:  # never copied: say so rather than leave them out in silence
-            self.result.special = [(kind, os.fsdecode(path)) for kind, path in special]
-            kind, path = special[0]
-            emit(6001, detail=f"{len(special)} pipes, sockets or devices are not replicated "
-                              f"(the first: {os.fsdecode(path)}, a {kind})")
-        kinds, sizes = ours.columns()
-        is_dir, is_file, is_link = kinds == KIND_DIR, kinds == KIND_FILE, kinds == KIND_LINK
-        todo = np.ones(len(ours), dtype=bool)
-        if self.done:  # resuming: what the target acknowledged stays as it is
-            todo = ~ours.among(self.done)
-        self._total = self._remaining = int(sizes[todo].sum())
-        self.result.files = int((todo & ~is_dir).sum())
-        self.result.directories = int((todo & is_dir).sum())
-        self.result.bytes_total = self._total
+        theirs = TheirParts(conn.manifest_parts(conn.request(ManifestRequest(hash_below)))
+                            if need_manifest else iter(()))
+        self._total = self._remaining = 0
+        self.result.files = self.result.directories = self.result.bytes_total = 0
+        self.files_to_plan = 0
         if resume:
             self.result.resumed += 1
         c = conn.counters
         if not opts.profile:  # a profile is no mirror: the mirror's statistics stay as they are
-            c["conMirrorBytesRemaining"] = self._total
+            c["conMirrorBytesRemaining"] = 0
             c["conMirrorPercent"] = 0
             c["ConMirrorStartTime"] = int(time.time())
             c["ConMirrorEndTime"] = 0
             emit(4058 if opts.verify else 4019, conn=label)
-        with self._timed("source: wait for the target's manifest"):
-            theirs = Listing.parse(conn.manifest(pending) if pending is not None else b"")
+        run = _Run()
+        work: queue.Queue[tuple[Entry, Entry | None] | None] = queue.Queue(max(1, opts.file_queue))
+        n_workers = max(1, opts.workers)
+        self._barrier = threading.Barrier(n_workers + 1)
+        workers = [threading.Thread(target=self._worker, args=(work, resume),
+                                    name=f"dtcore-mirror-{i}", daemon=True)
+                   for i in range(n_workers)]
+        for t in workers:
+            t.start()
+        try:
+            parts = self.repset.parts(self.part_bytes, hash_below)
+            while not self._stop.is_set() and self._error is None:
+                with self._timed("source: walk and hash the set"):
+                    got = next(parts, None)
+                if got is None:
+                    break
+                ours, last = got
+                if last is None:
+                    continue
+                with self._timed("source: wait for the target's manifest"):
+                    part = theirs.upto(last)
+                self._part(ours, part, run, work)
+                self._settle(work, n_workers, last)
+            else:
+                run.walked = False
+            if run.walked:
+                with self._timed("source: wait for the target's manifest"):
+                    run.unmatched(theirs.upto(None), None, opts)
+        finally:
+            for _ in workers:
+                work.put(None)
+            for t in workers:
+                t.join()
+        if self._error is not None:
+            raise self._error
+        if run.special:  # never copied: say so rather than leave them out in silence
+            self.result.special = [(kind, os.fsdecode(path)) for kind, path in run.special]
+            kind, path = run.special[0]
+            emit(6001, detail=f"{len(run.special)} pipes, sockets or devices are not replicated "
+                              f"(the first: {os.fsdecode(path)}, a {kind})")
+        batch = self._batch()
+        if opts.dry_run:
+            for e, _ in run.links:
+                self._would("link", e)
+            if opts.orphans:
+                for path in select_orphans(run.orphans, opts, time.time_ns()):
+                    self.result.planned.append(("remove", os.fsdecode(path)))
+        elif not verify_only:
+            self._links(batch, run.links)
+            if opts.orphans:  # before folder times: removing entries moves them
+                if opts.profile:
+                    self._count_orphans(run.orphans)
+                else:
+                    self._orphans(run.orphans)
+            touched = self.result.bytes_sent > 0 or any(self.result.strategies[k] for k in (
+                WHOLE, BLOCK, ROLLING, ATTRIBUTES)) or any(self.result.orphans.values())
+            self._folders(batch, run.folders.deepest_first(touched))
+        if opts.verify and not (opts.orphans and not verify_only):
+            for path in sorted(run.target_only):
+                self._difference(path, "on the target only")
+        failures = conn.tx.take_dropped()
+        if failures:
+            self._failed(failures, start)
+        if self._stop.is_set():
+            emit(4061 if opts.verify else 4022, conn=label, detail="stopped by request")
+            self.status = STOPPED
+        elif opts.profile:
+            self._set_status(IDLE)
+        else:
+            if writes:
+                conn.set_state(OK, "mirror complete")
+            c["ConMirrorEndTime"] = int(time.time())
+            c["conMirrorPercent"] = 100 * PERCENT_SCALE
+            c["conMirrorBytesRemaining"] = 0
+            emit(4062 if opts.verify else 4023, conn=label,
+                 detail=f"{self.result.files} files, {self.result.bytes_sent} bytes sent",
+                 differences=len(self.result.differences))
+            self._set_status(IDLE)
+        self.result.seconds = time.monotonic() - start
+        return self.result
+
+    def _part(self, ours: Listing, theirs: Listing, run: "_Run",
+              work: "queue.Queue[tuple[Entry, Entry | None] | None]") -> None:
+        """Compare one part of the walk with the target's entries up to its
+        last path, and send what differs: folders made first, unchanged
+        files accounted at once, small files in bulk, the rest handed to the
+        workers.  Hard links, orphans and folder attributes wait for the end."""
+        opts, conn = self.opts, self.conn
+        verify_only = opts.verify_only
+        writes = not verify_only and not opts.dry_run and not opts.profile
+        run.special.extend(ours.special())
+        kinds, sizes = ours.columns()
+        is_dir, is_file, is_link = kinds == KIND_DIR, kinds == KIND_FILE, kinds == KIND_LINK
+        todo = np.ones(len(ours), dtype=bool)
+        if self.done_upto is not None:  # resuming: files acknowledged before the last settle
+            n = ours.upto(order_key(self.done_upto))
+            todo[:n] = is_dir[:n]
+        if self.done:  # ... and after it
+            todo &= ~ours.among(self.done)
+        nbytes = int(sizes[todo].sum())
+        with self._lock:
+            self._total += nbytes
+            self._remaining += nbytes
+        self.result.files += int((todo & ~is_dir).sum())
+        self.result.directories += int((todo & is_dir).sum())
+        self.result.bytes_total = self._total
+        if not opts.profile:
+            self._progressed(0)
         with self._timed("source: compare the manifests"):
             flags, match = ours.compare(theirs)
-        if writes:
-            conn.set_state(MIRRORING)
-        self._set_status(VERIFYING if opts.verify else IN_PROGRESS)
+        if run.first:
+            run.first = False
+            if writes:
+                conn.set_state(MIRRORING)
+            self._set_status(VERIFYING if opts.verify else IN_PROGRESS)
         there = (flags & (THERE | SAME_KIND)) == (THERE | SAME_KIND)
         batch = self._batch()
         if not verify_only:
@@ -335,83 +481,55 @@ class Mirror:
         twin = is_file & (ours.ids[:, 2] > 1)  # hard-linked: even skipped ones name a first
         sent = self._small_files(ours, todo & is_file & ~skip & ~twin, there, sizes) \
             if writes else np.zeros(len(ours), dtype=bool)
-        work: queue.Queue[tuple[Entry, Entry | None] | None] = queue.Queue(max(1, opts.file_queue))
-        workers = [threading.Thread(target=self._worker, args=(work, resume),
-                                    name=f"dtcore-mirror-{i}", daemon=True)
-                   for i in range(max(1, opts.workers))]
-        for t in workers:
-            t.start()
-        links: list[tuple[Entry, Entry | None]] = []
-        try:
-            self.files_to_plan = int((todo & is_file & ~skip & ~sent).sum())
-            for i in np.flatnonzero(todo & ~is_dir & (~skip | twin) & ~sent).tolist():
-                if self._stop.is_set() or self._error is not None:
-                    break
-                e = ours.entry(i)
-                t = theirs.entry(int(match[i])) if match[i] >= 0 else None
-                if twin[i]:
-                    # hard links: the first name is sent, the others link to it
-                    first = self._sources.setdefault((e.dev, e.ino), e.path)
-                    if skip[i]:
-                        continue
-                    if first != e.path:
-                        links.append((e, t))
-                        continue
-                while not _put(work, (e, t)):
-                    if self._error is not None:
-                        break
-        finally:
-            for _ in workers:
-                work.put(None)
-            for t in workers:
-                t.join()
-        if self._error is not None:
-            raise self._error
+        self.files_to_plan += int((todo & is_file & ~skip & ~sent).sum())
+        self._unsettled += int((todo & ~skip).sum())
+        for i in np.flatnonzero(todo & ~is_dir & (~skip | twin) & ~sent).tolist():
+            if self._stop.is_set() or self._error is not None:
+                return
+            e = ours.entry(i)
+            t = theirs.entry(int(match[i])) if match[i] >= 0 else None
+            if twin[i]:
+                # hard links: the first name is sent, the others link to it
+                first = self._sources.setdefault((e.dev, e.ino), e.path)
+                if skip[i]:
+                    continue
+                if first != e.path:
+                    run.links.append((e, t))
+                    continue
+            while not _put(work, (e, t)):
+                if self._error is not None:
+                    return
         matched = np.zeros(len(theirs), dtype=bool)
         matched[match[match >= 0]] = True
-        if opts.dry_run:
-            for e, _ in links:
-                self._would("link", e)
-            if opts.orphans:
-                candidates = [theirs.entry(j) for j in np.flatnonzero(~matched).tolist()]
-                for path in select_orphans(candidates, opts, time.time_ns()):
-                    self.result.planned.append(("remove", os.fsdecode(path)))
-        elif not verify_only:
-            self._links(batch, links)
-            if opts.orphans:  # before folder times: removing entries moves them
-                candidates = [theirs.entry(j) for j in np.flatnonzero(~matched).tolist()]
-                if opts.profile:
-                    self._count_orphans(candidates)
-                else:
-                    self._orphans(candidates)
-            touched = self.result.bytes_sent > 0 or any(self.result.strategies[k] for k in (
-                WHOLE, BLOCK, ROLLING, ATTRIBUTES)) or any(self.result.orphans.values())
-            attrs_differ = (flags & (SAME_MTIME | SAME_MODE)) != (SAME_MTIME | SAME_MODE)
-            dirs = todo & is_dir & (~there | attrs_differ | touched)
-            self._folders(batch, [ours.entry(i) for i in np.flatnonzero(dirs)[::-1].tolist()])
-        if opts.verify and not (opts.orphans and not verify_only):
-            for path in sorted(theirs.path(j) for j in np.flatnonzero(~matched).tolist()):
-                self._difference(path, "on the target only")
-        failures = conn.tx.take_dropped()
-        if failures:
-            self._failed(failures, start)
-        if self._stop.is_set():
-            emit(4061 if opts.verify else 4022, conn=label, detail="stopped by request")
-            self.status = STOPPED
-        elif opts.profile:
-            self._set_status(IDLE)
-        else:
-            if writes:
-                conn.set_state(OK, "mirror complete")
-            c["ConMirrorEndTime"] = int(time.time())
-            c["conMirrorPercent"] = 100 * PERCENT_SCALE
-            c["conMirrorBytesRemaining"] = 0
-            emit(4062 if opts.verify else 4023, conn=label,
-                 detail=f"{self.result.files} files, {self.result.bytes_sent} bytes sent",
-                 differences=len(self.result.differences))
-            self._set_status(IDLE)
-        self.result.seconds = time.monotonic() - start
-        return self.result
+        run.unmatched(theirs, matched, opts)
+        attrs_differ = (flags & (SAME_MTIME | SAME_MODE)) != (SAME_MTIME | SAME_MODE)
+        if not (verify_only or opts.dry_run):
+            run.folders.add(ours, todo & is_dir, ~there | attrs_differ)
+
+    def _settle(self, work: "queue.Queue[tuple[Entry, Entry | None] | None]", n_workers: int,
+                last: bytes) -> None:
+        """Once many entries were handed out, wait until all of them are
+        applied and keep only the last path of the walk instead of their
+        names: a resumed mirror takes the files before it as done."""
+        if self._unsettled < DONE_MAX or self._error is not None:
+            return
+        self._unsettled = 0
+        for _ in range(n_workers):
+            work.put(_FLUSH)
+        try:
+            self._barrier.wait()
+        except threading.BrokenBarrierError:
+            return  # a worker failed: run() raises its error
+        self.conn.flush()
+        key = order_key(last)
+        with self._lock:
+            if self.conn.tx.dropped:  # given up: those files are not done
+                return
+            if self.done_upto is not None and key <= order_key(self.done_upto):
+                return  # a resumed run that has not passed the last one yet
+            self.done_upto = last
+            # names past it were acknowledged in an earlier run
+            self.done = {p for p in self.done if order_key(p) > key}
 
     def _small_files(self, ours: Listing, files: np.ndarray, there: np.ndarray,
                      sizes: np.ndarray) -> np.ndarray:
@@ -532,7 +650,11 @@ class Mirror:
                 if item is None:
                     stopped = True
                     break
-                if self._error is None:
+                if item is _FLUSH:
+                    if self._error is None:
+                        batch.flush()
+                        self._barrier.wait()
+                elif self._error is None:
                     e, t = item
                     self._file(batch, e, t, resume and e.path in self.started)
             batch.flush()  # may fail too, after the marker was taken
@@ -540,6 +662,7 @@ class Mirror:
             with self._lock:
                 if self._error is None:
                     self._error = exc
+            self._barrier.abort()  # run() may wait for this worker to flush
             while not stopped:
                 stopped = work.get() is None
 
