@@ -37,7 +37,7 @@ class TheirParts:
                 self._more = False
                 break
             if len(part):
-                self._held = Listing.parse(bytes(self._held.records()) + bytes(part))
+                self._held = Listing.parse(b"".join((self._held.records(), part)))
         n = len(self._held) if key is None else self._held.upto(key)
         out = Listing(self._held.data, self._held.offsets[:n])
         self._held = Listing.parse(self._held.records(n))
