@@ -74,8 +74,8 @@ bench-mirror: build
 bench-scale: build
 	@command -v rsync >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q rsync; } || \
 		{ echo "the scale benchmark needs rsync: sudo apt-get install rsync" >&2; exit 1; }
-	$(VPY) -m benchmarks.scale --files 10000 100000 200000 --runs 3; disk=$$?; \
-	$(VPY) -m benchmarks.scale --files 100000 1000000 --runs 3 --work /dev/shm --name scale_tmpfs; \
+	$(VPY) -m benchmarks.scale --files 10000 100000 1000000 --runs 3; disk=$$?; \
+	$(VPY) -m benchmarks.scale --files 100000 400000 --runs 3 --work /dev/shm --name scale_tmpfs; \
 	tmpfs=$$?; exit $$((disk | tmpfs))
 
 # Compression that decides by itself: full mirrors through a throttling proxy
