@@ -19,7 +19,7 @@ from dtcore.control import settings
 from dtcore.control.config import Config
 from dtcore.control.events import emit
 from dtcore.control.stats import ConState, Counters, Statistics
-from dtcore.errors import ConnectionFailedError, DTError, InvalidParameterError, StreamError
+from dtcore.errors import ConnectionFailedError, DTError, InvalidParameterError
 from dtcore.model.compression import Compressor
 from dtcore.model.ops import Attrs, Op
 from dtcore.protocol.adaptive import AUTO
