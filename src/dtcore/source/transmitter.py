@@ -44,6 +44,18 @@ if TYPE_CHECKING:
     from dtcore.source.rep_stream import ReplicationStream
 
 Callback = Callable[[], None]
+
+
+def _chain(first: Callback | None, then: Callback) -> Callback:
+    if first is None:
+        return then
+
+    def both() -> None:
+        first()
+        then()
+    return both
+
+
 MAX_MISSED = 4096  # missed names kept between two looks; past it, only "more"
 
 
@@ -71,6 +83,9 @@ class Transmitter:
         self.queue: ReplicationQueue | None = None
         self._seq = 0
         self._seq_lock = threading.Lock()
+        # held while a queued body moves to _pending, so that when_acked
+        # never finds it in neither
+        self._moving = threading.Lock()
         self._pending: OrderedDict[int, tuple[int, Callback | None, int]] = OrderedDict()
         self._unacked_ops = 0
         self._cv = threading.Condition()
@@ -198,6 +213,22 @@ class Transmitter:
                 self._cv.wait(0.2 if left is None else min(left, 0.2))
         self.check()
 
+    def when_acked(self, callback: Callback) -> None:
+        """Run ``callback`` (on the thread that reads acknowledgements) once
+        the target has acknowledged every mirror frame handed over so far,
+        or now if none waits.  Frames dropped before a reconnect never run it."""
+        with self._moving, self._cv:
+            if self._queued:
+                n, old, release = self._queued[-1]
+                self._queued[-1] = (n, _chain(old, callback), release)
+                return
+            if self._pending:  # acknowledgements are cumulative: the newest will do
+                seq = next(reversed(self._pending))
+                n, old, size = self._pending[seq]
+                self._pending[seq] = (n, _chain(old, callback), size)
+                return
+        callback()
+
     def attach(self, rep: ReplicationStream) -> None:
         """Carry a live replication stream from now on (and after reconnects)."""
         try:
@@ -262,11 +293,12 @@ class Transmitter:
         frames: list[Any] = []
         released: list[bytes] = []
         for record in records:
-            with self._cv:
-                n, callback, release = self._queued.popleft()
             view = memoryview(record)
             body = view[1:]
-            seq = self._number(n, callback, len(body))
+            with self._moving:
+                with self._cv:
+                    n, callback, release = self._queued.popleft()
+                seq = self._number(n, callback, len(body))
             frames += [link.ch.header(OPS, view[0], [body], seq), body]
             released += release
         link.send_parts(frames)

@@ -15,9 +15,9 @@ Every file is marked done when the target acknowledges its last op, so a
 mirror cut by a lost connection resumes after reconnecting: finished files
 are not sent again and a file cut mid-way is compared block by block, so
 only its missing part travels.  Every ``DONE_MAX`` entries the mirror
-settles: it waits until all it handed out is applied and keeps the walk's
-last path instead of their names, and a resumed run takes every file before
-that path as done.  Verify runs the same comparison and reports
+settles: once the target has acknowledged all it was sent so far, the mirror
+keeps the walk's last path instead of the names before it, and a resumed
+run takes every file before that path as done.  Verify runs the same comparison and reports
 (:mod:`verify`)."""
 from __future__ import annotations
 
@@ -141,6 +141,7 @@ class Mirror:
         self.started: set[bytes] = set()  # files being sent, until acknowledged
         self.part_bytes = PART
         self._unsettled = 0  # entries handed out since the last settle
+        self._acked_upto: bytes | None = None  # the last settle the target acknowledged
         self._barrier = threading.Barrier(1)
         self._lock = threading.Lock()
         self._remaining = 0
@@ -390,6 +391,7 @@ class Mirror:
         if opts.verify and not (opts.orphans and not verify_only):
             for path in sorted(run.target_only):
                 self._difference(path, "on the target only")
+        self._forget()  # everything was acknowledged (_folders waited)
         failures = conn.tx.take_dropped()
         if failures:
             self._failed(failures, start)
@@ -482,7 +484,8 @@ class Mirror:
         sent = self._small_files(ours, todo & is_file & ~skip & ~twin, there, sizes) \
             if writes else np.zeros(len(ours), dtype=bool)
         self.files_to_plan += int((todo & is_file & ~skip & ~sent).sum())
-        self._unsettled += int((todo & ~skip).sum())
+        if writes:  # only what is sent is acknowledged
+            self._unsettled += int((todo & ~skip).sum())
         for i in np.flatnonzero(todo & ~is_dir & (~skip | twin) & ~sent).tolist():
             if self._stop.is_set() or self._error is not None:
                 return
@@ -508,9 +511,11 @@ class Mirror:
 
     def _settle(self, work: "queue.Queue[tuple[Entry, Entry | None] | None]", n_workers: int,
                 last: bytes) -> None:
-        """Once many entries were handed out, wait until all of them are
-        applied and keep only the last path of the walk instead of their
-        names: a resumed mirror takes the files before it as done."""
+        """Every DONE_MAX entries handed out, have the workers send what
+        they hold and note the walk's last path; once the target has
+        acknowledged everything sent before that, keep the path instead of
+        the names before it: a resumed mirror takes those files as done."""
+        self._forget()
         if self._unsettled < DONE_MAX or self._error is not None:
             return
         self._unsettled = 0
@@ -520,16 +525,24 @@ class Mirror:
             self._barrier.wait()
         except threading.BrokenBarrierError:
             return  # a worker failed: run() raises its error
-        self.conn.flush()
-        key = order_key(last)
+
+        def acked() -> None:
+            self._acked_upto = last
+        self.conn.tx.when_acked(acked)
+
+    def _forget(self) -> None:
+        """Keep the last settle the target acknowledged instead of the
+        names before it."""
+        reached = self._acked_upto
+        if reached is None:
+            return
+        key = order_key(reached)
         with self._lock:
-            if self.conn.tx.dropped:  # given up: those files are not done
-                return
-            if self.done_upto is not None and key <= order_key(self.done_upto):
-                return  # a resumed run that has not passed the last one yet
-            self.done_upto = last
-            # names past it were acknowledged in an earlier run
-            self.done = {p for p in self.done if order_key(p) > key}
+            if not self.conn.tx.dropped and (  # given up: those files are not done
+                    self.done_upto is None or key > order_key(self.done_upto)):
+                self.done_upto = reached
+                # names past it were acknowledged in an earlier run
+                self.done = {p for p in self.done if order_key(p) > key}
 
     def _small_files(self, ours: Listing, files: np.ndarray, there: np.ndarray,
                      sizes: np.ndarray) -> np.ndarray:
