@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from dtcore.control.stats import ConState
+from dtcore.model.ops import Op, OpKind
 
 pytestmark = pytest.mark.timeout(120)
 SECRET = "pause-test-secret"
@@ -86,3 +87,22 @@ def test_a_pause_outlives_a_reconnect(pair, tmp_path):
     assert not (dst / "later.txt").exists()
     conn.resume()
     assert rep.drain(30) and (dst / "later.txt").read_text() == "after the cut"
+
+
+def test_when_acked_waits_for_every_frame_handed_over_before_it(pair):
+    """What a mirror's settle relies on: the callback runs once the target
+    has acknowledged the frames queued before it was asked for, not sooner,
+    and at once when nothing waits."""
+    engine, repset, conn, src, dst, target = pair
+    now: list[str] = []
+    conn.tx.when_acked(lambda: now.append("idle"))
+    assert now == ["idle"]
+    conn.pause()  # the frames stay queued on the source
+    conn.send_ops([Op(OpKind.MKDIR, 0, 1, b"first", 0o755)])
+    conn.send_ops([Op(OpKind.MKDIR, 0, 2, b"second", 0o755)])
+    conn.tx.when_acked(lambda: now.append("acked"))
+    time.sleep(0.3)
+    assert now == ["idle"] and not (dst / "second").exists()
+    conn.resume()
+    conn.flush(30)
+    assert now == ["idle", "acked"] and (dst / "second").is_dir()
