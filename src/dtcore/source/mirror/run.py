@@ -102,6 +102,7 @@ class _Run:
     def __init__(self) -> None:
         self.first = True
         self.walked = True  # the walk reached its end (not stopped)
+        self.last: bytes | None = None  # the last path it reached
         self.special: list[tuple[str, bytes]] = []
         self.links: list[tuple[Entry, Entry | None]] = []
         self.folders = Folders()
@@ -353,6 +354,7 @@ class Mirror:
                 with self._timed("source: wait for the target's manifest"):
                     part = theirs.upto(last)
                 self._part(ours, part, run, work)
+                run.last = last
                 self._settle(work, n_workers, last)
             else:
                 run.walked = False
@@ -391,7 +393,10 @@ class Mirror:
         if opts.verify and not (opts.orphans and not verify_only):
             for path in sorted(run.target_only):
                 self._difference(path, "on the target only")
-        self._forget()  # everything was acknowledged (_folders waited)
+        if writes and run.walked and run.last is not None and not conn.tx.dropped:
+            # _folders waited for every op: the whole walk is acknowledged
+            with self._lock:
+                self.done_upto, self.done = run.last, set()
         failures = conn.tx.take_dropped()
         if failures:
             self._failed(failures, start)
