@@ -69,8 +69,8 @@ bench-mirror: build
 
 # Difference mirrors, profiles and first copies by file count vs rsync
 # (Debian's rsync, installed when missing), with each side's peak RSS: on the
-# disk, then on a tmpfs where creating a file costs no disk time (about 25
-# minutes).  Both runs happen; the target fails if either missed a goal.
+# disk (to a million files), then on a tmpfs where creating a file costs no disk
+# time (about 20 minutes).  Both runs happen; the target fails if either missed a goal.
 bench-scale: build
 	@command -v rsync >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q rsync; } || \
 		{ echo "the scale benchmark needs rsync: sudo apt-get install rsync" >&2; exit 1; }
