@@ -88,3 +88,44 @@ def test_a_resumed_mirror_takes_what_it_settled_as_done(engine, tmp_path, tiny):
     assert_same(src, tmp_path / "tgt" / "job")
     fresh = Mirror(conn, repset, MirrorOptions.from_config(engine.config, mode=FULL)).run()
     assert fresh.strategies[WHOLE] == sent and fresh.strategies[SKIPPED] == 0
+
+
+@pytest.mark.parametrize("checksum", [False, True])
+def test_changed_small_files_go_in_bulk_and_a_mode_change_alone_sends_attributes(
+        engine, tmp_path, monkeypatch, checksum):
+    """A difference mirror sends small files whose content differs through
+    the bulk path (plan_file would send them whole anyway), and a file whose
+    content is the same (its mode alone changed; by checksum, its time too)
+    as attributes, never its bytes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("grown", "touched", "mode", "same-size"):
+        (src / name).write_bytes(b"x" * 500)
+    target = engine.start_target(tmp_path / "tgt", port=0)
+    repset = ReplicationSet(src)
+    conn = engine.connect(repset, "127.0.0.1", target.port, "job")
+    engine.mirror(conn, repset, FULL)
+    copy = tmp_path / "tgt" / "job"
+    (src / "grown").write_bytes(b"y" * 600)
+    os.utime(src / "touched", ns=(1, 1_700_000_000_000_000_000))
+    os.chmod(src / "mode", 0o600)
+    st = (src / "same-size").stat()
+    (src / "same-size").write_bytes(b"z" * 500)  # same size and time: only a checksum sees it
+    os.utime(src / "same-size", ns=(st.st_atime_ns, st.st_mtime_ns))
+    bulk: list[bytes] = []
+    real = mirror_run.Sender.small_files
+
+    def spy(self, listing, picked):
+        bulk.extend(listing.path(int(i)) for i in picked)
+        return real(self, listing, picked)
+    monkeypatch.setattr(mirror_run.Sender, "small_files", spy)
+    r = engine.mirror(conn, repset, DIFFERENCE, checksum=checksum, itemize=True)
+    # by checksum, a new time over the same bytes is an attribute change too
+    assert sorted(bulk) == ([b"grown", b"same-size"] if checksum else [b"grown", b"touched"])
+    assert ("attributes", "mode") in r.items
+    assert (("attributes", "touched") in r.items) == checksum
+    for name in ("grown", "touched", "mode"):
+        assert (copy / name).read_bytes() == (src / name).read_bytes()
+        assert (copy / name).stat().st_mtime_ns == (src / name).stat().st_mtime_ns
+        assert (copy / name).stat().st_mode == (src / name).stat().st_mode
+    assert ((copy / "same-size").read_bytes() == b"z" * 500) == checksum

@@ -37,13 +37,16 @@ from dtcore.errors import InvalidParameterError, from_code
 from dtcore.model.manifest import (
     DIR,
     FILE,
+    HASHED,
     KIND_DIR,
     KIND_FILE,
     KIND_LINK,
     LINK,
+    SAME_HASH,
     SAME_KIND,
     SAME_MODE,
     SAME_MTIME,
+    SAME_SIZE,
     THERE,
     Entry,
     Listing,
@@ -486,7 +489,7 @@ class Mirror:
             batch.flush()
         assert ours.ids is not None
         twin = is_file & (ours.ids[:, 2] > 1)  # hard-linked: even skipped ones name a first
-        sent = self._small_files(ours, todo & is_file & ~skip & ~twin, there, sizes) \
+        sent = self._small_files(ours, todo & is_file & ~skip & ~twin, there, flags, sizes) \
             if writes else np.zeros(len(ours), dtype=bool)
         self.files_to_plan += int((todo & is_file & ~skip & ~sent).sum())
         if writes:  # only what is sent is acknowledged
@@ -550,18 +553,23 @@ class Mirror:
                 self.done = {p for p in self.done if order_key(p) > key}
 
     def _small_files(self, ours: Listing, files: np.ndarray, there: np.ndarray,
-                     sizes: np.ndarray) -> np.ndarray:
+                     flags: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """Send in bulk the small ``files`` that plan_file would send whole:
-        those the target lacks and, in a full mirror that overwrites without
-        checksums, those it has; returns which entries were sent.  What needs
-        a look of its own stays out: extended attributes, a claim against a
-        live replication, a verify's report, a file cut short before."""
+        those the target lacks, and those it has whose content differs (in a
+        full mirror that overwrites without checksums, all it has); returns
+        which entries were sent.  What needs a look of its own stays out:
+        extended attributes, a claim against a live replication, a verify's
+        report, a file cut short before."""
         opts = self.opts
         sent = np.zeros(len(ours), dtype=bool)
         if opts.xattrs or opts.verify or self.started or self.conn.tx.rep is not None:
             return sent
-        rewrite = opts.mode != DIFFERENCE and opts.overwrite == 1 and not opts.checksum
-        picked = files & (~there | (rewrite & (sizes < opts.small_file))) & \
+        if opts.mode != DIFFERENCE and opts.overwrite == 1 and not opts.checksum:
+            resend = there
+        else:  # where plan_file finds the content the same, only attributes go
+            same = (HASHED | SAME_HASH | SAME_SIZE) if opts.checksum else (SAME_SIZE | SAME_MTIME)
+            resend = there & ((flags & same) != same)
+        picked = files & (~there | (resend & (sizes < opts.small_file))) & \
             (sizes <= SMALL_WHOLE) & ((sizes > 0) | opts.zero_k_files)
         for body, ops, data, packed in self.sender.small_files(ours, np.flatnonzero(picked)):
             sent[packed] = True
