@@ -176,6 +176,9 @@ class Listing:
         return _walk.compare(self.data, self.offsets, theirs.data, theirs.offsets)
 
 
+WHOLE_WALK = 1 << 62  # a part size that holds any walk
+
+
 class Parts:
     """:meth:`Listing.walk` of a folder (its path, or a descriptor open on
     it, which may be closed after) in parts of about ``part`` bytes of
@@ -209,8 +212,4 @@ class Parts:
 def listing_of(path: str | os.PathLike[str], skip: bytes | None = None, hash_below: int = 0,
                ids: bool = False) -> Listing:
     """:meth:`Listing.walk` of a folder named by its path."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return Listing.walk(fd, skip, hash_below, ids)
-    finally:
-        os.close(fd)
+    return Parts(path, WHOLE_WALK, skip, hash_below, ids).next()

@@ -44,7 +44,7 @@ import numpy as np
 from dtcore.control.timers import StageTimers
 from dtcore.model.compression import Compressor
 from dtcore.model.delta import Delta, Signature
-from dtcore.model.manifest import FILE, Entry
+from dtcore.model.manifest import FILE, WHOLE_WALK, Entry
 from dtcore.model.ops import Op, OpKind, pack_batch
 from dtcore.model.repset import ReplicationSet
 from dtcore.protocol.adaptive import ALWAYS, Adaptive
@@ -67,7 +67,7 @@ from dtcore.source.mirror.options import (
     MirrorOptions,
 )
 from dtcore.source.mirror.plan import Rates, plan_file
-from dtcore.source.mirror.run import WHOLE_WALK, Mirror
+from dtcore.source.mirror.run import Mirror
 from dtcore.source.mirror.send import WINDOW, FrameBatch, Sender
 
 SCHEMA = 1  # of ProfileReport.document(), described by profile.schema.json beside this file

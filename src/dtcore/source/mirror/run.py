@@ -91,7 +91,6 @@ from dtcore.source.verifylog import VerifyLog
 # bytes of manifest records (some 50,000 entries), so its memory follows a
 # part, not the size of the set.
 PART = 4 << 20
-WHOLE_WALK = 1 << 62  # a part size that holds any walk
 # Entries handed out after which the mirror settles (_settle), forgetting
 # the names of those acknowledged.
 DONE_MAX = 65536
@@ -155,6 +154,13 @@ class Mirror:
         self._sources: dict[tuple[int, int], bytes] = {}
         self.timers: StageTimers | None = None  # a profile times the stages
         self.files_to_plan = 0  # regular files the comparison left to look at one by one
+
+    @property
+    def writes(self) -> bool:
+        """Whether this run sends ops and changes the target (a profile does
+        all a mirror does but that; a verify or a dry run neither)."""
+        o = self.opts
+        return not (o.verify_only or o.dry_run or o.profile)
 
     @contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
@@ -311,8 +317,7 @@ class Mirror:
                 "orphan removal in a target's root would delete every other source's copy "
                 "there; mirror into a target path to remove orphans")
         verify_only = opts.verify_only
-        # a profile does all a mirror does but send ops and change the target
-        writes = not verify_only and not opts.dry_run and not opts.profile
+        writes = self.writes
         start = time.monotonic()
         self._error = None  # a resumed run starts clean; what failed before is resent
         label = conn.label()
@@ -429,7 +434,7 @@ class Mirror:
         workers.  Hard links, orphans and folder attributes wait for the end."""
         opts, conn = self.opts, self.conn
         verify_only = opts.verify_only
-        writes = not verify_only and not opts.dry_run and not opts.profile
+        writes = self.writes
         run.special.extend(ours.special())
         kinds, sizes = ours.columns()
         is_dir, is_file, is_link = kinds == KIND_DIR, kinds == KIND_FILE, kinds == KIND_LINK
